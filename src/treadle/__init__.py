@@ -1,0 +1,26 @@
+"""treadle: an asyncio event loop and runtime written in Python.
+
+    import treadle
+    treadle.run(main())
+    # or: asyncio.run(main(), loop_factory=treadle.new_event_loop)
+"""
+
+from ._kernel import Handle, Task, TimerHandle, eager_task_factory, task_factory
+from ._loop import EventLoop, EventLoopPolicy, new_event_loop
+from ._runner import run
+from ._version import __version__
+
+
+def _is_compiled() -> bool:
+    from ._kernel import loop
+    return not loop.__file__.endswith(".py")
+
+
+#: True when the runtime runs as compiled extension modules.
+__compiled__: bool = _is_compiled()
+
+__all__ = [
+    "EventLoop", "EventLoopPolicy", "Handle", "Task", "TimerHandle",
+    "__compiled__", "__version__", "eager_task_factory", "new_event_loop", "run",
+    "task_factory",
+]

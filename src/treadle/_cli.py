@@ -1,0 +1,135 @@
+"""The ``treadle`` command.  Thin: parses arguments and calls the library.
+
+    treadle run SCRIPT.py [ARGS...]     run an asyncio script on treadle
+    treadle run -m MODULE [ARGS...]     the same for a module
+    treadle --version
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import runpy
+import signal
+import sys
+import traceback
+from typing import Callable
+from types import TracebackType
+from typing import Any, Sequence
+
+from ._version import __version__
+
+
+def _version_line() -> str:
+    import treadle
+    build = "compiled" if treadle.__compiled__ else "pure Python"
+    return (f"treadle {__version__} ({build}) on Python "
+            f"{sys.version.split()[0]} [{sys.implementation.name}]")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="treadle",
+        description="treadle: a fast asyncio event loop with structured "
+                    "concurrency and deterministic testing.")
+    p.add_argument("--version", action="version", version=_version_line())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="run an unmodified asyncio program on treadle",
+        description="Run SCRIPT (or -m MODULE) as `python SCRIPT` would, with "
+                    "every asyncio.run(), asyncio.Runner() and "
+                    "asyncio.new_event_loop() in it using treadle's loop.")
+    run.add_argument("-m", dest="module", metavar="MODULE",
+                     help="run a module as a script (like python -m)")
+    run.add_argument("--debug", action="store_true",
+                     help="asyncio debug mode (like PYTHONASYNCIODEBUG=1)")
+    run.add_argument("script", nargs="?", metavar="SCRIPT",
+                     help="path of the Python script to run")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                     help="arguments passed to the script as sys.argv[1:]")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        if args.module is None and args.script is None:
+            parser.error("run: give a SCRIPT or -m MODULE")
+        if args.module is not None and args.script is not None:
+            args.args.insert(0, args.script)
+        return _run_program(args.script, args.module, args.args, debug=args.debug)
+    parser.print_help()
+    return 0
+
+
+def install() -> None:
+    """Make asyncio build treadle loops wherever it builds one itself."""
+    from ._loop import EventLoopPolicy
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def _run_program(script: str | None, module: str | None, argv: list[str],
+                 *, debug: bool) -> int:
+    if debug:
+        os.environ["PYTHONASYNCIODEBUG"] = "1"
+    install()
+    if module is not None:
+        sys.argv = [module, *argv]
+        sys.path.insert(0, os.getcwd())
+        target: Any = module
+        runner: Callable[..., Any] = runpy.run_module
+        kwargs: dict[str, Any] = {"run_name": "__main__", "alter_sys": True}
+        origin = None
+    else:
+        assert script is not None
+        if not os.path.exists(script):
+            print(f"treadle: can't open file {script!r}: "
+                  f"[Errno 2] No such file or directory", file=sys.stderr)
+            return 2
+        sys.argv = [script, *argv]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+        target = script
+        runner = runpy.run_path
+        kwargs = {"run_name": "__main__"}
+        origin = os.path.abspath(script)
+    try:
+        runner(target, **kwargs)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt as exc:
+        _print_user_traceback(exc, origin)
+        # Die of SIGINT, as python does, so the shell sees the right status.
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        except (OSError, ValueError):
+            pass
+        return 130
+    except BaseException as exc:
+        _print_user_traceback(exc, origin)
+        return 1
+    return 0
+
+
+def _print_user_traceback(exc: BaseException, origin: str | None) -> None:
+    """Print *exc* as ``python SCRIPT`` would: the frames of runpy and of this
+    module are dropped from the top of the traceback."""
+    tb: TracebackType | None = exc.__traceback__
+    here = os.path.abspath(__file__)
+    skip_files = {here, os.path.abspath(runpy.__file__)}
+    while tb is not None:
+        raw = tb.tb_frame.f_code.co_filename
+        filename = os.path.abspath(raw)
+        if origin is not None and filename == origin:
+            break
+        if filename not in skip_files and not raw.startswith("<frozen"):
+            break
+        tb = tb.tb_next
+    exc.__traceback__ = tb
+    traceback.print_exception(type(exc), exc, tb)
+    sys.stderr.flush()

@@ -1,0 +1,177 @@
+"""Handles: the objects ``call_soon``/``call_later``/``call_at`` return.
+
+Owns: one scheduled callback, its arguments and the ``contextvars.Context``
+it runs in; cancellation of that callback.
+Never: touches the ready queue or the timer heap itself.  A cancelled
+handle stays where it is and is skipped when reached; a cancelled timer
+tells the loop (``_timer_handle_cancelled``) so the loop can count
+tombstones and compact the heap when they pile up.  That is what makes
+cancellation O(1).
+
+The public surface is asyncio's: ``cancel()``, ``cancelled()``,
+``get_context()``, ``when()`` for timers, and reprs of the same shape.
+These are treadle's own classes, not subclasses of ``asyncio.Handle``
+(as with uvloop): a handle is allocated for every callback and must stay a
+small, compilable object.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from typing import Any, Callable
+
+from . import _format
+
+_copy_context = contextvars.copy_context
+
+
+class Handle:
+    """A callback scheduled on the loop."""
+
+    __slots__ = ("_callback", "_args", "_cancelled", "_loop",
+                 "_source_traceback", "_repr", "_context", "__weakref__")
+
+    _callback: Any
+    _args: Any
+    _cancelled: bool
+    _loop: Any
+    _source_traceback: Any
+    _repr: str | None
+    _context: contextvars.Context
+
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...],
+                 loop: Any, context: contextvars.Context | None = None) -> None:
+        # One allocation besides the handle itself: the context copy that
+        # asyncio's semantics require (the callback must see the context
+        # as it was when it was scheduled).
+        self._context = _copy_context() if context is None else context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        if loop._debug:
+            self._source_traceback = _format.extract_stack(sys._getframe(1))
+        else:
+            self._source_traceback = None
+
+    def _repr_info(self) -> list[str]:
+        info = [type(self).__name__]
+        if self._cancelled:
+            info.append("cancelled")
+        if self._callback is not None:
+            info.append(_format.callback_source(self._callback, self._args))
+        if self._source_traceback:
+            frame = self._source_traceback[-1]
+            info.append(f"created at {frame[0]}:{frame[1]}")
+        return info
+
+    def __repr__(self) -> str:
+        if self._repr is not None:
+            return self._repr
+        return "<" + " ".join(self._repr_info()) + ">"
+
+    def get_context(self) -> contextvars.Context:
+        return self._context
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._cancelled = True
+            if self._loop._debug:
+                # Keep the text: "Executing <Handle ...> took 2.5 seconds"
+                # must still name the callback after it is dropped.
+                self._repr = repr(self)
+            self._callback = None
+            self._args = None
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _run(self) -> None:
+        if self._cancelled:
+            return
+        try:
+            self._context.run(self._callback, *self._args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            cb = _format.callback_source(self._callback, self._args)
+            context: dict[str, Any] = {
+                "message": f"Exception in callback {cb}",
+                "exception": exc,
+                "handle": self,
+            }
+            if self._source_traceback:
+                context["source_traceback"] = self._source_traceback
+            self._loop.call_exception_handler(context)
+            del context
+        finally:
+            # A frame that was on the stack when a coroutine frame finished
+            # outlives its call (it becomes that frame's f_back); it must
+            # not keep the handle, and through it a task, alive.
+            del self
+
+
+class TimerHandle(Handle):
+    """A callback scheduled for a point on the loop's clock."""
+
+    __slots__ = ("_scheduled", "_when")
+
+    _scheduled: bool
+    _when: float
+
+    def __init__(self, when: float, callback: Callable[..., object],
+                 args: tuple[Any, ...], loop: Any,
+                 context: contextvars.Context | None = None) -> None:
+        super().__init__(callback, args, loop, context)
+        if self._source_traceback:
+            del self._source_traceback[-1]
+        self._when = when
+        self._scheduled = False
+
+    def _repr_info(self) -> list[str]:
+        info = super()._repr_info()
+        info.insert(2 if self._cancelled else 1, f"when={self._when}")
+        return info
+
+    def __hash__(self) -> int:
+        return hash(self._when)
+
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, TimerHandle):
+            return self._when < other._when
+        return NotImplemented
+
+    def __le__(self, other: object) -> bool:
+        if isinstance(other, TimerHandle):
+            return self._when < other._when or self.__eq__(other) is True
+        return NotImplemented
+
+    def __gt__(self, other: object) -> bool:
+        if isinstance(other, TimerHandle):
+            return self._when > other._when
+        return NotImplemented
+
+    def __ge__(self, other: object) -> bool:
+        if isinstance(other, TimerHandle):
+            return self._when > other._when or self.__eq__(other) is True
+        return NotImplemented
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TimerHandle):
+            return (self._when == other._when
+                    and self._callback == other._callback
+                    and self._args == other._args
+                    and self._cancelled == other._cancelled)
+        return NotImplemented
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._loop._timer_handle_cancelled(self)
+        super().cancel()
+
+    def when(self) -> float:
+        """The absolute time on the loop's clock (``loop.time()``) at which
+        the callback is due."""
+        return self._when

@@ -1,0 +1,932 @@
+"""The treadle kernel: the run loop.
+
+Owns: the ready queue, the timer queue, the clock, the I/O backend and the
+fd -> callback map, the thread-safe wake-up pipe, executors, async
+generator hooks, the exception handler, debug mode, and the three seams
+(clock, ready order, instruments; see ``seams.py``).
+Never: knows what a socket, a transport or a process is.  Those layers
+live in ``treadle._net`` and ``treadle._proc`` and reach the kernel only
+through ``_add_reader``/``_add_writer`` and ``call_soon``.
+
+One turn of the loop (``_run_once``) does, in this order:
+
+1. **Poll I/O**, if needed.  With nothing ready, block in the backend until
+   the next timer is due (or forever).  With callbacks ready, asyncio polls
+   with a zero timeout on *every* turn, one syscall per turn even for a
+   chain of ``call_soon``; treadle polls only after ``POLL_EVERY``
+   callbacks have run since the last poll (and always when stopping or
+   when the turn is the first of ``run_forever``).  I/O waits at most
+   ``POLL_EVERY`` callbacks, never starves, and a busy loop saves almost all
+   of its poll syscalls.  Ready fds put their reader/writer handles on the
+   ready queue.
+2. **Move due timers** to the ready queue, earliest first.
+3. **Run the batch**: exactly the callbacks and tasks that were ready when
+   the batch began.  Anything they schedule runs next turn, after another
+   chance to poll.  This is the only place callbacks and task steps are
+   actually *called*; everything else appends to ``_ready``.
+
+The ready queue holds two kinds of item, both with a ``_run()`` method:
+``Handle`` (a callback) and ``Task`` (a task step, queued without any
+wrapper, see ``task.py``).
+
+Invariants of the hot path (``call_soon``, the batch loop, task switches):
+no allocation beyond the Handle and its context copy; no clock read when no
+timer is pending; one attribute test per turn decides whether any seam or
+debug feature is active (``_slow``), and the plain path has no other
+branches for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections import deque
+from typing import Any, Callable
+
+from . import _compat, _format
+from .handles import Handle, TimerHandle
+from .seams import Clock, ReadyOrder, hooks_of
+from .task import Task
+from .timers import TimerQueue
+from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
+
+#: Callbacks that may run between two polls of the I/O backend while the
+#: loop is busy.  Bounds I/O latency under load; see step 1 above.
+POLL_EVERY = 64
+
+#: The longest the loop blocks in one poll (asyncio's MAXIMUM_SELECT_TIMEOUT).
+MAX_POLL_TIMEOUT = 24 * 3600.0
+
+_Future = asyncio.Future
+_monotonic = time.monotonic
+_perf_counter = time.perf_counter
+_get_running_loop = asyncio.events._get_running_loop
+_set_running_loop = asyncio.events._set_running_loop
+
+
+def _fileobj_to_fd(fileobj: Any) -> int:
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+def _run_until_complete_cb(fut: Any) -> None:
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # run_forever() is already unwinding with it.
+            return
+    fut.get_loop().stop()
+
+
+class KernelLoop(asyncio.AbstractEventLoop):
+    """The event loop without networking or processes.
+
+    ``treadle.EventLoop`` adds those; this class is what the rest of treadle
+    builds on, and what the kernel tests exercise.
+    """
+
+    #: Callbacks that take longer than this are logged in debug mode.
+    slow_callback_duration = 0.1
+
+    def __init__(self, *, clock: Clock | None = None,
+                 backend: IOBackend | None = None) -> None:
+        self._ready: deque[Any] = deque()
+        #: The same deque, under a name no other loop uses: treadle tasks
+        #: look for it to know they may queue themselves directly.
+        self._kernel_ready = self._ready
+        self._timers = TimerQueue()
+        self._closed = False
+        self._stopping = False
+        self._thread_id: int | None = None
+        self._debug = _compat.debug_mode_default()
+        self._clock = clock
+        self._time: Callable[[], float] = _monotonic if clock is None else clock.time
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
+        self._backend: IOBackend = default_backend() if backend is None else backend
+        self._readers: dict[int, Handle] = {}
+        self._writers: dict[int, Handle] = {}
+        self._exception_handler: Callable[[Any, dict[str, Any]], object] | None = None
+        self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor_shutdown_called = False
+        self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._old_agen_hooks: Any = None
+        self._task_factory: Callable[..., Any] | None = None
+        self._current_handle: Any = None
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth: int | None = None
+        # Seams (see seams.py).
+        self._instruments: list[object] = []
+        self._hooks: dict[str, list[Callable[..., object]]] | None = None
+        self._ready_order: ReadyOrder | None = None
+        self._slow = self._debug
+        # Poll scheduling (step 1).
+        self._since_poll = POLL_EVERY
+        # True while the loop may be blocked in the backend: a thread that
+        # adds work must then wake it through the pipe.
+        self._waiting = False
+        self._wake_r = -1
+        self._wake_w = -1
+        self._internal_fds = 0
+        self._make_self_pipe()
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} running={self.is_running()} "
+                f"closed={self.is_closed()} debug={self.get_debug()}>")
+
+    # ------------------------------------------------------------------
+    # the wake-up pipe
+    # ------------------------------------------------------------------
+
+    def _make_self_pipe(self) -> None:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._wake_r, self._wake_w = r, w
+        self._internal_fds += 1
+        self._add_reader(r, self._read_from_self)
+
+    def _close_self_pipe(self) -> None:
+        if self._wake_r < 0:
+            return
+        self._remove_reader(self._wake_r)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._wake_r = self._wake_w = -1
+        self._internal_fds -= 1
+
+    def _write_to_self(self) -> None:
+        """Wake the loop if it is blocked in its poller (any thread)."""
+        fd = self._wake_w
+        if fd < 0:
+            return
+        try:
+            os.write(fd, b"\0")
+        except OSError:
+            # Full: a wake-up is already pending.  Closed: nothing to wake.
+            pass
+
+    def _read_from_self(self) -> None:
+        while True:
+            try:
+                data = os.read(self._wake_r, 4096)
+            except InterruptedError:
+                continue
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            self._process_self_data(data)
+            if len(data) < 4096:
+                return
+
+    def _process_self_data(self, data: bytes) -> None:
+        """Bytes other than wake-ups (signal numbers) are handled above."""
+
+    # ------------------------------------------------------------------
+    # state checks
+    # ------------------------------------------------------------------
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+
+    def _check_running(self) -> None:
+        if self._thread_id is not None:
+            raise RuntimeError("This event loop is already running")
+        if _get_running_loop() is not None:
+            raise RuntimeError(
+                "Cannot run the event loop while another loop is running")
+
+    def _check_thread(self) -> None:
+        """In debug mode, non-thread-safe methods must be called from the
+        thread running the loop."""
+        if self._thread_id is None:
+            return
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other "
+                "than the current one")
+
+    def _check_callback(self, callback: Any, method: str) -> None:
+        # Always checked (asyncio checks only in debug mode): a non-callable
+        # is reported where it was scheduled, not later by the handler.
+        if not callable(callback):
+            if _compat.iscoroutine(callback):
+                raise TypeError(f"coroutines cannot be used with {method}()")
+            raise TypeError(
+                f"a callable object was expected by {method}(), got {callback!r}")
+        if self._debug and asyncio.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+
+    def is_running(self) -> bool:
+        return self._thread_id is not None
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------
+    # scheduling callbacks
+    # ------------------------------------------------------------------
+
+    def time(self) -> float:
+        return self._time()
+
+    # The handle types are treadle's, not subclasses of asyncio's (see
+    # handles.py), hence the override ignores against typeshed below.
+    def call_soon(self, callback: Callable[..., object], *args: Any,  # type: ignore[override]
+                  context: Any = None) -> Handle:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if not callable(callback) or self._debug:
+            self._check_callback(callback, "call_soon")
+            if self._debug:
+                self._check_thread()
+        handle = Handle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., object],  # type: ignore[override]
+                             *args: Any, context: Any = None) -> Handle:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        self._check_callback(callback, "call_soon_threadsafe")
+        handle = Handle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._ready.append(handle)
+        # Only a loop that may be blocked needs the pipe (see _run_once for
+        # why reading the flag after appending is race-free under the GIL).
+        if self._waiting:
+            self._write_to_self()
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., object],  # type: ignore[override]
+                   *args: Any, context: Any = None) -> TimerHandle:
+        if delay is None:
+            raise TypeError("delay must not be None")
+        if delay != delay:
+            raise ValueError("delay must not be NaN")
+        timer = self._call_at(self._time() + delay, callback, args, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        return timer
+
+    def call_at(self, when: float, callback: Callable[..., object],  # type: ignore[override]
+                *args: Any, context: Any = None) -> TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        if when != when:
+            raise ValueError("when must not be NaN")
+        timer = self._call_at(when, callback, args, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        return timer
+
+    def _call_at(self, when: float, callback: Callable[..., object],
+                 args: tuple[Any, ...], context: Any) -> TimerHandle:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if not callable(callback) or self._debug:
+            self._check_callback(callback, "call_at")
+            if self._debug:
+                self._check_thread()
+        timer = TimerHandle(when, callback, args, self, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        self._timers.push(timer)
+        return timer
+
+    def _timer_handle_cancelled(self, handle: TimerHandle) -> None:
+        self._timers.cancelled(handle)
+
+    # ------------------------------------------------------------------
+    # running
+    # ------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        self._run_forever_setup()
+        try:
+            while True:
+                self._run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._run_forever_cleanup()
+
+    def _run_forever_setup(self) -> None:
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        self._old_agen_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = threading.get_ident()
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                               finalizer=self._asyncgen_finalizer_hook)
+        _set_running_loop(self)
+        # The first turn always polls, so I/O that is already pending is
+        # seen before the first batch, as on asyncio.
+        self._since_poll = POLL_EVERY
+
+    def _run_forever_cleanup(self) -> None:
+        self._stopping = False
+        self._thread_id = None
+        _set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        if self._old_agen_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_agen_hooks)
+            self._old_agen_hooks = None
+
+    def run_until_complete(self, future: Any) -> Any:
+        self._check_closed()
+        self._check_running()
+        new_task = not asyncio.isfuture(future)
+        future = asyncio.ensure_future(future, loop=self)
+        if new_task:
+            # The caller never sees this task: if it does not finish, the
+            # RuntimeError below says so; no "destroyed pending" log.
+            future._log_destroy_pending = False
+        future.add_done_callback(_run_until_complete_cb)
+        try:
+            self.run_forever()
+        except BaseException:
+            if new_task and future.done() and not future.cancelled():
+                # Consume the exception: the caller cannot reach the task.
+                future.exception()
+            raise
+        finally:
+            future.remove_done_callback(_run_until_complete_cb)
+        if not future.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return future.result()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self._closed:
+            return
+        if self._debug:
+            _compat.asyncio_logger().debug("Close %r", self)
+        self._closed = True
+        self._ready.clear()
+        self._timers.clear()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+        self._close_self_pipe()
+        self._readers.clear()
+        self._writers.clear()
+        self._backend.close()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if not getattr(self, "_closed", True):
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    def _run_once(self) -> None:
+        """One turn: poll I/O, move due timers, run the batch (see the
+        module docstring for why each step is what it is)."""
+        ready = self._ready
+        timers = self._timers
+        # -- 1. I/O --------------------------------------------------------
+        if ready or self._stopping:
+            if self._since_poll >= POLL_EVERY or self._stopping:
+                self._poll(0.0)
+        else:
+            # Publish "may block" *before* looking at the ready queue: a
+            # thread appending after our look then sees the flag and writes
+            # to the pipe; one appending before it is seen by the look.
+            self._waiting = True
+            deadline = timers.next_deadline()
+            if ready:
+                timeout: float | None = 0.0
+            elif deadline is None:
+                timeout = None
+            elif self._clock is None:
+                timeout = deadline - _monotonic()
+                if timeout < 0.0:
+                    timeout = 0.0
+                elif timeout > MAX_POLL_TIMEOUT:
+                    timeout = MAX_POLL_TIMEOUT
+            else:
+                timeout = self._clock.sleep_time(deadline)
+            had_events = self._poll(timeout)
+            if (self._clock is not None and not had_events and not ready
+                    and timeout != 0.0):
+                self._clock.idle(deadline)
+        # -- 2. timers -----------------------------------------------------
+        if timers._heap:
+            timers.pop_due(self._time() + self._clock_resolution, ready)
+        # -- 3. the batch --------------------------------------------------
+        n = len(ready)
+        if not n:
+            return
+        self._since_poll += n
+        if self._slow:
+            self._run_batch_slow(n)
+            return
+        popleft = ready.popleft
+        while n:
+            n -= 1
+            popleft()._run()
+
+    def _poll(self, timeout: float | None) -> bool:
+        hooks = self._hooks
+        if hooks is not None:
+            self._call_hooks("before_io_wait", timeout)
+        if self._debug and timeout != 0.0:
+            t0 = _perf_counter()
+            try:
+                events = self._backend.poll(timeout)
+            finally:
+                self._waiting = False
+            dt = _perf_counter() - t0
+            if dt >= 1.0:
+                _compat.asyncio_logger().log(
+                    logging.INFO if timeout is None or dt >= timeout else logging.DEBUG,
+                    "poll %s took %.3f ms: %s events",
+                    "forever" if timeout is None else f"{timeout * 1e3:.3f} ms",
+                    dt * 1e3, len(events))
+        else:
+            try:
+                events = self._backend.poll(timeout)
+            finally:
+                self._waiting = False
+        self._since_poll = 0
+        if hooks is not None:
+            self._call_hooks("after_io_wait", timeout)
+        if not events:
+            return False
+        ready = self._ready
+        readers = self._readers
+        writers = self._writers
+        for fd, mask in events:
+            if mask & ~WRITABLE:
+                handle = readers.get(fd)
+                if handle is not None:
+                    ready.append(handle)
+            if mask & ~READABLE:
+                handle = writers.get(fd)
+                if handle is not None:
+                    ready.append(handle)
+        return True
+
+    def _run_batch_slow(self, n: int) -> None:
+        """The batch with a seam or debug mode active."""
+        ready = self._ready
+        if self._ready_order is not None:
+            batch = [ready.popleft() for _ in range(n)]
+            batch = self._ready_order(batch)
+        else:
+            batch = None
+        debug = self._debug
+        i = 0
+        try:
+            while i < n:
+                item = batch[i] if batch is not None else ready.popleft()
+                i += 1
+                try:
+                    self._run_one_slow(item, debug)
+                except BaseException:
+                    if batch is not None:
+                        # Unrun items keep their place at the front.
+                        ready.extendleft(reversed(batch[i:]))
+                    raise
+        finally:
+            # No frame may outlive its call holding a task (see Task._run).
+            item = batch = None
+
+    def _run_one_slow(self, item: Any, debug: bool) -> None:
+        if type(item) is not Task and item._cancelled:
+            return
+        hooks = self._hooks
+        if hooks is not None:
+            task = item if type(item) is Task else getattr(
+                getattr(item, "_callback", None), "__self__", None)
+            step = type(task) is Task
+            self._call_hooks("before_task_step" if step else "before_callback",
+                             task if step else item)
+        try:
+            if debug:
+                self._current_handle = item
+                t0 = _perf_counter()
+                try:
+                    item._run()
+                finally:
+                    self._current_handle = None
+                dt = _perf_counter() - t0
+                if dt >= self.slow_callback_duration:
+                    _compat.asyncio_logger().warning(
+                        "Executing %s took %.3f seconds",
+                        repr(item) if type(item) is Task else _format.handle_label(item),
+                        dt)
+            else:
+                item._run()
+        finally:
+            if hooks is not None:
+                self._call_hooks("after_task_step" if step else "after_callback",
+                                 task if step else item)
+            item = task = None
+
+    # ------------------------------------------------------------------
+    # seams
+    # ------------------------------------------------------------------
+
+    def add_instrument(self, instrument: object) -> None:
+        """Call *instrument*'s hook methods from now on (see
+        ``treadle._kernel.seams`` for the hooks and when they run)."""
+        if instrument in self._instruments:
+            return
+        self._instruments.append(instrument)
+        self._rebuild_hooks()
+
+    def remove_instrument(self, instrument: object) -> None:
+        """Stop calling *instrument*.  ``KeyError`` if it was not added."""
+        try:
+            self._instruments.remove(instrument)
+        except ValueError:
+            raise KeyError(instrument) from None
+        self._rebuild_hooks()
+
+    def _rebuild_hooks(self) -> None:
+        hooks: dict[str, list[Callable[..., object]]] = {}
+        for instrument in self._instruments:
+            for name, fn in hooks_of(instrument).items():
+                hooks.setdefault(name, []).append(fn)
+        self._hooks = hooks if self._instruments else None
+        self._update_slow()
+
+    def _call_hooks(self, name: str, *args: Any) -> None:
+        hooks = self._hooks
+        if hooks is None:
+            return
+        for fn in hooks.get(name, ()):
+            try:
+                fn(*args)
+            except Exception as exc:
+                owner = getattr(fn, "__self__", None)
+                if owner in self._instruments:
+                    self._instruments.remove(owner)
+                    self._rebuild_hooks()
+                self.call_exception_handler({
+                    "message": f"Instrument {owner!r} raised in {name}(); "
+                               f"it has been removed",
+                    "exception": exc,
+                })
+
+    def set_ready_order(self, order: ReadyOrder | None) -> None:
+        """Run each turn's batch in the order *order(batch)* returns
+        (None: first in, first out)."""
+        self._ready_order = order
+        self._update_slow()
+
+    def get_ready_order(self) -> ReadyOrder | None:
+        return self._ready_order
+
+    def get_clock(self) -> Clock | None:
+        """The clock this loop reads (None: ``time.monotonic``)."""
+        return self._clock
+
+    def _update_slow(self) -> None:
+        self._slow = bool(self._debug or self._hooks is not None
+                          or self._ready_order is not None)
+
+    # ------------------------------------------------------------------
+    # futures and tasks
+    # ------------------------------------------------------------------
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return _Future(loop=self)
+
+    def create_task(self, coro: Any, *, name: Any = None,
+                    context: Any = None) -> Any:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        factory = self._task_factory
+        if factory is None:
+            task: Any = Task(coro, loop=self, name=name, context=context)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+            return task
+        if context is None:
+            task = factory(self, coro)
+        else:
+            task = factory(self, coro, context=context)
+        if name is not None:
+            task.set_name(name)
+        return task
+
+    def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
+        if factory is not None and not callable(factory):
+            raise TypeError("task factory must be a callable or None")
+        self._task_factory = factory
+
+    def get_task_factory(self) -> Callable[..., Any] | None:
+        return self._task_factory
+
+    # ------------------------------------------------------------------
+    # file descriptors
+    # ------------------------------------------------------------------
+
+    def _add_reader(self, fd: Any, callback: Callable[..., object],
+                    *args: Any) -> Handle:
+        self._check_closed()
+        fd = _fileobj_to_fd(fd)
+        handle = Handle(callback, args, self, None)
+        old = self._readers.get(fd)
+        self._readers[fd] = handle
+        if old is None:
+            if fd in self._writers:
+                self._backend.modify(fd, READABLE | WRITABLE)
+            else:
+                try:
+                    self._backend.register(fd, READABLE)
+                except BaseException:
+                    del self._readers[fd]
+                    raise
+        else:
+            old.cancel()
+        return handle
+
+    def _remove_reader(self, fd: Any) -> bool:
+        if self._closed:
+            return False
+        fd = _fileobj_to_fd(fd)
+        handle = self._readers.pop(fd, None)
+        if handle is None:
+            return False
+        if fd in self._writers:
+            self._backend.modify(fd, WRITABLE)
+        else:
+            self._backend.unregister(fd)
+        handle.cancel()
+        return True
+
+    def _add_writer(self, fd: Any, callback: Callable[..., object],
+                    *args: Any) -> Handle:
+        self._check_closed()
+        fd = _fileobj_to_fd(fd)
+        handle = Handle(callback, args, self, None)
+        old = self._writers.get(fd)
+        self._writers[fd] = handle
+        if old is None:
+            if fd in self._readers:
+                self._backend.modify(fd, READABLE | WRITABLE)
+            else:
+                try:
+                    self._backend.register(fd, WRITABLE)
+                except BaseException:
+                    del self._writers[fd]
+                    raise
+        else:
+            old.cancel()
+        return handle
+
+    def _remove_writer(self, fd: Any) -> bool:
+        if self._closed:
+            return False
+        fd = _fileobj_to_fd(fd)
+        handle = self._writers.pop(fd, None)
+        if handle is None:
+            return False
+        if fd in self._readers:
+            self._backend.modify(fd, READABLE)
+        else:
+            self._backend.unregister(fd)
+        handle.cancel()
+        return True
+
+    def add_reader(self, fd: Any, callback: Callable[..., object],  # type: ignore[override]
+                   *args: Any) -> None:
+        self._add_reader(fd, callback, *args)
+
+    def remove_reader(self, fd: Any) -> bool:
+        return self._remove_reader(fd)
+
+    def add_writer(self, fd: Any, callback: Callable[..., object],  # type: ignore[override]
+                   *args: Any) -> None:
+        self._add_writer(fd, callback, *args)
+
+    def remove_writer(self, fd: Any) -> bool:
+        return self._remove_writer(fd)
+
+    # ------------------------------------------------------------------
+    # executors
+    # ------------------------------------------------------------------
+
+    def run_in_executor(self, executor: Any, func: Callable[..., Any],  # type: ignore[override]
+                        *args: Any) -> asyncio.Future[Any]:
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, "run_in_executor")
+        if executor is None:
+            executor = self._default_executor
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix="asyncio")
+                self._default_executor = executor
+        return asyncio.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor: Any) -> None:
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("executor must be ThreadPoolExecutor instance")
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """Shut the default executor down, waiting up to *timeout* seconds
+        for its threads (None: as long as they take)."""
+        self._executor_shutdown_called = True
+        if self._default_executor is None:
+            return
+        future = self.create_future()
+        thread = threading.Thread(target=self._do_shutdown, args=(future,))
+        thread.start()
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            warnings.warn("The executor did not finishing joining "
+                          f"its threads within {timeout} seconds.",
+                          RuntimeWarning, stacklevel=2)
+            self._default_executor.shutdown(wait=False)
+        else:
+            thread.join()
+
+    def _do_shutdown(self, future: asyncio.Future[Any]) -> None:
+        try:
+            assert self._default_executor is not None
+            self._default_executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_result_unless_cancelled, future, None)
+        except Exception as ex:
+            if not self.is_closed() and not future.cancelled():
+                self.call_soon_threadsafe(future.set_exception, ex)
+
+    # ------------------------------------------------------------------
+    # async generators
+    # ------------------------------------------------------------------
+
+    def _asyncgen_finalizer_hook(self, agen: Any) -> None:
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    def _asyncgen_firstiter_hook(self, agen: Any) -> None:
+        if self._asyncgens_shutdown_called:
+            warnings.warn(
+                f"asynchronous generator {agen!r} was scheduled after "
+                f"loop.shutdown_asyncgens() call",
+                ResourceWarning, source=self)
+        self._asyncgens.add(agen)
+
+    async def shutdown_asyncgens(self) -> None:
+        self._asyncgens_shutdown_called = True
+        if not len(self._asyncgens):
+            return
+        closing = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await asyncio.gather(*[ag.aclose() for ag in closing],
+                                       return_exceptions=True)
+        for result, agen in zip(results, closing):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    "message": f"an error occurred during closing of "
+                               f"asynchronous generator {agen!r}",
+                    "exception": result,
+                    "asyncgen": agen,
+                })
+
+    # ------------------------------------------------------------------
+    # errors and debug mode
+    # ------------------------------------------------------------------
+
+    def get_exception_handler(self) -> Callable[[Any, dict[str, Any]], object] | None:
+        return self._exception_handler
+
+    def set_exception_handler(
+            self, handler: Callable[[Any, dict[str, Any]], object] | None) -> None:
+        if handler is not None and not callable(handler):
+            raise TypeError(f"A callable object or None is expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        message = context.get("message")
+        if not message:
+            message = "Unhandled exception in event loop"
+        exception = context.get("exception")
+        exc_info: Any
+        if exception is not None:
+            exc_info = (type(exception), exception, exception.__traceback__)
+        else:
+            exc_info = False
+        current = self._current_handle
+        if ("source_traceback" not in context and current is not None
+                and getattr(current, "_source_traceback", None)):
+            context["handle_traceback"] = current._source_traceback
+        lines = [message]
+        for key in sorted(context):
+            if key in {"message", "exception"}:
+                continue
+            value = context[key]
+            if key == "source_traceback":
+                tb = "".join(traceback.format_list(value))
+                text = "Object created at (most recent call last):\n" + tb.rstrip()
+            elif key == "handle_traceback":
+                tb = "".join(traceback.format_list(value))
+                text = "Handle created at (most recent call last):\n" + tb.rstrip()
+            else:
+                text = repr(value)
+            lines.append(f"{key}: {text}")
+        _compat.asyncio_logger().error("\n".join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        logger = _compat.asyncio_logger
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger().error("Exception in default exception handler",
+                               exc_info=True)
+            return
+        try:
+            ctx = None
+            thing = context.get("task")
+            if thing is None:
+                thing = context.get("future")
+            if thing is None:
+                thing = context.get("handle")
+            if thing is not None and hasattr(thing, "get_context"):
+                ctx = thing.get_context()
+            if ctx is not None and hasattr(ctx, "run"):
+                ctx.run(self._exception_handler, self, context)
+            else:
+                self._exception_handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    "message": "Unhandled error in exception handler",
+                    "exception": exc,
+                    "context": context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger().error("Exception in default exception handler while "
+                               "handling an unexpected error in custom "
+                               "exception handler", exc_info=True)
+
+    def get_debug(self) -> bool:
+        return self._debug
+
+    def set_debug(self, enabled: bool) -> None:
+        self._debug = enabled
+        self._update_slow()
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
+
+    def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
+        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = (
+                sys.get_coroutine_origin_tracking_depth())
+            sys.set_coroutine_origin_tracking_depth(_format.DEBUG_STACK_DEPTH)
+        else:
+            sys.set_coroutine_origin_tracking_depth(
+                self._coroutine_origin_tracking_saved_depth or 0)
+        self._coroutine_origin_tracking_enabled = enabled
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
+    if not fut.cancelled():
+        fut.set_result(result)
+

@@ -1,0 +1,598 @@
+"""treadle's Task: a complete ``asyncio.Task`` that the kernel steps directly.
+
+Owns: driving one coroutine (send/throw), its result or exception, its
+done-callbacks, and asyncio's cancellation protocol (``cancel(msg)``,
+``cancelling()``/``uncancel()``, ``_must_cancel``, ``_fut_waiter``).
+Never: polls I/O or reads the clock.
+
+Why a task of our own instead of asyncio's C task.  Stepping the C task costs
+a Handle and a ``Context.run`` per step, and the kernel cannot see inside it.
+This task is a plain object the ready queue holds directly:
+
+* **Rule 1 - no allocation on a switch.**  A coroutine that yields bare
+  (``await asyncio.sleep(0)``) puts its task straight back on the ready
+  queue: no Handle, no Future, no bound method.
+* **Rule 2 - task-to-task waits are direct.**  A task awaiting another
+  treadle task is stored in that task's callback list as itself; when the
+  awaited task finishes, the waiter goes straight onto the ready queue.
+  Everything else (asyncio futures, foreign futures, done-callbacks added by
+  user code) goes through ``loop.call_soon`` exactly as asyncio does.
+* **Rule 3 - asyncio sees a Task.**  The current-task map and the task
+  registry asyncio's functions read are written as the C task writes them
+  (see ``_compat``); ``asyncio.isfuture()`` is true; the private attributes
+  widely used libraries read (``_must_cancel``, ``_fut_waiter``,
+  ``_source_traceback``, ``_log_destroy_pending``, ``_loop``, ``_coro``)
+  exist and mean what they mean on asyncio's task.
+
+The state machine is asyncio's (see the invariant on ``_fut_waiter`` below);
+only the transport of wake-ups differs.  A task is in exactly one of:
+
+1. waiting: ``_fut_waiter`` is a pending future and one of its callbacks
+   will wake us (a ``(_wakeup, context)`` pair, or this task itself);
+2. scheduled: on the ready queue (as itself, or as a Handle for ``_wakeup``
+   or an error to throw in);
+3. running: inside ``_step``, ``_fut_waiter`` is None.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import reprlib
+import sys
+from types import CoroutineType, GenericAlias
+from typing import Any, Callable, Generator
+
+from . import _compat, _format
+
+_PENDING = "PENDING"
+_CANCELLED = "CANCELLED"
+_FINISHED = "FINISHED"
+
+_CancelledError = _compat.CancelledError
+_InvalidStateError = _compat.InvalidStateError
+_current_tasks = _compat.current_tasks
+_register_task = _compat.register_task
+_eager_tasks = _compat.eager_tasks
+_copy_context = contextvars.copy_context
+_iscoroutine = _compat.iscoroutine
+_name_counter = 0
+
+
+def _next_name() -> str:
+    global _name_counter
+    _name_counter += 1
+    return f"Task-{_name_counter}"
+
+
+class Task:
+    """A coroutine wrapped in a future, stepped by the treadle kernel.
+
+    Same constructor and API as ``asyncio.Task``.  Use ``loop.create_task()``
+    (or ``asyncio.create_task()``) rather than the constructor.
+    """
+
+    __slots__ = (
+        "_loop", "_ready", "_coro", "_context", "_state", "_result",
+        "_exception", "_exception_tb", "_callbacks", "_fut_waiter",
+        "_must_cancel", "_cancel_message", "_cancelled_exc",
+        "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
+        "_source_traceback", "_asyncio_future_blocking", "__weakref__",
+        "__dict__",
+    )
+
+    _loop: Any
+    _ready: Any
+    _coro: Any
+    _context: contextvars.Context
+    _state: str
+    _result: Any
+    _exception: BaseException | None
+    _exception_tb: Any
+    _callbacks: list[Any] | None
+    _fut_waiter: Any
+    _must_cancel: bool
+    _cancel_message: Any
+    _cancelled_exc: BaseException | None
+    _num_cancels_requested: int
+    _name: Any
+    _log_tb: bool
+    _log_destroy_pending: bool
+    _source_traceback: Any
+    _asyncio_future_blocking: bool
+
+    def __init__(self, coro: Any, *, loop: Any = None, name: object = None,
+                 context: contextvars.Context | None = None,
+                 eager_start: bool = False) -> None:
+        # Every attribute __del__ and __repr__ read is set before anything
+        # can raise.
+        self._state = _PENDING
+        self._callbacks = None
+        self._result = None
+        self._exception = None
+        self._exception_tb = None
+        self._log_tb = False
+        self._log_destroy_pending = True
+        self._asyncio_future_blocking = False
+        self._cancel_message = None
+        self._cancelled_exc = None
+        self._num_cancels_requested = 0
+        self._must_cancel = False
+        self._fut_waiter = None
+        self._coro = None
+        self._name = None
+        self._source_traceback = None
+        if loop is None:
+            import asyncio
+            loop = asyncio.get_event_loop()
+        self._loop = loop
+        # The kernel's ready deque, for direct wake-ups (None on a loop that
+        # is not treadle's: then every wake-up goes through call_soon).
+        self._ready = getattr(loop, "_kernel_ready", None)
+        self._context = _copy_context() if context is None else context
+        if (loop._debug if self._ready is not None else loop.get_debug()):
+            self._source_traceback = _format.extract_stack(sys._getframe(1))
+        if type(coro) is not CoroutineType and not _iscoroutine(coro):
+            self._log_destroy_pending = False
+            raise TypeError(f"a coroutine was expected, got {coro!r}")
+        self._coro = coro
+        self._name = _next_name() if name is None else str(name)
+        if self._ready is not None and loop._hooks is not None:
+            loop._call_hooks("task_spawned", self)
+        if eager_start and loop.is_running():
+            self._eager_start()
+        else:
+            self._schedule()
+            _register_task(self)
+
+    # ------------------------------------------------------------------
+    # scheduling
+    # ------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Put this task on the ready queue (state 2)."""
+        ready = self._ready
+        if ready is not None:
+            ready.append(self)
+        else:
+            self._loop.call_soon(self._step, context=self._context)
+
+    def _run(self) -> None:
+        """Called by the kernel when it pops this task off the ready queue."""
+        try:
+            waiter = self._fut_waiter
+            if waiter is None or (waiter._state is _FINISHED
+                                  and waiter._exception is None):
+                self._context.run(Task._step, self, None)
+            else:
+                # Woken directly by a treadle task that failed or was
+                # cancelled: throw its exception in, as asyncio's wakeup does.
+                try:
+                    waiter.result()
+                except BaseException as exc:
+                    self._context.run(Task._step, self, exc)
+                else:
+                    self._context.run(Task._step, self, None)
+        finally:
+            # Frames on the stack when a coroutine frame finishes outlive
+            # their call (as its f_back chain).  None of them may end up
+            # holding the task: that would make a cycle task -> exception ->
+            # traceback -> frame -> task, and a failed task would only be
+            # freed (and its exception reported) by the cyclic GC.
+            del self
+
+    def _wakeup(self, future: Any) -> None:
+        """Done-callback on a foreign future (runs inside our context)."""
+        try:
+            future.result()
+        except BaseException as exc:
+            self._step(exc)
+        else:
+            self._step(None)
+        finally:
+            del self, future
+
+    def _step(self, exc: BaseException | None = None) -> None:
+        if self._state is not _PENDING:
+            raise _InvalidStateError(f"_step(): already done: {self!r}, {exc!r}")
+        if self._must_cancel:
+            if not isinstance(exc, _CancelledError):
+                exc = self._make_cancelled_error()
+            self._must_cancel = False
+        self._fut_waiter = None
+        loop = self._loop
+        current = _current_tasks.setdefault(loop, self)
+        if current is not self:
+            raise RuntimeError(f"Cannot enter into task {self!r} while another "
+                               f"task {current!r} is being executed.")
+        try:
+            self._step_body(exc)
+        finally:
+            del _current_tasks[loop]
+            del self, current, exc
+
+    def _step_body(self, exc: BaseException | None) -> None:
+        coro = self._coro
+        try:
+            if exc is None:
+                result = coro.send(None)
+            else:
+                result = coro.throw(exc)
+        except StopIteration as stop:
+            if self._must_cancel:
+                # Cancelled right before the coroutine returned.
+                self._must_cancel = False
+                self._cancel_self(self._cancel_message)
+            else:
+                self._finish(stop.value, None)
+        except _CancelledError as cancelled:
+            _drop_own_frame(cancelled)
+            self._cancelled_exc = cancelled
+            self._cancel_self(None)
+        except (KeyboardInterrupt, SystemExit) as fatal:
+            self._finish(None, fatal)
+            raise
+        except BaseException as error:
+            _drop_own_frame(error)
+            self._finish(None, error)
+        else:
+            if result is None:
+                # Bare yield: give up the rest of this turn (Rule 1).
+                ready = self._ready
+                if ready is not None:
+                    ready.append(self)
+                else:
+                    self._loop.call_soon(self._step, context=self._context)
+            elif type(result) is Task:
+                self._wait_task(result)
+            else:
+                self._wait_other(result)
+            del result
+        finally:
+            del self, coro, exc
+
+    def _wait_task(self, other: Task) -> None:
+        """The coroutine yielded a treadle task (``await other``): Rule 2."""
+        if not other._asyncio_future_blocking:
+            self._throw_later(RuntimeError(
+                f"yield was used instead of yield from in task {self!r} "
+                f"with {other!r}"))
+        elif other._loop is not self._loop:
+            self._throw_later(RuntimeError(
+                f"Task {self!r} got Future {other!r} attached to a different loop"))
+        elif other is self:
+            self._throw_later(RuntimeError(f"Task cannot await on itself: {self!r}"))
+        else:
+            other._asyncio_future_blocking = False
+            if self._ready is not None and other._state is _PENDING:
+                callbacks = other._callbacks
+                if callbacks is None:
+                    other._callbacks = [self]
+                else:
+                    callbacks.append(self)
+            else:
+                other.add_done_callback(self._wakeup, context=self._context)
+            self._fut_waiter = other
+            if self._must_cancel:
+                if other.cancel(msg=self._cancel_message):
+                    self._must_cancel = False
+
+    def _wait_other(self, result: Any) -> None:
+        """The coroutine yielded something else: asyncio's generic rules."""
+        blocking = getattr(result, "_asyncio_future_blocking", None)
+        if blocking is not None:
+            try:
+                get_loop = result.get_loop
+            except AttributeError:
+                result_loop = getattr(result, "_loop", None)
+            else:
+                result_loop = get_loop()
+            if result_loop is not self._loop:
+                self._throw_later(RuntimeError(
+                    f"Task {self!r} got Future {result!r} attached to a "
+                    f"different loop"))
+            elif blocking:
+                if result is self:
+                    self._throw_later(RuntimeError(
+                        f"Task cannot await on itself: {self!r}"))
+                else:
+                    result._asyncio_future_blocking = False
+                    result.add_done_callback(self._wakeup, context=self._context)
+                    self._fut_waiter = result
+                    if self._must_cancel:
+                        if result.cancel(msg=self._cancel_message):
+                            self._must_cancel = False
+            else:
+                self._throw_later(RuntimeError(
+                    f"yield was used instead of yield from in task {self!r} "
+                    f"with {result!r}"))
+        elif inspect.isgenerator(result):
+            self._throw_later(RuntimeError(
+                f"yield was used instead of yield from for generator in task "
+                f"{self!r} with {result!r}"))
+        else:
+            self._throw_later(RuntimeError(f"Task got bad yield: {result!r}"))
+
+    def _throw_later(self, exc: BaseException) -> None:
+        self._loop.call_soon(self._step, exc, context=self._context)
+
+    def _eager_start(self) -> None:
+        """Run the first step inside the constructor (eager task factory)."""
+        loop = self._loop
+        prev = _current_tasks.get(loop)
+        _current_tasks[loop] = self
+        eager = _eager_tasks
+        try:
+            if eager is not None:
+                eager.add(self)
+            try:
+                self._context.run(Task._step_body, self, None)
+            finally:
+                if eager is not None:
+                    eager.discard(self)
+        finally:
+            if prev is None:
+                del _current_tasks[loop]
+            else:
+                _current_tasks[loop] = prev
+            if self._state is _PENDING:
+                _register_task(self)
+            else:
+                self._coro = None
+
+    # ------------------------------------------------------------------
+    # completion
+    # ------------------------------------------------------------------
+
+    def _finish(self, result: Any, exc: BaseException | None) -> None:
+        self._state = _FINISHED
+        if exc is None:
+            self._result = result
+        else:
+            self._exception = exc
+            self._exception_tb = exc.__traceback__
+            self._log_tb = True
+        self._schedule_callbacks()
+
+    def _cancel_self(self, msg: Any) -> bool:
+        """Future.cancel() applied to the task itself: it is now cancelled."""
+        self._log_tb = False
+        if self._state is not _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._cancel_message = msg
+        self._schedule_callbacks()
+        return True
+
+    def _schedule_callbacks(self) -> None:
+        loop = self._loop
+        if self._ready is not None and loop._hooks is not None:
+            loop._call_hooks("task_exited", self)
+        callbacks = self._callbacks
+        if not callbacks:
+            return
+        self._callbacks = None
+        for entry in callbacks:
+            if type(entry) is Task:
+                # A treadle task waiting on us (Rule 2).
+                entry._ready.append(entry)
+            else:
+                loop.call_soon(entry[0], self, context=entry[1])
+
+    # ------------------------------------------------------------------
+    # the asyncio.Future API
+    # ------------------------------------------------------------------
+
+    def get_loop(self) -> Any:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._state is not _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state is _CANCELLED
+
+    def result(self) -> Any:
+        state = self._state
+        if state is _FINISHED:
+            self._log_tb = False
+            exc = self._exception
+            if exc is not None:
+                raise exc.with_traceback(self._exception_tb)
+            return self._result
+        if state is _CANCELLED:
+            raise self._make_cancelled_error()
+        raise _InvalidStateError("Result is not set.")
+
+    def exception(self) -> BaseException | None:
+        state = self._state
+        if state is _FINISHED:
+            self._log_tb = False
+            return self._exception
+        if state is _CANCELLED:
+            raise self._make_cancelled_error()
+        raise _InvalidStateError("Exception is not set.")
+
+    def add_done_callback(self, fn: Callable[[Any], object], *,
+                          context: contextvars.Context | None = None) -> None:
+        if self._state is not _PENDING:
+            self._loop.call_soon(fn, self, context=context)
+            return
+        if context is None:
+            context = _copy_context()
+        callbacks = self._callbacks
+        if callbacks is None:
+            self._callbacks = [(fn, context)]
+        else:
+            callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        callbacks = self._callbacks
+        if not callbacks:
+            return 0
+        kept = [e for e in callbacks if type(e) is Task or e[0] != fn]
+        removed = len(callbacks) - len(kept)
+        if removed:
+            callbacks[:] = kept
+        return removed
+
+    def set_result(self, result: Any) -> None:
+        raise RuntimeError("Task does not support set_result operation")
+
+    def set_exception(self, exception: Any) -> None:
+        raise RuntimeError("Task does not support set_exception operation")
+
+    def _make_cancelled_error(self) -> BaseException:
+        """The CancelledError to raise for a cancelled task: the one the
+        coroutine raised the first time it is asked for, then fresh ones."""
+        exc = self._cancelled_exc
+        if exc is not None:
+            self._cancelled_exc = None
+            return exc
+        msg = self._cancel_message
+        return _CancelledError() if msg is None else _CancelledError(msg)
+
+    @property
+    def _log_traceback(self) -> bool:
+        return self._log_tb
+
+    @_log_traceback.setter
+    def _log_traceback(self, val: bool) -> None:
+        if val:
+            raise ValueError("_log_traceback can only be set to False")
+        self._log_tb = False
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._state is _PENDING:
+            self._asyncio_future_blocking = True
+            yield self  # The kernel parks the awaiting task on us.
+        if self._state is _PENDING:
+            raise RuntimeError("await wasn't used with future")
+        return self.result()
+
+    __iter__ = __await__
+
+    @classmethod
+    def __class_getitem__(cls, item: Any) -> GenericAlias:
+        """``Task[int]`` in annotations, as with asyncio.Task."""
+        return GenericAlias(cls, item)
+
+    # ------------------------------------------------------------------
+    # the asyncio.Task API
+    # ------------------------------------------------------------------
+
+    def cancel(self, msg: Any = None) -> bool:
+        self._log_tb = False
+        if self._state is not _PENDING:
+            return False
+        self._num_cancels_requested += 1
+        waiter = self._fut_waiter
+        if waiter is not None:
+            if waiter.cancel(msg=msg):
+                # Keep _fut_waiter: it may be a task that swallows the
+                # cancellation, and then we have to cancel it again.
+                return True
+        # Our step is already scheduled (state 2) or running (state 3).
+        self._must_cancel = True
+        self._cancel_message = msg
+        return True
+
+    def cancelling(self) -> int:
+        return self._num_cancels_requested
+
+    def uncancel(self) -> int:
+        if self._num_cancels_requested > 0:
+            self._num_cancels_requested -= 1
+            if _UNCANCEL_CLEARS_MUST_CANCEL and self._num_cancels_requested == 0:
+                self._must_cancel = False
+        return self._num_cancels_requested
+
+    def get_coro(self) -> Any:
+        return self._coro
+
+    def get_context(self) -> contextvars.Context:
+        return self._context
+
+    def get_name(self) -> str:
+        return str(self._name)
+
+    def set_name(self, value: object) -> None:
+        self._name = str(value)
+
+    def get_stack(self, *, limit: int | None = None) -> list[Any]:
+        return _format.frames_of(self._coro, self._exception, limit)
+
+    def print_stack(self, *, limit: int | None = None, file: Any = None) -> None:
+        _format.print_stack(self, self.get_stack(limit=limit), self._exception, file)
+
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:
+        state = self._state.lower()
+        if state == "pending" and self._num_cancels_requested:
+            state = "cancelling"
+        info = [state, f"name={self.get_name()!r}"]
+        if self._coro is not None:
+            info.append(f"coro=<{_format.coroutine_repr(self._coro)}>")
+        if self._fut_waiter is not None:
+            info.append(f"wait_for={self._fut_waiter!r}")
+        if self._state is _FINISHED:
+            if self._exception is not None:
+                info.append(f"exception={self._exception!r}")
+            else:
+                info.append(f"result={reprlib.repr(self._result)}")
+        if self._callbacks:
+            info.append(_format.callbacks_repr(self._callbacks))
+        if self._source_traceback:
+            frame = self._source_traceback[-1]
+            info.append(f"created at {frame[0]}:{frame[1]}")
+        return f"<{type(self).__name__} {' '.join(info)}>"
+
+    def __del__(self) -> None:
+        if self._state is _PENDING:
+            if self._log_destroy_pending and self._coro is not None:
+                context: dict[str, Any] = {
+                    "task": self,
+                    "message": "Task was destroyed but it is pending!",
+                }
+                if self._source_traceback:
+                    context["source_traceback"] = self._source_traceback
+                self._loop.call_exception_handler(context)
+        elif self._log_tb:
+            context = {
+                "message": f"{type(self).__name__} exception was never retrieved",
+                "exception": self._exception,
+                "future": self,
+            }
+            if self._source_traceback:
+                context["source_traceback"] = self._source_traceback
+            self._loop.call_exception_handler(context)
+
+
+_UNCANCEL_CLEARS_MUST_CANCEL = _compat.PY313
+
+# The frame of _step_body heads the traceback of every exception a
+# coroutine raises; asyncio's C task has no such frame, so tracebacks,
+# get_stack() and "exception was never retrieved" logs start at the
+# coroutine.  (Compiled, the method has no Python frame to drop.)
+_STEP_BODY_CODE = getattr(Task._step_body, "__code__", None)
+
+
+def _drop_own_frame(exc: BaseException) -> None:
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code is _STEP_BODY_CODE:
+        exc.__traceback__ = tb.tb_next
+
+
+def eager_task_factory(loop: Any, coro: Any, *, name: object = None,
+                       context: contextvars.Context | None = None) -> Task:
+    """A task factory whose tasks run their first step inside
+    ``create_task()`` (``loop.set_task_factory(treadle.eager_task_factory)``).
+
+    Like ``asyncio.eager_task_factory``, on every supported Python."""
+    return Task(coro, loop=loop, name=name, context=context, eager_start=True)
+
+
+def task_factory(loop: Any, coro: Any, *, name: object = None,
+                 context: contextvars.Context | None = None) -> Task:
+    """The default factory, for code that wants to set it explicitly."""
+    return Task(coro, loop=loop, name=name, context=context)

@@ -1,0 +1,40 @@
+"""``treadle.EventLoop``: the kernel plus every layer built on it.
+
+Each layer is a class that extends the kernel loop with one concern
+(signals here; sockets, transports and processes as they land); this
+module only stacks them.  Lower layers never import this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ._io.backend import IOBackend
+from ._kernel.seams import Clock
+from ._proc.signals import SignalMixin
+
+
+class EventLoop(SignalMixin):
+    """treadle's asyncio event loop.  Create it with ``new_event_loop()``."""
+
+
+def new_event_loop(*, clock: Clock | None = None,
+                   backend: IOBackend | None = None) -> EventLoop:
+    """A new treadle event loop.
+
+    *clock* replaces ``time.monotonic`` as the loop's time source (see
+    ``treadle.testing.VirtualClock``); *backend* replaces the I/O backend
+    (epoll on Linux, ``selectors`` elsewhere).
+    """
+    return EventLoop(clock=clock, backend=backend)  # type: ignore[abstract]
+
+
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose loops are treadle's, for code that still
+    sets policies (``asyncio.set_event_loop_policy(treadle.EventLoopPolicy())``).
+    Prefer ``loop_factory=treadle.new_event_loop``: policies are deprecated
+    from Python 3.14."""
+
+    def new_event_loop(self) -> Any:
+        return new_event_loop()

@@ -1,0 +1,1 @@
+"""Sockets, transports, servers, TLS and DNS on top of the kernel."""

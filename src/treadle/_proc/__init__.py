@@ -1,0 +1,1 @@
+"""Processes, pipes and signals on top of the kernel."""

@@ -1,0 +1,146 @@
+"""Unix signal handlers run by the loop.
+
+Owns: ``add_signal_handler``/``remove_signal_handler`` and the process-wide
+signal state they change (the Python-level handler of each signal, the
+signal wakeup fd).
+
+How a signal reaches its callback: Python's C-level handler writes the
+signal number as one byte to the fd given to ``signal.set_wakeup_fd``,
+which is the write end of the kernel's wake-up pipe.  The kernel reads the
+pipe as any other reader and hands non-zero bytes to
+``_process_self_data``, which queues the registered Handle.  The
+Python-level handler itself does nothing.  So a callback always runs in the
+loop, between callbacks, never inside whatever code the signal interrupted;
+and a burst of N signals (N bytes) runs the callback N times.
+
+Rules:
+
+1. Only the main thread may add handlers (``set_wakeup_fd`` enforces it;
+   its ``ValueError`` becomes asyncio's ``RuntimeError``).
+2. Removing the last handler of a signal restores the Python handler that
+   was installed before treadle's first one (asyncio restores SIG_DFL, or
+   ``default_int_handler`` for SIGINT, whatever was there before; restoring
+   the previous one is the documented improvement).  Removing the last
+   handler of all restores the previous wakeup fd.  ``close()`` removes all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import signal
+import sys
+import warnings
+from typing import Any, Callable
+
+from .._kernel import _compat
+from .._kernel.handles import Handle
+from .._kernel.loop import KernelLoop
+
+
+def _noop(signum: int, frame: Any) -> None:
+    """The Python-level handler: the real work happens in the loop."""
+
+
+class SignalMixin(KernelLoop):
+    """Adds Unix signal handling to the kernel loop."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._signal_handlers: dict[int, Handle] = {}
+        self._signal_previous: dict[int, Any] = {}
+        self._previous_wakeup_fd: int | None = None
+
+    def _check_signal(self, sig: Any) -> None:
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def add_signal_handler(self, sig: int,  # type: ignore[override]
+                           callback: Callable[..., object], *args: Any) -> None:
+        if _compat.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        try:
+            # Raises ValueError outside the main thread: calling it first
+            # keeps a loop in another thread from half-installing a handler.
+            old_fd = signal.set_wakeup_fd(self._wake_w)
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc)) from None
+        if self._previous_wakeup_fd is None:
+            self._previous_wakeup_fd = old_fd if old_fd != self._wake_w else -1
+        handle = Handle(callback, args, self, None)
+        first = sig not in self._signal_handlers
+        self._signal_handlers[sig] = handle
+        try:
+            previous = signal.signal(sig, _noop)
+            if first and sig not in self._signal_previous:
+                self._signal_previous[sig] = previous
+            # SA_RESTART: fewer EINTRs in code the signal interrupts.
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                self._restore_wakeup_fd()
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
+            raise
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        self._check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        previous = self._signal_previous.pop(sig, None)
+        if previous is None:
+            previous = (signal.default_int_handler if sig == signal.SIGINT
+                        else signal.SIG_DFL)
+        try:
+            signal.signal(sig, previous)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
+            raise
+        if not self._signal_handlers:
+            self._restore_wakeup_fd()
+        return True
+
+    def _restore_wakeup_fd(self) -> None:
+        fd = self._previous_wakeup_fd
+        self._previous_wakeup_fd = None
+        try:
+            signal.set_wakeup_fd(-1 if fd is None else fd)
+        except (ValueError, OSError) as exc:
+            _compat.asyncio_logger().info("set_wakeup_fd(-1) failed: %s", exc)
+
+    def _process_self_data(self, data: bytes) -> None:
+        for signum in data:
+            if signum:
+                self._handle_signal(signum)
+
+    def _handle_signal(self, sig: int) -> None:
+        handle = self._signal_handlers.get(sig)
+        if handle is None:
+            return  # removed while the byte was in flight
+        if handle._cancelled:
+            self.remove_signal_handler(sig)
+        else:
+            self._ready.append(handle)
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self._signal_handlers:
+            if sys.is_finalizing():
+                warnings.warn(
+                    f"Closing the loop {self!r} on interpreter shutdown stage, "
+                    f"skipping signal handlers removal",
+                    ResourceWarning, source=self)
+                self._signal_handlers.clear()
+            else:
+                for sig in list(self._signal_handlers):
+                    self.remove_signal_handler(sig)
+        super().close()

@@ -1,0 +1,622 @@
+"""The Task API, on asyncio's task (asyncio loop) and treadle's (treadle loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import io
+import re
+import sys
+import types
+
+import pytest
+
+import treadle
+
+
+def test_create_task_type(run, loop_factory):
+    async def main():
+        t = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+        await t
+        return type(t)
+    cls = run(main())
+    if loop_factory is treadle.new_event_loop:
+        assert cls is treadle.Task
+    else:
+        assert issubclass(cls, asyncio.Task)
+
+
+def test_task_is_future_and_current(run):
+    async def child():
+        return asyncio.current_task()
+
+    async def main():
+        t = asyncio.create_task(child())
+        assert asyncio.isfuture(t)
+        assert t in asyncio.all_tasks()
+        me = asyncio.current_task()
+        assert me in asyncio.all_tasks()
+        assert await t is t
+        assert t not in asyncio.all_tasks()  # done tasks are not listed
+        assert asyncio.current_task() is me
+        return True
+    assert run(main())
+
+
+def test_result_and_exception_states(run):
+    async def main():
+        fut_task = asyncio.create_task(asyncio.sleep(0.01, "r"))
+        with pytest.raises(asyncio.InvalidStateError, match="Result is not set"):
+            fut_task.result()
+        with pytest.raises(asyncio.InvalidStateError, match="Exception is not set"):
+            fut_task.exception()
+        assert not fut_task.done()
+        assert await fut_task == "r"
+        assert fut_task.done() and not fut_task.cancelled()
+        assert fut_task.exception() is None
+
+        async def fail():
+            raise KeyError("k")
+        t = asyncio.create_task(fail())
+        with pytest.raises(KeyError):
+            await t
+        assert isinstance(t.exception(), KeyError)
+        with pytest.raises(KeyError):
+            t.result()
+        with pytest.raises(RuntimeError, match="Task does not support set_result operation"):
+            t.set_result(1)
+        with pytest.raises(RuntimeError, match="Task does not support set_exception operation"):
+            t.set_exception(ValueError())
+        return True
+    assert run(main())
+
+
+def test_cancel_with_message_and_counts(run):
+    async def main():
+        started = asyncio.Event()
+
+        async def sleeper():
+            started.set()
+            await asyncio.sleep(10)
+
+        t = asyncio.create_task(sleeper())
+        await started.wait()
+        assert t.cancelling() == 0
+        assert t.cancel("bye")
+        assert t.cancelling() == 1
+        assert t.cancel()
+        assert t.cancelling() == 2
+        assert t.uncancel() == 1
+        with pytest.raises(asyncio.CancelledError) as info:
+            await t
+        assert info.value.args == ("bye",)
+        assert t.cancelled()
+        assert not t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            t.result()
+        return True
+    assert run(main())
+
+
+def test_cancel_before_first_step(run):
+    async def main():
+        ran = []
+
+        async def child():
+            ran.append(1)
+
+        t = asyncio.create_task(child())
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        return ran
+    assert run(main()) == []
+
+
+def test_cancel_swallowed_then_cancel_again(run):
+    async def main():
+        ready = asyncio.Event()
+        log = []
+
+        async def stubborn():
+            try:
+                ready.set()
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                log.append("swallowed")
+            await asyncio.sleep(10)
+
+        t = asyncio.create_task(stubborn())
+        await ready.wait()
+        t.cancel()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not t.done()
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        return log
+    assert run(main()) == ["swallowed"]
+
+
+def test_cancel_propagates_to_awaited_task(run):
+    async def main():
+        inner_started = asyncio.Event()
+
+        async def inner():
+            inner_started.set()
+            await asyncio.sleep(10)
+
+        async def outer(t):
+            await t
+
+        i = asyncio.create_task(inner())
+        o = asyncio.create_task(outer(i))
+        await inner_started.wait()
+        await asyncio.sleep(0)
+        o.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await o
+        assert i.cancelled()
+        return True
+    assert run(main())
+
+
+def test_awaiting_failed_task_raises_its_exception(run):
+    async def main():
+        async def fail():
+            await asyncio.sleep(0)
+            raise ValueError("inner")
+
+        async def waiter(t):
+            try:
+                await t
+            except ValueError as exc:
+                return str(exc)
+
+        t = asyncio.create_task(fail())
+        return await asyncio.create_task(waiter(t))
+    assert run(main()) == "inner"
+
+
+def test_names(run):
+    async def main():
+        t = asyncio.create_task(asyncio.sleep(0), name="worker")
+        assert t.get_name() == "worker"
+        t.set_name(42)
+        assert t.get_name() == "42"
+        u = asyncio.create_task(asyncio.sleep(0))
+        assert re.fullmatch(r"Task-\d+", u.get_name())
+        await asyncio.gather(t, u)
+        return True
+    assert run(main())
+
+
+def test_get_coro_and_context(run):
+    async def main():
+        coro = asyncio.sleep(0)
+        ctx = contextvars.copy_context()
+        t = asyncio.get_running_loop().create_task(coro, context=ctx)
+        assert t.get_coro() is coro
+        if hasattr(t, "get_context"):  # asyncio.Task has it from 3.12
+            assert t.get_context() is ctx
+        await t
+        return True
+    assert run(main())
+
+
+def test_each_step_runs_in_task_context(run):
+    var = contextvars.ContextVar("var", default="none")
+
+    async def child(value):
+        var.set(value)
+        seen = []
+        for _ in range(3):
+            await asyncio.sleep(0)
+            seen.append(var.get())
+        await asyncio.sleep(0.001)
+        seen.append(var.get())
+        return seen
+
+    async def main():
+        var.set("main")
+        a = asyncio.create_task(child("a"))
+        b = asyncio.create_task(child("b"))
+        ra, rb = await asyncio.gather(a, b)
+        return ra, rb, var.get()
+    assert run(main()) == (["a"] * 4, ["b"] * 4, "main")
+
+
+def test_done_callbacks_scheduled_through_loop(run):
+    async def main():
+        calls = []
+        t = asyncio.create_task(asyncio.sleep(0, "x"))
+        t.add_done_callback(lambda f: calls.append(("a", f.result())))
+        t.add_done_callback(calls.append)
+        assert t.remove_done_callback(calls.append) == 1
+        assert t.remove_done_callback(calls.append) == 0
+        # Callbacks were queued on completion, before our own wake-up.
+        await t
+        assert calls == [("a", "x")]
+        # on a done task, the callback is still scheduled, not called
+        t.add_done_callback(lambda f: calls.append("late"))
+        assert calls == [("a", "x")]
+        await asyncio.sleep(0)
+        return calls
+    assert run(main())[-1] == "late"
+
+
+def test_done_callback_context(run):
+    var = contextvars.ContextVar("var", default="default")
+
+    async def main():
+        seen = []
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "cb ctx")
+        t = asyncio.create_task(asyncio.sleep(0))
+        t.add_done_callback(lambda f: seen.append(var.get()), context=ctx)
+        await t
+        await asyncio.sleep(0)
+        return seen
+    assert run(main()) == ["cb ctx"]
+
+
+def test_repr(run):
+    async def main():
+        async def sleeper():
+            await asyncio.sleep(10)
+        t = asyncio.create_task(sleeper(), name="zz")
+        await asyncio.sleep(0)
+        pending = repr(t)
+        t.cancel()
+        cancelling = repr(t)
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        done = repr(t)
+        ok = asyncio.create_task(asyncio.sleep(0, 5))
+        await ok
+        return pending, cancelling, done, repr(ok)
+    pending, cancelling, done, ok = run(main())
+    assert re.match(r"<Task pending name='zz' coro=<.*sleeper\(\) running at .*:\d+> "
+                    r"wait_for=<Future pending", pending), pending
+    assert cancelling.startswith("<Task cancelling name='zz'"), cancelling
+    assert done.startswith("<Task cancelled name='zz'"), done
+    assert re.match(r"<Task finished name='Task-\d+' coro=<sleep\(\) done, defined at .*> result=5>", ok), ok
+
+
+def test_get_stack_and_print_stack(run):
+    async def main():
+        async def sleeper():
+            await asyncio.sleep(10)
+        t = asyncio.create_task(sleeper())
+        await asyncio.sleep(0)
+        frames = t.get_stack()
+        buf = io.StringIO()
+        t.print_stack(file=buf)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        return [f.f_code.co_name for f in frames], buf.getvalue()
+    names, text = run(main())
+    assert names == ["sleeper"]
+    assert text.startswith("Stack for <Task") and "sleeper" in text
+
+
+def test_get_stack_of_failed_task(run):
+    async def main():
+        async def fail():
+            raise ValueError("x")
+        t = asyncio.create_task(fail())
+        await asyncio.wait([t])
+        buf = io.StringIO()
+        t.print_stack(file=buf)
+        return [f.f_code.co_name for f in t.get_stack()], buf.getvalue()
+    names, text = run(main())
+    assert names == ["fail"]
+    assert text.startswith("Traceback for <Task") and "ValueError: x" in text
+
+
+def test_bad_yield_errors(run):
+    @types.coroutine
+    def bad_yield():
+        yield 42
+
+    @types.coroutine
+    def yield_generator():
+        yield (x for x in ())
+
+    async def main():
+        with pytest.raises(RuntimeError, match="Task got bad yield: 42"):
+            await asyncio.create_task(_wrap(bad_yield()))
+        with pytest.raises(RuntimeError, match="yield was used instead of yield from for generator"):
+            await asyncio.create_task(_wrap(yield_generator()))
+        return True
+
+    async def _wrap(aw):
+        return await aw
+
+    assert run(main())
+
+
+def test_yield_future_without_blocking_flag(run):
+    @types.coroutine
+    def yield_future_plainly(fut):
+        yield fut
+
+    async def main():
+        fut = asyncio.get_running_loop().create_future()
+
+        async def body():
+            await yield_future_plainly(fut)
+        with pytest.raises(RuntimeError, match="yield was used instead of yield from in task"):
+            await asyncio.create_task(body())
+        return True
+    assert run(main())
+
+
+def test_task_awaits_itself(run):
+    async def main():
+        async def selfish():
+            await asyncio.sleep(0)
+            await t
+        t = asyncio.create_task(selfish())
+        with pytest.raises(RuntimeError, match="Task cannot await on itself"):
+            await t
+        return True
+    assert run(main())
+
+
+def test_future_from_other_loop(run, loop_factory):
+    other = loop_factory()
+    try:
+        async def main():
+            fut = other.create_future()
+
+            async def body():
+                await fut
+            with pytest.raises(RuntimeError, match="attached to a different loop"):
+                await asyncio.create_task(body())
+            return True
+        assert run(main())
+    finally:
+        other.close()
+
+
+def test_non_coroutine_rejected(run):
+    async def main():
+        with pytest.raises(TypeError, match="a coroutine was expected, got 1"):
+            asyncio.get_running_loop().create_task(1)
+        return True
+    assert run(main())
+
+
+def test_pending_task_destroyed_is_reported(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    async def forever():
+        await loop.create_future()
+
+    async def main():
+        asyncio.ensure_future(forever())
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    gc.collect()
+    messages = [c["message"] for c in contexts]
+    assert "Task was destroyed but it is pending!" in messages
+
+
+def test_unretrieved_exception_is_reported(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    async def fail():
+        raise ValueError("lost")
+
+    async def main():
+        asyncio.ensure_future(fail())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    gc.collect()
+    assert any(c["message"] == "Task exception was never retrieved"
+               and isinstance(c["exception"], ValueError) for c in contexts)
+
+
+def test_private_attributes_libraries_read(run):
+    async def main():
+        fut = asyncio.get_running_loop().create_future()
+
+        async def waiter():
+            await fut
+
+        t = asyncio.create_task(waiter())
+        assert t._must_cancel is False
+        assert t._fut_waiter is None
+        await asyncio.sleep(0)
+        assert t._fut_waiter is fut
+        assert t._log_destroy_pending is True
+        t._log_destroy_pending = False
+        assert t._source_traceback is None
+        assert t._loop is asyncio.get_running_loop()
+        t.cancel()
+        assert fut.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        t2 = asyncio.create_task(asyncio.sleep(0))
+        t2.cancel()
+        assert t2._must_cancel is True
+        with pytest.raises(asyncio.CancelledError):
+            await t2
+        return True
+    assert run(main())
+
+
+def test_source_traceback_in_debug(run):
+    async def main():
+        t = asyncio.create_task(asyncio.sleep(0))
+        await t
+        return t._source_traceback
+    tb = run(main(), debug=True)
+    assert tb and "main" in [frame.name for frame in tb]
+
+
+def test_arbitrary_attributes_on_tasks(run):
+    async def main():
+        t = asyncio.create_task(asyncio.sleep(0))
+        t.some_library_tag = 1
+        await t
+        return t.some_library_tag
+    assert run(main()) == 1
+
+
+def test_task_class_getitem():
+    assert treadle.Task[int] is not None
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
+def test_asyncio_eager_task_factory(run):
+    async def main():
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+        order = []
+
+        async def child():
+            order.append("child start")
+            await asyncio.sleep(0)
+            order.append("child end")
+            return 1
+
+        t = asyncio.create_task(child())
+        order.append("after create")
+        assert await t == 1
+        done_t = asyncio.create_task(asyncio.sleep(0) if False else _instant())
+        assert done_t.done() and done_t.result() == "instant"
+        return order
+
+    async def _instant():
+        return "instant"
+
+    assert run(main()) == ["child start", "after create", "child end"]
+
+
+def test_treadle_eager_task_factory():
+    async def main():
+        asyncio.get_running_loop().set_task_factory(treadle.eager_task_factory)
+        order = []
+
+        async def child():
+            order.append(("child start", asyncio.current_task() is t_holder[0] if t_holder else None))
+            await asyncio.sleep(0)
+            order.append("child end")
+
+        t_holder = []
+        t = asyncio.create_task(child())
+        t_holder.append(t)
+        order.append("after create")
+        await t
+
+        async def instant():
+            return asyncio.current_task()
+        u = asyncio.create_task(instant())
+        assert u.done() and u.result() is u
+        assert asyncio.current_task() is not u
+        return order
+    order = treadle.run(main())
+    assert order[0][0] == "child start" and order[1:] == ["after create", "child end"]
+
+
+def test_stock_asyncio_task_factory_on_treadle():
+    """The documented way to get asyncio's C task on treadle's loop."""
+    def factory(loop, coro, **kwargs):
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(factory)
+
+        async def child():
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+            return asyncio.current_task()
+
+        t = asyncio.create_task(child())
+        assert type(t) is asyncio.Task
+        assert await t is t
+        # and mixing: a treadle task awaiting a C task and the reverse
+        asyncio.get_running_loop().set_task_factory(None)
+        tt = asyncio.create_task(child())
+        assert type(tt) is treadle.Task
+        asyncio.get_running_loop().set_task_factory(factory)
+
+        async def await_it(x):
+            return await x
+        assert await asyncio.create_task(await_it(tt)) is tt
+        return True
+    assert treadle.run(main())
+
+
+def test_task_switch_allocates_no_handle():
+    """Rule 1 of the kernel's task: a bare yield requeues the task itself."""
+    seen = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        async def spinner():
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+        t = asyncio.create_task(spinner())
+        await asyncio.sleep(0)
+        seen.extend(type(item) for item in loop._ready)
+        await t
+    treadle.run(main())
+    assert seen and all(cls is treadle.Task for cls in seen), seen
+
+
+def test_task_to_task_wait_is_direct():
+    """Rule 2: a treadle task waiting on another is stored as itself."""
+    async def main():
+        gate = asyncio.Event()
+
+        async def inner():
+            await gate.wait()
+
+        async def outer(t):
+            await t
+
+        i = asyncio.create_task(inner())
+        o = asyncio.create_task(outer(i))
+        await asyncio.sleep(0)
+        callbacks = list(i._callbacks)
+        gate.set()
+        await o
+        return callbacks, o
+    callbacks, o = treadle.run(main())
+    assert callbacks == [o]
+
+
+def test_failed_task_freed_without_cyclic_gc(loop):
+    """A failed, unreferenced task is freed (and its exception reported) by
+    reference counting alone: no frame left behind by the kernel holds it."""
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx["message"]))
+
+    async def fail():
+        await asyncio.sleep(0)
+        1 / 0
+
+    async def main():
+        asyncio.ensure_future(fail())
+        for _ in range(4):
+            await asyncio.sleep(0)
+        return list(contexts)
+
+    gc.disable()
+    try:
+        seen = loop.run_until_complete(main())
+    finally:
+        gc.enable()
+    assert "Task exception was never retrieved" in seen

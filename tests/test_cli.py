@@ -1,0 +1,155 @@
+"""The ``treadle`` command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import treadle
+
+TREADLE = [sys.executable, "-m", "treadle"]
+
+
+def _run(args, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def _script(tmp_path: Path, body: str, name: str = "script.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_version():
+    out = _run([*TREADLE, "--version"])
+    assert out.returncode == 0
+    assert out.stdout.startswith(f"treadle {treadle.__version__} (")
+    assert ("compiled" in out.stdout) == treadle.__compiled__ or "pure Python" in out.stdout
+
+
+def test_help():
+    out = _run([*TREADLE, "--help"])
+    assert out.returncode == 0
+    assert "run" in out.stdout and "usage: treadle" in out.stdout
+
+
+def test_run_uses_treadle_for_asyncio_run_and_new_event_loop(tmp_path):
+    script = _script(tmp_path, """
+        import asyncio, sys
+        async def main():
+            return type(asyncio.get_running_loop()).__module__, sys.argv[1:]
+        print(asyncio.run(main()))
+        loop = asyncio.new_event_loop()
+        print(type(loop).__module__)
+        loop.close()
+        print(__name__)
+    """)
+    out = _run([*TREADLE, "run", str(script), "a", "--flag"])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "('treadle._loop', ['a', '--flag'])"
+    assert lines[1] == "treadle._loop"
+    assert lines[2] == "__main__"
+
+
+def test_run_script_dir_on_path(tmp_path):
+    (tmp_path / "helper_mod_xyz.py").write_text("VALUE = 3\n")
+    script = _script(tmp_path, "import helper_mod_xyz; print(helper_mod_xyz.VALUE)\n")
+    out = _run([*TREADLE, "run", str(script)], cwd="/")
+    assert out.stdout.strip() == "3", out.stderr
+
+
+def test_error_shows_script_traceback_and_exits_1(tmp_path):
+    script = _script(tmp_path, """
+        import asyncio
+        async def main():
+            raise ValueError("broken script")
+        asyncio.run(main())
+    """)
+    out = _run([*TREADLE, "run", str(script)])
+    assert out.returncode == 1
+    assert out.stderr.startswith("Traceback (most recent call last):\n"
+                                 f'  File "{script}"'), out.stderr
+    assert "ValueError: broken script" in out.stderr
+    assert "runpy" not in out.stderr and "_cli.py" not in out.stderr
+    # the same as plain python shows, frame for frame
+    plain = _run([sys.executable, str(script)])
+    assert plain.returncode == 1
+    assert out.stderr.splitlines()[:3] == plain.stderr.splitlines()[:3]
+
+
+def test_sys_exit_code_propagates(tmp_path):
+    script = _script(tmp_path, "import sys; sys.exit(7)\n")
+    assert _run([*TREADLE, "run", str(script)]).returncode == 7
+
+
+def test_missing_script(tmp_path):
+    out = _run([*TREADLE, "run", str(tmp_path / "nope.py")])
+    assert out.returncode == 2
+    assert "can't open file" in out.stderr
+
+
+def test_run_module(tmp_path):
+    (tmp_path / "mymod_treadle_cli.py").write_text(textwrap.dedent("""
+        import asyncio, sys
+        async def main():
+            print(type(asyncio.get_running_loop()).__name__, sys.argv[1:])
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """))
+    out = _run([*TREADLE, "run", "-m", "mymod_treadle_cli", "x"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "EventLoop ['x']"
+
+
+def test_console_script_installed():
+    exe = Path(sys.executable).with_name("treadle")
+    if not exe.exists():
+        pytest.skip("console script not installed next to this interpreter")
+    out = _run([str(exe), "--version"])
+    assert out.returncode == 0 and out.stdout.startswith("treadle ")
+
+
+def test_ctrl_c_cancels_main_and_exits_like_python(tmp_path):
+    script = _script(tmp_path, """
+        import asyncio, sys
+        async def main():
+            print("ready", flush=True)
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                print("main cancelled", flush=True)
+                raise
+        asyncio.run(main())
+    """)
+    proc = subprocess.Popen([*TREADLE, "run", str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "main cancelled" in out
+    assert "KeyboardInterrupt" in err
+    assert proc.returncode in (-signal.SIGINT, 130)
+
+
+def test_breakfast_example_output_matches_asyncio():
+    example = Path(__file__).resolve().parents[1] / "examples" / "breakfast.py"
+    if not example.exists():
+        pytest.skip("examples not available")
+    env = dict(os.environ)
+    a = _run([sys.executable, str(example)], env=env)
+    t = _run([*TREADLE, "run", str(example)], env=env)
+    assert a.returncode == t.returncode == 0
+    assert a.stdout == t.stdout
+    assert t.stdout.splitlines()[-1] == "breakfast: tea and toast in 5 seconds"
