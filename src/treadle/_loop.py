@@ -1,8 +1,9 @@
 """``treadle.EventLoop``: the kernel plus every layer built on it.
 
 Each layer is a class that extends the kernel loop with one concern
-(signals here; sockets, transports and processes as they land); this
-module only stacks them.  Lower layers never import this module.
+(``_net``: sockets, transports, servers, TLS, DNS; ``_proc``: processes,
+pipes, signals); this module only stacks them.  Lower layers never import
+this module.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import Any
 
 from ._io.backend import IOBackend
 from ._kernel.seams import Clock
+from ._net.loop import NetworkMixin
+from ._proc.loop import ProcessMixin
 from ._proc.signals import SignalMixin
 
 
-class EventLoop(SignalMixin):
+class EventLoop(ProcessMixin, NetworkMixin, SignalMixin):
     """treadle's asyncio event loop.  Create it with ``new_event_loop()``."""
 
 

@@ -24,6 +24,18 @@ One turn of the loop (``_run_once``) does, in this order:
    the batch began.  Anything they schedule runs next turn, after another
    chance to poll.  This is the only place callbacks and task steps are
    actually *called*; everything else appends to ``_ready``.
+4. **End of batch**: run the functions registered with
+   ``_call_at_batch_end()`` during the batch, once each.  Transports use it
+   to flush, in one vectored syscall, what several callbacks of the batch
+   wrote; it runs before the loop can block, so nothing written in a turn
+   waits for the next one.
+
+When the loop would block, two things can cut the wait short besides I/O
+and timers: *idle waiters* (``_add_idle_waiter``: woken once the loop has
+had nothing to do for their *cushion* of real seconds; what
+``treadle.testing.wait_all_tasks_blocked`` is built on) and the clock's
+``idle()`` (a virtual clock jumps to the next deadline there).  Idle waiters
+go first.
 
 The ready queue holds two kinds of item, both with a ``_run()`` method:
 ``Handle`` (a callback) and ``Task`` (a task step, queued without any
@@ -40,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import logging
 import os
 import sys
@@ -138,6 +151,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._slow = self._debug
         # Poll scheduling (step 1).
         self._since_poll = POLL_EVERY
+        # Step 4: functions to run once at the end of the current batch.
+        self._batch_end: list[Callable[[], object]] = []
+        # Idle waiters: (cushion, seq, callback), smallest cushion first.
+        self._idle_waiters: list[tuple[float, int, Callable[[], object]]] = []
+        self._idle_seq = 0
         # True while the loop may be blocked in the backend: a thread that
         # adds work must then wake it through the pipe.
         self._waiting = False
@@ -433,10 +451,18 @@ class KernelLoop(asyncio.AbstractEventLoop):
                     timeout = MAX_POLL_TIMEOUT
             else:
                 timeout = self._clock.sleep_time(deadline)
+            idle_waiters = self._idle_waiters
+            if idle_waiters and (timeout is None or idle_waiters[0][0] < timeout):
+                timeout = idle_waiters[0][0]
+                waking_idle = True
+            else:
+                waking_idle = False
             had_events = self._poll(timeout)
-            if (self._clock is not None and not had_events and not ready
-                    and timeout != 0.0):
-                self._clock.idle(deadline)
+            if not had_events and not ready and timeout != 0.0:
+                if waking_idle:
+                    self._wake_idle_waiters()
+                elif self._clock is not None:
+                    self._clock.idle(deadline)
         # -- 2. timers -----------------------------------------------------
         if timers._heap:
             timers.pop_due(self._time() + self._clock_resolution, ready)
@@ -447,11 +473,59 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._since_poll += n
         if self._slow:
             self._run_batch_slow(n)
+        else:
+            popleft = ready.popleft
+            while n:
+                n -= 1
+                popleft()._run()
+        # -- 4. end of batch -------------------------------------------------
+        if self._batch_end:
+            self._run_batch_end()
+
+    def _call_at_batch_end(self, fn: Callable[[], object]) -> None:
+        """Run *fn()* once, after the current batch and before the loop can
+        block (the caller makes sure not to register the same work twice)."""
+        self._batch_end.append(fn)
+
+    def _run_batch_end(self) -> None:
+        pending = self._batch_end
+        self._batch_end = []
+        for fn in pending:
+            try:
+                fn()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self.call_exception_handler({
+                    "message": f"Exception in end-of-batch callback {fn!r}",
+                    "exception": exc,
+                })
+
+    def _add_idle_waiter(self, cushion: float,
+                         callback: Callable[[], object]) -> tuple[float, int, Callable[[], object]]:
+        """Call *callback* (through the ready queue) once the loop has been
+        idle - nothing ready, no I/O - for *cushion* real seconds.  Returns a
+        key for ``_remove_idle_waiter``."""
+        self._idle_seq += 1
+        entry = (max(0.0, cushion), self._idle_seq, callback)
+        heapq.heappush(self._idle_waiters, entry)
+        return entry
+
+    def _remove_idle_waiter(self, entry: tuple[float, int, Callable[[], object]]) -> None:
+        try:
+            self._idle_waiters.remove(entry)
+        except ValueError:
             return
-        popleft = ready.popleft
-        while n:
-            n -= 1
-            popleft()._run()
+        heapq.heapify(self._idle_waiters)
+
+    def _wake_idle_waiters(self) -> None:
+        """Wake the waiters with the smallest cushion (trio's rule: the
+        others keep waiting, since waking these makes the loop busy)."""
+        waiters = self._idle_waiters
+        cushion = waiters[0][0]
+        while waiters and waiters[0][0] == cushion:
+            _, _, callback = heapq.heappop(waiters)
+            self.call_soon(callback)
 
     def _poll(self, timeout: float | None) -> bool:
         hooks = self._hooks
