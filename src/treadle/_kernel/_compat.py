@@ -18,7 +18,15 @@ import asyncio
 import sys
 import weakref
 from asyncio import tasks as _aio_tasks
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from mypy_extensions import mypyc_attr as mypyc_attr
+else:
+    # The compiler reads this decorator at build time; at run time it is a
+    # no-op, and treadle must not depend on mypy_extensions being installed.
+    def mypyc_attr(*args: object, **kwargs: object) -> Callable[[Any], Any]:
+        return lambda cls: cls
 
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)

@@ -67,7 +67,8 @@ from typing import Any, Callable
 from . import _compat, _format
 from .handles import Handle, TimerHandle
 from .seams import Clock, ReadyOrder, hooks_of
-from .task import Task
+from .task import TaskCore
+from .taskclass import Task
 from .timers import TimerQueue
 from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
 
@@ -107,11 +108,17 @@ def _run_until_complete_cb(fut: Any) -> None:
     fut.get_loop().stop()
 
 
+@_compat.mypyc_attr(allow_interpreted_subclasses=True)
 class KernelLoop(asyncio.AbstractEventLoop):
     """The event loop without networking or processes.
 
     ``treadle.EventLoop`` adds those; this class is what the rest of treadle
     builds on, and what the kernel tests exercise.
+
+    Hot paths call the kernel's own methods as ``KernelLoop.m(self, ...)``:
+    compiled, that is a direct native call, while ``self.m(...)`` on an
+    instance of an interpreted subclass (every real loop is one) goes through
+    Python-level dispatch so that subclasses can override.
     """
 
     #: Callbacks that take longer than this are logged in debug mode.
@@ -120,9 +127,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def __init__(self, *, clock: Clock | None = None,
                  backend: IOBackend | None = None) -> None:
         self._ready: deque[Any] = deque()
-        #: The same deque, under a name no other loop uses: treadle tasks
-        #: look for it to know they may queue themselves directly.
-        self._kernel_ready = self._ready
+        #: Its append, under a name no other loop has: treadle tasks look
+        #: for it to know they may queue themselves directly.  (Bound once:
+        #: calling a stored bound method costs no attribute lookup.)
+        self._kernel_ready_append: Callable[[Any], None] = self._ready.append
+        self._ready_popleft: Callable[[], Any] = self._ready.popleft
         self._timers = TimerQueue()
         self._closed = False
         self._stopping = False
@@ -279,7 +288,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         handle = Handle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
-        self._ready.append(handle)
+        self._kernel_ready_append(handle)
         return handle
 
     def call_soon_threadsafe(self, callback: Callable[..., object],  # type: ignore[override]
@@ -303,7 +312,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise TypeError("delay must not be None")
         if delay != delay:
             raise ValueError("delay must not be NaN")
-        timer = self._call_at(self._time() + delay, callback, args, context)
+        timer = KernelLoop._call_at(self, self._time() + delay, callback, args, context)
         if timer._source_traceback:
             del timer._source_traceback[-1]
         return timer
@@ -314,7 +323,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise TypeError("when cannot be None")
         if when != when:
             raise ValueError("when must not be NaN")
-        timer = self._call_at(when, callback, args, context)
+        timer = KernelLoop._call_at(self, when, callback, args, context)
         if timer._source_traceback:
             del timer._source_traceback[-1]
         return timer
@@ -418,9 +427,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._writers.clear()
         self._backend.close()
 
-    def __del__(self, _warn: Any = warnings.warn) -> None:
+    def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            warnings.warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
             if not self.is_running():
                 self.close()
 
@@ -432,7 +441,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         # -- 1. I/O --------------------------------------------------------
         if ready or self._stopping:
             if self._since_poll >= POLL_EVERY or self._stopping:
-                self._poll(0.0)
+                KernelLoop._poll(self, 0.0)
         else:
             # Publish "may block" *before* looking at the ready queue: a
             # thread appending after our look then sees the flag and writes
@@ -457,10 +466,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 waking_idle = True
             else:
                 waking_idle = False
-            had_events = self._poll(timeout)
+            had_events = KernelLoop._poll(self, timeout)
             if not had_events and not ready and timeout != 0.0:
                 if waking_idle:
-                    self._wake_idle_waiters()
+                    KernelLoop._wake_idle_waiters(self)
                 elif self._clock is not None:
                     self._clock.idle(deadline)
         # -- 2. timers -----------------------------------------------------
@@ -472,15 +481,22 @@ class KernelLoop(asyncio.AbstractEventLoop):
             return
         self._since_poll += n
         if self._slow:
-            self._run_batch_slow(n)
+            KernelLoop._run_batch_slow(self, n)
         else:
-            popleft = ready.popleft
+            popleft = self._ready_popleft
             while n:
                 n -= 1
-                popleft()._run()
+                item = popleft()
+                if isinstance(item, TaskCore):
+                    TaskCore._run(item)
+                elif isinstance(item, Handle):
+                    Handle._run(item)
+                else:
+                    item._run()
+            item = None  # no frame may keep a task alive (see Task._run)
         # -- 4. end of batch -------------------------------------------------
         if self._batch_end:
-            self._run_batch_end()
+            KernelLoop._run_batch_end(self)
 
     def _call_at_batch_end(self, fn: Callable[[], object]) -> None:
         """Run *fn()* once, after the current batch and before the loop can
@@ -583,7 +599,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 item = batch[i] if batch is not None else ready.popleft()
                 i += 1
                 try:
-                    self._run_one_slow(item, debug)
+                    KernelLoop._run_one_slow(self, item, debug)
                 except BaseException:
                     if batch is not None:
                         # Unrun items keep their place at the front.
@@ -594,13 +610,13 @@ class KernelLoop(asyncio.AbstractEventLoop):
             item = batch = None
 
     def _run_one_slow(self, item: Any, debug: bool) -> None:
-        if type(item) is not Task and item._cancelled:
+        if not isinstance(item, TaskCore) and item._cancelled:
             return
         hooks = self._hooks
         if hooks is not None:
-            task = item if type(item) is Task else getattr(
+            task = item if isinstance(item, TaskCore) else getattr(
                 getattr(item, "_callback", None), "__self__", None)
-            step = type(task) is Task
+            step = isinstance(task, TaskCore)
             self._call_hooks("before_task_step" if step else "before_callback",
                              task if step else item)
         try:
@@ -615,7 +631,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 if dt >= self.slow_callback_duration:
                     _compat.asyncio_logger().warning(
                         "Executing %s took %.3f seconds",
-                        repr(item) if type(item) is Task else _format.handle_label(item),
+                        repr(item) if isinstance(item, TaskCore) else _format.handle_label(item),
                         dt)
             else:
                 item._run()

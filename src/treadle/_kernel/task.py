@@ -38,38 +38,41 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import itertools
 import reprlib
 import sys
 from types import CoroutineType, GenericAlias
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Final, Generator
 
 from . import _compat, _format
 
-_PENDING = "PENDING"
-_CANCELLED = "CANCELLED"
-_FINISHED = "FINISHED"
+# Module constants are Final so that, compiled, they are C statics rather
+# than dictionary lookups on every use.
+_PENDING: Final = "PENDING"
+_CANCELLED: Final = "CANCELLED"
+_FINISHED: Final = "FINISHED"
 
-_CancelledError = _compat.CancelledError
-_InvalidStateError = _compat.InvalidStateError
-_current_tasks = _compat.current_tasks
-_register_task = _compat.register_task
-_eager_tasks = _compat.eager_tasks
-_copy_context = contextvars.copy_context
-_iscoroutine = _compat.iscoroutine
-_name_counter = 0
+_CancelledError: Final = _compat.CancelledError
+_InvalidStateError: Final = _compat.InvalidStateError
+_current_tasks: Final = _compat.current_tasks
+_register_task: Final = _compat.register_task
+_eager_tasks: Final = _compat.eager_tasks
+_copy_context: Final = contextvars.copy_context
+_iscoroutine: Final = _compat.iscoroutine
+# Unbound methods called directly: no attribute lookup per task step.
+_CoroutineType: Final = CoroutineType
+_CORO_SEND: Final = CoroutineType.send
+_CTX_RUN: Final = contextvars.Context.run
+_task_numbers: Final = itertools.count(1)
+_repr_running: Final[set[int]] = set()
 
 
-def _next_name() -> str:
-    global _name_counter
-    _name_counter += 1
-    return f"Task-{_name_counter}"
-
-
-class Task:
-    """A coroutine wrapped in a future, stepped by the treadle kernel.
-
-    Same constructor and API as ``asyncio.Task``.  Use ``loop.create_task()``
-    (or ``asyncio.create_task()``) rather than the constructor.
+@_compat.mypyc_attr(allow_interpreted_subclasses=True)
+class TaskCore:
+    """Everything a task does.  ``treadle.Task`` (``taskclass.py``) is this
+    class plus weak-reference support and an instance ``__dict__``, which a
+    natively compiled class cannot give itself; code here never creates
+    tasks, so it never needs to name the final class.
     """
 
     __slots__ = (
@@ -77,8 +80,7 @@ class Task:
         "_exception", "_exception_tb", "_callbacks", "_fut_waiter",
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
-        "_source_traceback", "_asyncio_future_blocking", "__weakref__",
-        "__dict__",
+        "_source_traceback", "_asyncio_future_blocking",
     )
 
     _loop: Any
@@ -126,9 +128,9 @@ class Task:
             import asyncio
             loop = asyncio.get_event_loop()
         self._loop = loop
-        # The kernel's ready deque, for direct wake-ups (None on a loop that
-        # is not treadle's: then every wake-up goes through call_soon).
-        self._ready = getattr(loop, "_kernel_ready", None)
+        # The kernel's ready-queue append, for direct wake-ups (None on a
+        # loop that is not treadle's: then every wake-up uses call_soon).
+        self._ready = getattr(loop, "_kernel_ready_append", None)
         self._context = _copy_context() if context is None else context
         if (loop._debug if self._ready is not None else loop.get_debug()):
             self._source_traceback = _format.extract_stack(sys._getframe(1))
@@ -136,13 +138,14 @@ class Task:
             self._log_destroy_pending = False
             raise TypeError(f"a coroutine was expected, got {coro!r}")
         self._coro = coro
-        self._name = _next_name() if name is None else str(name)
+        # The number is formatted only if someone asks for the name.
+        self._name = next(_task_numbers) if name is None else str(name)
         if self._ready is not None and loop._hooks is not None:
             loop._call_hooks("task_spawned", self)
         if eager_start and loop.is_running():
-            self._eager_start()
+            TaskCore._eager_start(self)
         else:
-            self._schedule()
+            TaskCore._schedule(self)
             _register_task(self)
 
     # ------------------------------------------------------------------
@@ -153,9 +156,14 @@ class Task:
         """Put this task on the ready queue (state 2)."""
         ready = self._ready
         if ready is not None:
-            ready.append(self)
+            ready(self)
         else:
             self._loop.call_soon(self._step, context=self._context)
+
+    # Calls between TaskCore's own methods are written ``TaskCore.m(self)``:
+    # compiled, that is a direct native call, while ``self.m()`` on an
+    # instance of the (interpreted) Task subclass goes through Python-level
+    # dispatch, which mypyc must use so that subclasses can override.
 
     def _run(self) -> None:
         """Called by the kernel when it pops this task off the ready queue."""
@@ -163,16 +171,16 @@ class Task:
             waiter = self._fut_waiter
             if waiter is None or (waiter._state is _FINISHED
                                   and waiter._exception is None):
-                self._context.run(Task._step, self, None)
+                _CTX_RUN(self._context, _STEP, self, None)
             else:
                 # Woken directly by a treadle task that failed or was
                 # cancelled: throw its exception in, as asyncio's wakeup does.
                 try:
                     waiter.result()
                 except BaseException as exc:
-                    self._context.run(Task._step, self, exc)
+                    _CTX_RUN(self._context, _STEP, self, exc)
                 else:
-                    self._context.run(Task._step, self, None)
+                    _CTX_RUN(self._context, _STEP, self, None)
         finally:
             # Frames on the stack when a coroutine frame finishes outlive
             # their call (as its f_back chain).  None of them may end up
@@ -186,9 +194,9 @@ class Task:
         try:
             future.result()
         except BaseException as exc:
-            self._step(exc)
+            TaskCore._step(self, exc)
         else:
-            self._step(None)
+            TaskCore._step(self, None)
         finally:
             del self, future
 
@@ -197,7 +205,7 @@ class Task:
             raise _InvalidStateError(f"_step(): already done: {self!r}, {exc!r}")
         if self._must_cancel:
             if not isinstance(exc, _CancelledError):
-                exc = self._make_cancelled_error()
+                exc = TaskCore._make_cancelled_error(self)
             self._must_cancel = False
         self._fut_waiter = None
         loop = self._loop
@@ -206,7 +214,7 @@ class Task:
             raise RuntimeError(f"Cannot enter into task {self!r} while another "
                                f"task {current!r} is being executed.")
         try:
-            self._step_body(exc)
+            TaskCore._step_body(self, exc)
         finally:
             del _current_tasks[loop]
             del self, current, exc
@@ -215,53 +223,56 @@ class Task:
         coro = self._coro
         try:
             if exc is None:
-                result = coro.send(None)
+                if type(coro) is _CoroutineType:
+                    result = _CORO_SEND(coro, None)
+                else:
+                    result = coro.send(None)
             else:
                 result = coro.throw(exc)
         except StopIteration as stop:
             if self._must_cancel:
                 # Cancelled right before the coroutine returned.
                 self._must_cancel = False
-                self._cancel_self(self._cancel_message)
+                TaskCore._cancel_self(self, self._cancel_message)
             else:
-                self._finish(stop.value, None)
+                TaskCore._finish(self, stop.value, None)
         except _CancelledError as cancelled:
             _drop_own_frame(cancelled)
             self._cancelled_exc = cancelled
-            self._cancel_self(None)
+            TaskCore._cancel_self(self, None)
         except (KeyboardInterrupt, SystemExit) as fatal:
-            self._finish(None, fatal)
+            TaskCore._finish(self, None, fatal)
             raise
         except BaseException as error:
             _drop_own_frame(error)
-            self._finish(None, error)
+            TaskCore._finish(self, None, error)
         else:
             if result is None:
                 # Bare yield: give up the rest of this turn (Rule 1).
                 ready = self._ready
                 if ready is not None:
-                    ready.append(self)
+                    ready(self)
                 else:
                     self._loop.call_soon(self._step, context=self._context)
-            elif type(result) is Task:
-                self._wait_task(result)
+            elif isinstance(result, TaskCore):
+                TaskCore._wait_task(self, result)
             else:
-                self._wait_other(result)
+                TaskCore._wait_other(self, result)
             del result
         finally:
             del self, coro, exc
 
-    def _wait_task(self, other: Task) -> None:
+    def _wait_task(self, other: TaskCore) -> None:
         """The coroutine yielded a treadle task (``await other``): Rule 2."""
         if not other._asyncio_future_blocking:
-            self._throw_later(RuntimeError(
+            TaskCore._throw_later(self, RuntimeError(
                 f"yield was used instead of yield from in task {self!r} "
                 f"with {other!r}"))
         elif other._loop is not self._loop:
-            self._throw_later(RuntimeError(
+            TaskCore._throw_later(self, RuntimeError(
                 f"Task {self!r} got Future {other!r} attached to a different loop"))
         elif other is self:
-            self._throw_later(RuntimeError(f"Task cannot await on itself: {self!r}"))
+            TaskCore._throw_later(self, RuntimeError(f"Task cannot await on itself: {self!r}"))
         else:
             other._asyncio_future_blocking = False
             if self._ready is not None and other._state is _PENDING:
@@ -288,12 +299,12 @@ class Task:
             else:
                 result_loop = get_loop()
             if result_loop is not self._loop:
-                self._throw_later(RuntimeError(
+                TaskCore._throw_later(self, RuntimeError(
                     f"Task {self!r} got Future {result!r} attached to a "
                     f"different loop"))
             elif blocking:
                 if result is self:
-                    self._throw_later(RuntimeError(
+                    TaskCore._throw_later(self, RuntimeError(
                         f"Task cannot await on itself: {self!r}"))
                 else:
                     result._asyncio_future_blocking = False
@@ -303,15 +314,15 @@ class Task:
                         if result.cancel(msg=self._cancel_message):
                             self._must_cancel = False
             else:
-                self._throw_later(RuntimeError(
+                TaskCore._throw_later(self, RuntimeError(
                     f"yield was used instead of yield from in task {self!r} "
                     f"with {result!r}"))
         elif inspect.isgenerator(result):
-            self._throw_later(RuntimeError(
+            TaskCore._throw_later(self, RuntimeError(
                 f"yield was used instead of yield from for generator in task "
                 f"{self!r} with {result!r}"))
         else:
-            self._throw_later(RuntimeError(f"Task got bad yield: {result!r}"))
+            TaskCore._throw_later(self, RuntimeError(f"Task got bad yield: {result!r}"))
 
     def _throw_later(self, exc: BaseException) -> None:
         self._loop.call_soon(self._step, exc, context=self._context)
@@ -326,7 +337,7 @@ class Task:
             if eager is not None:
                 eager.add(self)
             try:
-                self._context.run(Task._step_body, self, None)
+                _CTX_RUN(self._context, _STEP_BODY, self, None)
             finally:
                 if eager is not None:
                     eager.discard(self)
@@ -352,7 +363,7 @@ class Task:
             self._exception = exc
             self._exception_tb = exc.__traceback__
             self._log_tb = True
-        self._schedule_callbacks()
+        TaskCore._schedule_callbacks(self)
 
     def _cancel_self(self, msg: Any) -> bool:
         """Future.cancel() applied to the task itself: it is now cancelled."""
@@ -361,7 +372,7 @@ class Task:
             return False
         self._state = _CANCELLED
         self._cancel_message = msg
-        self._schedule_callbacks()
+        TaskCore._schedule_callbacks(self)
         return True
 
     def _schedule_callbacks(self) -> None:
@@ -373,9 +384,9 @@ class Task:
             return
         self._callbacks = None
         for entry in callbacks:
-            if type(entry) is Task:
+            if isinstance(entry, TaskCore):
                 # A treadle task waiting on us (Rule 2).
-                entry._ready.append(entry)
+                entry._ready(entry)
             else:
                 loop.call_soon(entry[0], self, context=entry[1])
 
@@ -401,7 +412,7 @@ class Task:
                 raise exc.with_traceback(self._exception_tb)
             return self._result
         if state is _CANCELLED:
-            raise self._make_cancelled_error()
+            raise TaskCore._make_cancelled_error(self)
         raise _InvalidStateError("Result is not set.")
 
     def exception(self) -> BaseException | None:
@@ -410,7 +421,7 @@ class Task:
             self._log_tb = False
             return self._exception
         if state is _CANCELLED:
-            raise self._make_cancelled_error()
+            raise TaskCore._make_cancelled_error(self)
         raise _InvalidStateError("Exception is not set.")
 
     def add_done_callback(self, fn: Callable[[Any], object], *,
@@ -430,7 +441,7 @@ class Task:
         callbacks = self._callbacks
         if not callbacks:
             return 0
-        kept = [e for e in callbacks if type(e) is Task or e[0] != fn]
+        kept = [e for e in callbacks if isinstance(e, TaskCore) or e[0] != fn]
         removed = len(callbacks) - len(kept)
         if removed:
             callbacks[:] = kept
@@ -470,7 +481,8 @@ class Task:
             raise RuntimeError("await wasn't used with future")
         return self.result()
 
-    __iter__ = __await__
+    def __iter__(self) -> Generator[Any, None, Any]:
+        return self.__await__()
 
     @classmethod
     def __class_getitem__(cls, item: Any) -> GenericAlias:
@@ -514,7 +526,10 @@ class Task:
         return self._context
 
     def get_name(self) -> str:
-        return str(self._name)
+        name = self._name
+        if type(name) is int:
+            name = self._name = f"Task-{name}"
+        return str(name)
 
     def set_name(self, value: object) -> None:
         self._name = str(value)
@@ -525,8 +540,18 @@ class Task:
     def print_stack(self, *, limit: int | None = None, file: Any = None) -> None:
         _format.print_stack(self, self.get_stack(limit=limit), self._exception, file)
 
-    @reprlib.recursive_repr()
     def __repr__(self) -> str:
+        # A task waiting on a task that waits on it would recurse forever.
+        key = id(self)
+        if key in _repr_running:
+            return "..."
+        _repr_running.add(key)
+        try:
+            return self._repr()
+        finally:
+            _repr_running.discard(key)
+
+    def _repr(self) -> str:
         state = self._state.lower()
         if state == "pending" and self._num_cancels_requested:
             state = "cancelling"
@@ -545,7 +570,7 @@ class Task:
         if self._source_traceback:
             frame = self._source_traceback[-1]
             info.append(f"created at {frame[0]}:{frame[1]}")
-        return f"<{type(self).__name__} {' '.join(info)}>"
+        return f"<Task {' '.join(info)}>"
 
     def __del__(self) -> None:
         if self._state is _PENDING:
@@ -559,7 +584,7 @@ class Task:
                 self._loop.call_exception_handler(context)
         elif self._log_tb:
             context = {
-                "message": f"{type(self).__name__} exception was never retrieved",
+                "message": "Task exception was never retrieved",
                 "exception": self._exception,
                 "future": self,
             }
@@ -568,31 +593,18 @@ class Task:
             self._loop.call_exception_handler(context)
 
 
-_UNCANCEL_CLEARS_MUST_CANCEL = _compat.PY313
+_UNCANCEL_CLEARS_MUST_CANCEL: Final = _compat.PY313
 
 # The frame of _step_body heads the traceback of every exception a
 # coroutine raises; asyncio's C task has no such frame, so tracebacks,
 # get_stack() and "exception was never retrieved" logs start at the
 # coroutine.  (Compiled, the method has no Python frame to drop.)
-_STEP_BODY_CODE = getattr(Task._step_body, "__code__", None)
+_STEP_BODY_CODE: Final = getattr(TaskCore._step_body, "__code__", None)
+_STEP: Final = TaskCore._step
+_STEP_BODY: Final = TaskCore._step_body
 
 
 def _drop_own_frame(exc: BaseException) -> None:
     tb = exc.__traceback__
     if tb is not None and tb.tb_frame.f_code is _STEP_BODY_CODE:
         exc.__traceback__ = tb.tb_next
-
-
-def eager_task_factory(loop: Any, coro: Any, *, name: object = None,
-                       context: contextvars.Context | None = None) -> Task:
-    """A task factory whose tasks run their first step inside
-    ``create_task()`` (``loop.set_task_factory(treadle.eager_task_factory)``).
-
-    Like ``asyncio.eager_task_factory``, on every supported Python."""
-    return Task(coro, loop=loop, name=name, context=context, eager_start=True)
-
-
-def task_factory(loop: Any, coro: Any, *, name: object = None,
-                 context: contextvars.Context | None = None) -> Task:
-    """The default factory, for code that wants to set it explicitly."""
-    return Task(coro, loop=loop, name=name, context=context)
