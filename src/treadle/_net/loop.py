@@ -1,14 +1,31 @@
 """The networking layer of the loop: sockets, transports, servers, TLS, DNS.
 
-Owns: every loop method that deals with sockets.  Built on the kernel's
-``_add_reader``/``_add_writer``, ``call_soon`` and ``_call_at_batch_end``;
-the kernel never imports this module.
+Owns: nothing of its own; it names the top of the networking stack, the
+class ``treadle.EventLoop`` inherits (see ``_loop.py``).
+Never: the kernel imports this package; everything here reaches the kernel
+only through ``_add_reader``/``_add_writer``, ``call_soon``,
+``call_later`` and ``_call_at_batch_end``.
+
+The layer is a chain of classes, one per module, each adding one concern
+to the one below (single inheritance, so that it compiles):
+
+    KernelLoop
+      DNSMixin       dns.py       getaddrinfo/getnameinfo, numeric fast path
+      SocketMixin    sockets.py   sock_* methods, the fd -> transport registry
+      SendfileMixin  sendfile.py  sock_sendfile, sendfile
+      ConnectMixin   connect.py   create_connection, Unix, UDP, start_tls
+      ServerMixin    server.py    create_server, create_unix_server, accept
+      NetworkMixin   (here)
+
+Transports live beside them: ``stream.py`` (TCP and Unix streams, with the
+write-coalescing rule described there), ``datagram.py`` (UDP).  TLS comes
+through ``_tlsimport.py``.
 """
 
 from __future__ import annotations
 
-from .._kernel.loop import KernelLoop
+from .server import ServerMixin
 
 
-class NetworkMixin(KernelLoop):
+class NetworkMixin(ServerMixin):
     """Adds asyncio's socket, transport, server and DNS methods."""

@@ -1,0 +1,351 @@
+"""Sending files: ``loop.sock_sendfile`` and ``loop.sendfile``.
+
+Owns: zero-copy ``os.sendfile`` from a regular file to a stream socket
+(raw, or the socket under a treadle transport), and the fallback that
+reads the file in the executor and writes the chunks when zero-copy is
+impossible (no ``os.sendfile``, not a regular file, a TLS transport).
+Never: changes the file position except to leave it just after the last
+byte sent (asyncio's contract, also on error), or lets a transport's own
+writes interleave with the file's bytes.
+
+Zero-copy path: ``os.sendfile`` is called in a loop until the socket is
+full, then again each time it becomes writable (asyncio makes one call per
+loop turn).  For a transport, its write buffer is drained first, reading
+is paused, and ``write()`` raises until the file is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import os
+import socket
+import sys
+from typing import Any
+
+from . import base
+from .sockets import SocketMixin
+
+_SendfileMode = base.SendfileMode
+_SendfileNotAvailableError = base.SendfileNotAvailableError
+
+#: Bytes read per chunk by the fallback paths (asyncio's values).
+_SOCK_FALLBACK_CHUNK = 1024 * 256
+_TRANSPORT_FALLBACK_CHUNK = 16384
+
+
+def _check_sendfile_params(sock: Any, file: Any, offset: Any, count: Any) -> None:
+    if "b" not in getattr(file, "mode", "b"):
+        raise ValueError("file should be opened in binary mode")
+    if not sock.type == socket.SOCK_STREAM:
+        raise ValueError("only SOCK_STREAM type sockets are supported")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+
+class SendfileMixin(SocketMixin):
+    """The loop's sendfile methods."""
+
+    # ------------------------------------------------------------------
+    # raw sockets
+    # ------------------------------------------------------------------
+
+    async def sock_sendfile(self, sock: socket.socket, file: Any, offset: int = 0,
+                            count: int | None = None, *,
+                            fallback: bool | None = True) -> int:
+        if self._debug:
+            base.check_nonblocking(self, sock)
+        base.check_ssl_socket(sock)
+        _check_sendfile_params(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except _SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    async def _sock_sendfile_native(self, sock: socket.socket, file: Any,
+                                    offset: int, count: int | None) -> int:
+        if not hasattr(os, "sendfile"):
+            raise _SendfileNotAvailableError("os.sendfile() is not available")
+        try:
+            fileno = file.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            raise _SendfileNotAvailableError("not a regular file") from None
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError:
+            raise _SendfileNotAvailableError("not a regular file") from None
+        blocksize = count if count else fsize
+        if not blocksize:
+            return 0
+        job = _SendfileJob(self.create_future(), sock, fileno, offset, count,
+                           min(blocksize, sys.maxsize // 2 + 1))
+        fd = sock.fileno()
+        job.fd = fd
+        job.step(self)
+        if job.fut.done():
+            return job.fut.result()  # type: ignore[no-any-return]
+        try:
+            return await job.fut  # type: ignore[no-any-return]
+        finally:
+            if job.registered:
+                job.registered = False
+                self._remove_writer(fd)
+            if job.fut.cancelled() or not job.fut.done():
+                job.update_filepos()
+
+    async def _sock_sendfile_fallback(self, sock: socket.socket, file: Any,
+                                      offset: int, count: int | None) -> int:
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, _SOCK_FALLBACK_CHUNK) if count else _SOCK_FALLBACK_CHUNK
+        buf = bytearray(blocksize)
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        break
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    break
+                await self.sock_sendall(sock, view[:read])
+                total_sent += read
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, "seek"):
+                file.seek(offset + total_sent)
+
+    # ------------------------------------------------------------------
+    # transports
+    # ------------------------------------------------------------------
+
+    async def sendfile(self, transport: Any, file: Any, offset: int = 0,
+                       count: int | None = None, *,
+                       fallback: bool = True) -> int:
+        if transport.is_closing():
+            raise RuntimeError("Transport is closing")
+        mode = getattr(transport, "_sendfile_compatible", _SendfileMode.UNSUPPORTED)
+        if mode is _SendfileMode.UNSUPPORTED:
+            raise RuntimeError(
+                f"sendfile is not supported for transport {transport!r}")
+        if mode is _SendfileMode.TRY_NATIVE:
+            try:
+                return await self._sendfile_native(transport, file, offset, count)
+            except _SendfileNotAvailableError:
+                if not fallback:
+                    raise
+        if not fallback:
+            raise RuntimeError(
+                f"fallback is disabled and native sendfile is not "
+                f"supported for transport {transport!r}")
+        return await self._sendfile_fallback(transport, file, offset, count)
+
+    async def _sendfile_native(self, transp: Any, file: Any, offset: int,
+                               count: int | None) -> int:
+        fd = transp._sock_fd
+        # The transport lends its socket to sock_sendfile for the duration.
+        if self._transports.get(fd) is transp:
+            del self._transports[fd]
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
+        try:
+            return await self.sock_sendfile(transp._sock, file, offset, count,
+                                            fallback=False)
+        finally:
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
+            self._transports[fd] = transp
+
+    async def _sendfile_fallback(self, transp: Any, file: Any, offset: int,
+                                 count: int | None) -> int:
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, _TRANSPORT_FALLBACK_CHUNK) if count else _TRANSPORT_FALLBACK_CHUNK
+        buf = bytearray(blocksize)
+        total_sent = 0
+        proto = _FallbackProtocol(transp)
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        return total_sent
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    return total_sent
+                await proto.drain()
+                # The transport may hold the chunk until the end of the
+                # batch: give it bytes the next readinto cannot change.
+                transp.write(bytes(view[:read]))
+                total_sent += read
+        finally:
+            if total_sent > 0 and hasattr(file, "seek"):
+                file.seek(offset + total_sent)
+            await proto.restore()
+
+
+class _SendfileJob:
+    """State of one zero-copy ``sock_sendfile`` between writable events."""
+
+    __slots__ = ("fut", "sock", "fileno", "offset", "start", "count",
+                 "blocksize", "total_sent", "fd", "registered")
+
+    def __init__(self, fut: asyncio.Future[Any], sock: socket.socket, fileno: int,
+                 offset: int, count: int | None, blocksize: int) -> None:
+        self.fut = fut
+        self.sock = sock
+        self.fileno = fileno
+        self.offset = offset
+        self.start = offset
+        self.count = count
+        self.blocksize = blocksize
+        self.total_sent = 0
+        self.fd = -1
+        self.registered = False
+
+    def update_filepos(self) -> None:
+        if self.total_sent > 0:
+            os.lseek(self.fileno, self.start + self.total_sent, os.SEEK_SET)
+
+    def finish(self, loop: Any, result: Any = None,
+               exc: BaseException | None = None) -> None:
+        if self.registered:
+            self.registered = False
+            loop._remove_writer(self.fd)
+        self.update_filepos()
+        if exc is not None:
+            self.fut.set_exception(exc)
+        else:
+            self.fut.set_result(result)
+
+    def step(self, loop: Any) -> None:
+        """Send until the socket is full, the file ends or *count* is
+        reached; register for writability when the socket is full."""
+        fut = self.fut
+        if fut.done():
+            if self.registered:
+                self.registered = False
+                loop._remove_writer(self.fd)
+            return
+        while True:
+            blocksize = self.blocksize
+            if self.count:
+                blocksize = self.count - self.total_sent
+                if blocksize <= 0:
+                    self.finish(loop, self.total_sent)
+                    return
+                blocksize = min(blocksize, sys.maxsize // 2 + 1)
+            try:
+                sent = os.sendfile(self.fd, self.fileno, self.offset, blocksize)
+            except (BlockingIOError, InterruptedError):
+                if not self.registered:
+                    self.registered = True
+                    loop._add_writer(self.fd, self.step, loop)
+                return
+            except OSError as exc:
+                if (self.total_sent and exc.errno == errno.ENOTCONN
+                        and type(exc) is not ConnectionError):
+                    # The peer went away mid-transfer: report it the same
+                    # way on every platform.
+                    new_exc = ConnectionError("socket is not connected", errno.ENOTCONN)
+                    new_exc.__cause__ = exc
+                    exc = new_exc
+                if self.total_sent == 0:
+                    # Typically not a regular (mmap-able) file: fall back.
+                    self.finish(loop, exc=_SendfileNotAvailableError(
+                        "os.sendfile call failed"))
+                else:
+                    self.finish(loop, exc=exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self.finish(loop, exc=exc)
+                return
+            if sent == 0:
+                self.finish(loop, self.total_sent)    # end of file
+                return
+            self.offset += sent
+            self.total_sent += sent
+
+
+class _FallbackProtocol(asyncio.Protocol):
+    """Stands in for a transport's protocol while ``sendfile`` writes the
+    file through ``transport.write()``: it turns pause/resume_writing into
+    something ``drain()`` can await, and gives everything back after."""
+
+    def __init__(self, transp: Any) -> None:
+        self._transport = transp
+        self._proto = transp.get_protocol()
+        self._should_resume_reading = transp.is_reading()
+        self._should_resume_writing = bool(getattr(transp, "_protocol_paused", False))
+        transp.pause_reading()
+        transp.set_protocol(self)
+        self._write_ready_fut: asyncio.Future[Any] | None = None
+        if self._should_resume_writing:
+            self._write_ready_fut = transp._loop.create_future()
+
+    async def drain(self) -> None:
+        if self._transport.is_closing():
+            raise ConnectionError("Connection closed by peer")
+        fut = self._write_ready_fut
+        if fut is None:
+            return
+        await fut
+
+    def connection_made(self, transport: Any) -> None:
+        raise RuntimeError("Invalid state: "
+                           "connection should have been established already.")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        fut = self._write_ready_fut
+        if fut is not None and not fut.done():
+            if exc is None:
+                fut.set_exception(ConnectionError("Connection is closed by peer"))
+            else:
+                fut.set_exception(exc)
+        self._proto.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._write_ready_fut is not None:
+            return
+        self._write_ready_fut = self._transport._loop.create_future()
+
+    def resume_writing(self) -> None:
+        fut = self._write_ready_fut
+        if fut is None:
+            return
+        if not fut.done():
+            fut.set_result(False)
+        self._write_ready_fut = None
+
+    def data_received(self, data: bytes) -> None:
+        raise RuntimeError("Invalid state: reading should be paused")
+
+    def eof_received(self) -> bool | None:
+        raise RuntimeError("Invalid state: reading should be paused")
+
+    async def restore(self) -> None:
+        self._transport.set_protocol(self._proto)
+        if self._should_resume_reading:
+            self._transport.resume_reading()
+        fut = self._write_ready_fut
+        if fut is not None:
+            fut.cancel()
+        if self._should_resume_writing:
+            self._proto.resume_writing()

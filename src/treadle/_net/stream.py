@@ -1,0 +1,736 @@
+"""The stream transport: one connected TCP or Unix stream socket.
+
+Owns: reading into the protocol (``data_received``, or ``get_buffer`` +
+``recv_into`` + ``buffer_updated`` for an ``asyncio.BufferedProtocol``),
+the write buffer and its flow control, half-close, close and abort, and
+the connection_made / connection_lost sequence, all with asyncio's
+semantics, messages and exception types.
+Never: resolves names, accepts connections or knows TLS (a TLS protocol is
+just a buffered protocol to it); never calls its protocol from inside a
+loop method other than its own I/O callbacks.
+
+Reading.  The reader stays registered while the transport reads (the
+kernel's registrations are level-triggered and persistent), so reading
+costs one ``recv`` per readiness event and no re-registration; pausing
+removes the reader, resuming adds it back.
+
+Writing: asyncio's "write sends at once", with one vectored syscall per
+loop turn.  The rule, in order:
+
+1. While the transport is calling its own protocol (``data_received``,
+   ``buffer_updated``, ``eof_received``), ``write()`` only buffers.  As
+   soon as that call returns, everything it wrote goes out in one
+   ``sendmsg``.  A request handler that writes a header and a body sends
+   one packet, not two.
+2. Otherwise, when nothing is buffered and this transport has not sent
+   anything yet in the current batch of callbacks, ``write()`` calls
+   ``send`` at once (so a peer doing a blocking ``recv`` right after
+   ``writer.write(b"x")`` in the same thread sees the byte, see uvloop
+   issue #631).  Later writes in the same batch are buffered and sent
+   together with one ``sendmsg`` at the end of the batch
+   (``loop._call_at_batch_end``), before the loop can block.  With the
+   loop not running there are no batches: every write is case 2's first.
+3. Whatever the socket does not accept stays buffered, the writer is
+   registered, and above the high-water mark the protocol is paused, as in
+   asyncio.  Bytes held back by rules 1-2 never pause the protocol by
+   themselves: when they cross the high-water mark they are sent at once,
+   and only what the socket refuses counts.
+
+``writelines()`` joins nothing: its chunks are queued as they are and go
+out in one ``sendmsg`` (at most ``IOV_MAX`` buffers per call).  Buffered
+data that the caller could still change (a ``bytearray``, a writable
+``memoryview``) is copied once, when it is buffered; data sent at once is
+never copied.
+
+Hot paths (``_read_ready``, ``write``) allocate nothing of their own beyond
+the received bytes: the reader and the end-of-batch callback are bound
+methods created once per transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import warnings
+from asyncio import trsock
+from typing import Any, Callable
+
+from . import base
+
+_BufferedProtocol = asyncio.BufferedProtocol
+_TransportSocket = trsock.TransportSocket
+_SHUT_WR = socket.SHUT_WR
+
+
+def _byte_view(data: Any) -> Any:
+    """*data* as something whose ``len()`` is its size in bytes."""
+    if type(data) is memoryview and (data.itemsize != 1 or data.ndim != 1):
+        if data.c_contiguous:
+            return data.cast("B")
+        return data.tobytes()
+    return data
+
+
+def _stable(data: Any) -> Any:
+    """*data*, or a copy of it if the caller could still change it."""
+    t = type(data)
+    if t is bytes:
+        return data
+    if t is memoryview and data.readonly:
+        return data
+    return bytes(data)
+
+
+class SocketTransport(asyncio.Transport):
+    """A connected stream socket (TCP or Unix) as an ``asyncio.Transport``."""
+
+    __slots__ = (
+        "_loop", "_sock", "_sock_fd", "_protocol", "_protocol_connected",
+        "_buffered", "_server", "_buffer", "_buffer_size", "_conn_lost",
+        "_closing", "_paused", "_reading", "_writing", "_eof",
+        "_empty_waiter", "_protocol_paused", "_high_water", "_low_water",
+        "_in_callback", "_hold", "_batch_end_cb", "_sendfile_compatible",
+        "__weakref__",
+    )
+
+    #: Bytes asked for per recv() (asyncio's value).
+    max_size = base.READ_SIZE
+    _start_tls_compatible = True
+
+    _extra: dict[str, Any]
+    _loop: Any
+    _sock: socket.socket | None
+    _sock_fd: int
+    _protocol: Any
+    _protocol_connected: bool
+    _buffered: bool
+    _server: Any
+    _buffer: list[Any]
+    _buffer_size: int
+    _conn_lost: int
+    _closing: bool
+    _paused: bool
+    _reading: bool
+    _writing: bool
+    _eof: bool
+    _empty_waiter: asyncio.Future[Any] | None
+    _protocol_paused: bool
+    _high_water: int
+    _low_water: int
+    _in_callback: bool
+    _hold: bool
+    _batch_end_cb: Callable[[], None]
+    _sendfile_compatible: Any
+
+    def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
+                 waiter: asyncio.Future[Any] | None = None,
+                 extra: dict[str, Any] | None = None,
+                 server: Any = None) -> None:
+        super().__init__(extra)
+        self._sock = None
+        self._server = None
+        extra_map = self._extra
+        extra_map["socket"] = _TransportSocket(sock)
+        try:
+            extra_map["sockname"] = sock.getsockname()
+        except OSError:
+            extra_map["sockname"] = None
+        if "peername" not in extra_map:
+            try:
+                extra_map["peername"] = sock.getpeername()
+            except OSError:
+                extra_map["peername"] = None
+        self._loop = loop
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._protocol_connected = False
+        self.set_protocol(protocol)
+        self._buffer = []
+        self._buffer_size = 0
+        self._conn_lost = 0
+        self._closing = False
+        self._paused = False
+        self._reading = False
+        self._writing = False
+        self._eof = False
+        self._empty_waiter = None
+        self._protocol_paused = False
+        self._high_water = 64 * 1024
+        self._low_water = 16 * 1024
+        self._in_callback = False
+        self._hold = False
+        self._batch_end_cb = self._on_batch_end
+        self._sendfile_compatible = base.SendfileMode.TRY_NATIVE
+        self._server = server
+        if server is not None:
+            server._attach(self)
+        loop._transports[self._sock_fd] = self
+        base.set_nodelay(sock)
+        # connection_made, then start reading, then wake the creator: one
+        # callback instead of asyncio's three, in asyncio's order.
+        loop.call_soon(self._start, waiter)
+
+    def _start(self, waiter: asyncio.Future[Any] | None) -> None:
+        protocol = self._protocol
+        try:
+            protocol.connection_made(self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": f"Exception in callback {protocol!r}.connection_made()",
+                "exception": exc,
+                "transport": self,
+                "protocol": protocol,
+            })
+        if not self._closing and not self._paused and not self._reading:
+            self._reading = True
+            self._loop._add_reader(self._sock_fd, self._read_ready)
+        if waiter is not None and not waiter.cancelled():
+            waiter.set_result(None)
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            info.append("read=polling" if self._reading else "read=idle")
+            state = "polling" if self._writing else "idle"
+            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        try:
+            sock = self._sock
+        except AttributeError:
+            return
+        if sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            sock.close()
+            self._sock = None
+            server = self._server
+            if server is not None:
+                self._server = None
+                server._detach(self)
+
+    # ------------------------------------------------------------------
+    # protocol and state
+    # ------------------------------------------------------------------
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._buffered = isinstance(protocol, _BufferedProtocol)
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        if self._reading:
+            self._reading = False
+            self._loop._remove_reader(self._sock_fd)
+        if self._loop._debug:
+            base.logger().debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        if not self._reading:
+            self._reading = True
+            self._loop._add_reader(self._sock_fd, self._read_ready)
+        if self._loop._debug:
+            base.logger().debug("%r resumes reading", self)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------------
+    # reading
+    # ------------------------------------------------------------------
+
+    def _read_ready(self) -> None:
+        if self._buffered:
+            self._read_ready_buffered()
+            return
+        if self._conn_lost:
+            return
+        try:
+            data = self._sock.recv(self.max_size)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not data:
+            self._on_eof()
+            return
+        self._in_callback = True
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            self._callback_interrupted()
+            raise
+        except BaseException as exc:
+            self._callback_failed(
+                exc, "Fatal error: protocol.data_received() call failed.")
+            return
+        self._in_callback = False
+        if self._buffer:
+            self._flush_held(True)
+
+    def _read_ready_buffered(self) -> None:
+        if self._conn_lost:
+            return
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        try:
+            nbytes = self._sock.recv_into(buf)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not nbytes:
+            self._on_eof()
+            return
+        self._in_callback = True
+        try:
+            self._protocol.buffer_updated(nbytes)
+        except (SystemExit, KeyboardInterrupt):
+            self._callback_interrupted()
+            raise
+        except BaseException as exc:
+            self._callback_failed(
+                exc, "Fatal error: protocol.buffer_updated() call failed.")
+            return
+        self._in_callback = False
+        if self._buffer:
+            self._flush_held(True)
+
+    def _on_eof(self) -> None:
+        if self._loop._debug:
+            base.logger().debug("%r received EOF", self)
+        self._in_callback = True
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            self._callback_interrupted()
+            raise
+        except BaseException as exc:
+            self._callback_failed(
+                exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        self._in_callback = False
+        if self._buffer:
+            self._flush_held(True)
+        if keep_open:
+            # The protocol may still write, but there is nothing more to
+            # read (asyncio leaves is_reading() true here, and so do we).
+            if self._reading:
+                self._reading = False
+                self._loop._remove_reader(self._sock_fd)
+        else:
+            self.close()
+
+    def _callback_failed(self, exc: BaseException, message: str) -> None:
+        # What the callback wrote before failing would already be on the
+        # wire on asyncio's loop: send it before tearing down.
+        self._in_callback = False
+        if self._buffer:
+            self._flush_held(True)
+        self._fatal_error(exc, message)
+
+    def _callback_interrupted(self) -> None:
+        # SystemExit/KeyboardInterrupt unwinds the loop: keep what was
+        # written reachable by the writer instead of stranding it.
+        self._in_callback = False
+        if self._buffer and not self._writing and not self._conn_lost:
+            self._writing = True
+            self._loop._add_writer(self._sock_fd, self._write_ready)
+
+    # ------------------------------------------------------------------
+    # writing
+    # ------------------------------------------------------------------
+
+    def write(self, data: Any) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= base.CONNLOST_WRITES_LOG_THRESHOLD:
+                base.logger().warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        data = _byte_view(data)
+        if not self._buffer and not self._in_callback and not (
+                self._hold and self._loop._thread_id is not None):
+            # Rule 2: the first write of the batch goes out now.
+            try:
+                n = self._sock.send(data)  # type: ignore[union-attr]
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return
+            self._mark_sent()
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
+            self._buffer.append(_stable(data))
+            self._buffer_size += len(data)
+            self._writing = True
+            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._maybe_pause_protocol()
+            return
+        self._buffer.append(_stable(data))
+        self._buffer_size += len(data)
+        self._after_append()
+
+    def writelines(self, list_of_data: Any) -> None:
+        if self._eof:
+            raise RuntimeError("Cannot call writelines() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to writelines; sendfile is in progress")
+        chunks = []
+        for data in list_of_data:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data argument must be a bytes-like object, "
+                                f"not {type(data).__name__!r}")
+            data = _byte_view(data)
+            if len(data):
+                chunks.append(data)
+        if not chunks:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= base.CONNLOST_WRITES_LOG_THRESHOLD:
+                base.logger().warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        buffer = self._buffer
+        if not buffer and not self._in_callback and not (
+                self._hold and self._loop._thread_id is not None):
+            # Rule 2 for several chunks: one sendmsg now; copy only what
+            # the socket leaves behind.
+            buffer.extend(chunks)
+            self._buffer_size += sum(map(len, chunks))
+            if not self._send_buffer():
+                return
+            self._mark_sent()
+            if buffer:
+                for i, chunk in enumerate(buffer):
+                    buffer[i] = _stable(chunk)
+                self._writing = True
+                self._loop._add_writer(self._sock_fd, self._write_ready)
+                self._maybe_pause_protocol()
+            else:
+                self._buffer_drained(False)
+            return
+        for chunk in chunks:
+            buffer.append(_stable(chunk))
+            self._buffer_size += len(chunk)
+        self._after_append()
+
+    def _after_append(self) -> None:
+        """Data was queued behind other data or held back (rules 1-2)."""
+        if self._writing:
+            self._maybe_pause_protocol()
+        elif self._buffer_size > self._high_water:
+            # Held-back bytes never pause the protocol by themselves:
+            # give the socket what it takes now, pause for the rest.
+            self._flush_held(True)
+        elif self._in_callback:
+            pass        # flushed when the protocol callback returns
+        elif not (self._hold and self._loop._thread_id is not None):
+            # Nothing else would flush it (no batch is running).
+            self._flush_held(True)
+
+    def _mark_sent(self) -> None:
+        """Remember that this transport sent in the current batch, so that
+        later writes in it are coalesced (rule 2)."""
+        if not self._hold:
+            loop = self._loop
+            if loop._thread_id is not None:
+                self._hold = True
+                loop._call_at_batch_end(self._batch_end_cb)
+
+    def _on_batch_end(self) -> None:
+        self._hold = False
+        if self._buffer and not self._writing and not self._in_callback:
+            self._flush_held(False)
+
+    def _flush_held(self, mark: bool) -> None:
+        """Send what rules 1-2 held back (no writer is registered)."""
+        if self._writing or self._conn_lost or not self._buffer:
+            return
+        if not self._send_buffer():
+            return
+        if mark:
+            self._mark_sent()
+        if self._buffer:
+            self._writing = True
+            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._maybe_pause_protocol()
+        else:
+            self._buffer_drained(False)
+
+    def _send_buffer(self) -> bool:
+        """One send/sendmsg of the buffered chunks; False after a fatal
+        error (the transport is then closing)."""
+        buffer = self._buffer
+        sock = self._sock
+        assert sock is not None
+        try:
+            count = len(buffer)
+            if count == 1 or not base.HAS_SENDMSG:
+                n = sock.send(buffer[0])
+            elif count <= base.IOV_MAX:
+                n = sock.sendmsg(buffer)
+            else:
+                n = sock.sendmsg(buffer[:base.IOV_MAX])
+        except (BlockingIOError, InterruptedError):
+            return True
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            if self._writing:
+                self._writing = False
+                self._loop._remove_writer(self._sock_fd)
+            buffer.clear()
+            self._buffer_size = 0
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            waiter = self._empty_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+            return False
+        if n:
+            self._consume(n)
+        return True
+
+    def _consume(self, n: int) -> None:
+        buffer = self._buffer
+        self._buffer_size -= n
+        if not self._buffer_size:
+            buffer.clear()
+            return
+        i = 0
+        while n:
+            chunk = buffer[i]
+            size = len(chunk)
+            if size <= n:
+                n -= size
+                i += 1
+            else:
+                buffer[i] = memoryview(chunk)[n:]
+                break
+        if i:
+            del buffer[:i]
+
+    def _write_ready(self) -> None:
+        """The writer: the socket can take more of the buffer."""
+        if self._conn_lost:
+            return
+        if self._buffer:
+            if not self._send_buffer():
+                return
+            self._maybe_resume_protocol()  # may write more
+        if not self._buffer:
+            self._buffer_drained(True)
+
+    def _buffer_drained(self, from_writer: bool) -> None:
+        if self._writing:
+            self._writing = False
+            self._loop._remove_writer(self._sock_fd)
+        waiter = self._empty_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._closing:
+            if from_writer:
+                self._call_connection_lost(None)
+            else:
+                # close() ran while the bytes were held back; on asyncio
+                # they had already gone and close() scheduled this.
+                self._conn_lost += 1
+                self._loop.call_soon(self._call_connection_lost, None)
+        elif self._eof:
+            self._sock.shutdown(_SHUT_WR)  # type: ignore[union-attr]
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer:
+            self._sock.shutdown(_SHUT_WR)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------
+    # flow control (asyncio's _FlowControlMixin semantics)
+    # ------------------------------------------------------------------
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low_water, self._high_water)
+
+    def set_write_buffer_limits(self, high: int | None = None,
+                                low: int | None = None) -> None:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water = high
+        self._low_water = low
+        self._maybe_pause_protocol()
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._buffer_size <= self._high_water or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and self._buffer_size <= self._low_water:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler({
+                    "message": "protocol.resume_writing() failed",
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                })
+
+    # ------------------------------------------------------------------
+    # closing
+    # ------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._reading:
+            self._reading = False
+            self._loop._remove_reader(self._sock_fd)
+        if not self._buffer:
+            self._conn_lost += 1
+            if self._writing:
+                self._writing = False
+                self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException,
+                     message: str = "Fatal error on transport") -> None:
+        if isinstance(exc, OSError):
+            if self._loop._debug:
+                base.logger().debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        loop = self._loop
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+        if self._writing:
+            self._writing = False
+            loop._remove_writer(self._sock_fd)
+        if not self._closing:
+            self._closing = True
+        if self._reading:
+            self._reading = False
+            loop._remove_reader(self._sock_fd)
+        self._conn_lost += 1
+        loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            sock = self._sock
+            if sock is not None:
+                sock.close()
+            self._sock = None
+            self._protocol = None
+            self._loop = None
+            server = self._server
+            if server is not None:
+                self._server = None
+                server._detach(self)
+            waiter = self._empty_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionError("Connection is closed by peer"))
+
+    # ------------------------------------------------------------------
+    # sendfile support (see sendfile.py)
+    # ------------------------------------------------------------------
+
+    def _make_empty_waiter(self) -> asyncio.Future[Any]:
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        waiter: asyncio.Future[Any] = self._loop.create_future()
+        self._empty_waiter = waiter
+        if not self._buffer:
+            waiter.set_result(None)
+        return waiter
+
+    def _reset_empty_waiter(self) -> None:
+        self._empty_waiter = None
