@@ -21,7 +21,14 @@ Rules:
    was installed before treadle's first one (asyncio restores SIG_DFL, or
    ``default_int_handler`` for SIGINT, whatever was there before; restoring
    the previous one is the documented improvement).  Removing the last
-   handler of all restores the previous wakeup fd.  ``close()`` removes all.
+   handler of all restores the previous wakeup fd, unless someone else has
+   set one since (another loop's: it stays).  ``close()`` removes all.
+3. Bad arguments fail at the call, with asyncio's types: ``TypeError`` for
+   a signal that is not an int, a coroutine (function) or, unlike asyncio,
+   which only fails when the signal arrives, any non-callable; ``ValueError``
+   for a number that is not a signal; ``RuntimeError`` for a signal that
+   cannot be caught (SIGKILL, SIGSTOP), a closed loop, or a thread other
+   than the main one.
 """
 
 from __future__ import annotations
@@ -61,6 +68,9 @@ class SignalMixin(KernelLoop):
                            callback: Callable[..., object], *args: Any) -> None:
         if _compat.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
+        if not callable(callback):
+            raise TypeError(f"a callable object was expected by "
+                            f"add_signal_handler(), got {callback!r}")
         self._check_signal(sig)
         self._check_closed()
         try:
@@ -112,7 +122,10 @@ class SignalMixin(KernelLoop):
         fd = self._previous_wakeup_fd
         self._previous_wakeup_fd = None
         try:
-            signal.set_wakeup_fd(-1 if fd is None else fd)
+            current = signal.set_wakeup_fd(-1 if fd is None else fd)
+            if current not in (self._wake_w, -1):
+                # Another loop took the wakeup fd after us: it is its now.
+                signal.set_wakeup_fd(current)
         except (ValueError, OSError) as exc:
             _compat.asyncio_logger().info("set_wakeup_fd(-1) failed: %s", exc)
 
