@@ -2,6 +2,7 @@
 
     treadle run SCRIPT.py [ARGS...]     run an asyncio script on treadle
     treadle run -m MODULE [ARGS...]     the same for a module
+    treadle bench [OPTIONS]             benchmarks side by side (treadle.bench)
     treadle --version
 """
 
@@ -48,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="path of the Python script to run")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                      help="arguments passed to the script as sys.argv[1:]")
+    from .bench.cli import DESCRIPTION, EPILOG, add_arguments
+    bench = sub.add_parser(
+        "bench", help="compare treadle with asyncio and uvloop side by side",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(bench)
     return p
 
 
@@ -60,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.module is not None and args.script is not None:
             args.args.insert(0, args.script)
         return _run_program(args.script, args.module, args.args, debug=args.debug)
+    if args.command == "bench":
+        from .bench.cli import run as run_bench
+        return run_bench(args)
     parser.print_help()
     return 0
 
