@@ -5,6 +5,11 @@
     # or: asyncio.run(main(), loop_factory=treadle.new_event_loop)
 """
 
+from . import _purity
+
+if _purity.requested():
+    _purity.prefer_source()
+
 from ._kernel import Handle, Task, TimerHandle, eager_task_factory, task_factory
 from ._loop import EventLoop, EventLoopPolicy, new_event_loop
 from ._runner import run

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
+import os
 import reprlib
 import sys
 import traceback
@@ -67,6 +68,20 @@ def callback_source(func: Any, args: Sequence[Any] | None) -> str:
     if source:
         text += f" at {source[0]}:{source[1]}"
     return text
+
+
+_KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def caller_stack(limit: int = DEBUG_STACK_DEPTH) -> traceback.StackSummary:
+    """The stack of whoever called into the kernel (its own frames are left
+    out), for debug-mode source tracebacks.  Works the same compiled, where
+    kernel functions have no frames, and uncompiled, where they do."""
+    frame: FrameType | None = sys._getframe(0)
+    while frame is not None and os.path.dirname(
+            os.path.abspath(frame.f_code.co_filename)) == _KERNEL_DIR:
+        frame = frame.f_back
+    return extract_stack(frame, limit)
 
 
 def extract_stack(frame: FrameType | None = None,

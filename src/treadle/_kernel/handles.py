@@ -18,7 +18,6 @@ small, compilable object.
 from __future__ import annotations
 
 import contextvars
-import sys
 from typing import Any, Callable
 
 from . import _format
@@ -52,7 +51,7 @@ class Handle:
         self._cancelled = False
         self._repr = None
         if loop._debug:
-            self._source_traceback = _format.extract_stack(sys._getframe(1))
+            self._source_traceback = _format.caller_stack()
         else:
             self._source_traceback = None
 
@@ -125,8 +124,6 @@ class TimerHandle(Handle):
                  args: tuple[Any, ...], loop: Any,
                  context: contextvars.Context | None = None) -> None:
         super().__init__(callback, args, loop, context)
-        if self._source_traceback:
-            del self._source_traceback[-1]
         self._when = when
         self._scheduled = False
 

@@ -286,8 +286,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
             if self._debug:
                 self._check_thread()
         handle = Handle(callback, args, self, context)
-        if handle._source_traceback:
-            del handle._source_traceback[-1]
         self._kernel_ready_append(handle)
         return handle
 
@@ -297,8 +295,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise RuntimeError("Event loop is closed")
         self._check_callback(callback, "call_soon_threadsafe")
         handle = Handle(callback, args, self, context)
-        if handle._source_traceback:
-            del handle._source_traceback[-1]
         self._ready.append(handle)
         # Only a loop that may be blocked needs the pipe (see _run_once for
         # why reading the flag after appending is race-free under the GIL).
@@ -306,29 +302,28 @@ class KernelLoop(asyncio.AbstractEventLoop):
             self._write_to_self()
         return handle
 
-    def call_later(self, delay: float, callback: Callable[..., object],  # type: ignore[override]
+    def call_later(self, delay: Any, callback: Callable[..., object],  # type: ignore[override]
                    *args: Any, context: Any = None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
         if delay != delay:
             raise ValueError("delay must not be NaN")
         timer = KernelLoop._call_at(self, self._time() + delay, callback, args, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
         return timer
 
-    def call_at(self, when: float, callback: Callable[..., object],  # type: ignore[override]
+    def call_at(self, when: Any, callback: Callable[..., object],  # type: ignore[override]
                 *args: Any, context: Any = None) -> TimerHandle:
         if when is None:
             raise TypeError("when cannot be None")
         if when != when:
             raise ValueError("when must not be NaN")
         timer = KernelLoop._call_at(self, when, callback, args, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
         return timer
 
-    def _call_at(self, when: float, callback: Callable[..., object],
+    # Public signatures take Any where asyncio accepts anything and checks
+    # itself: compiled, a typed parameter would be rejected by the native
+    # wrapper with its own message before asyncio's checks could run.
+    def _call_at(self, when: Any, callback: Callable[..., object],
                  args: tuple[Any, ...], context: Any) -> TimerHandle:
         if self._closed:
             raise RuntimeError("Event loop is closed")
@@ -337,8 +332,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
             if self._debug:
                 self._check_thread()
         timer = TimerHandle(when, callback, args, self, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
         self._timers.push(timer)
         return timer
 
@@ -711,17 +704,21 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return _Future(loop=self)
 
-    def create_task(self, coro: Any, *, name: Any = None,
-                    context: Any = None) -> Any:
+    def create_task(self, coro: Any, *, name: Any = None, context: Any = None,
+                    eager_start: Any = None) -> Any:
+        """Wrap *coro* in a task.  *eager_start* (Python 3.14's keyword,
+        accepted on every version) runs its first step at once when true,
+        never when false, and as the task factory decides when None."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
         factory = self._task_factory
         if factory is None:
-            task: Any = Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
-                del task._source_traceback[-1]
+            task: Any = Task(coro, loop=self, name=name, context=context,
+                             eager_start=bool(eager_start))
             return task
-        if context is None:
+        if eager_start is not None:
+            task = factory(self, coro, context=context, eager_start=eager_start)
+        elif context is None:
             task = factory(self, coro)
         else:
             task = factory(self, coro, context=context)
@@ -847,7 +844,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
-    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+    async def shutdown_default_executor(self, timeout: Any = None) -> None:
         """Shut the default executor down, waiting up to *timeout* seconds
         for its threads (None: as long as they take)."""
         self._executor_shutdown_called = True
@@ -997,8 +994,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def get_debug(self) -> bool:
         return self._debug
 
-    def set_debug(self, enabled: bool) -> None:
-        self._debug = enabled
+    def set_debug(self, enabled: Any) -> None:
+        self._debug = bool(enabled)
         self._update_slow()
         if self.is_running():
             self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)

@@ -105,7 +105,7 @@ class TaskCore:
 
     def __init__(self, coro: Any, *, loop: Any = None, name: object = None,
                  context: contextvars.Context | None = None,
-                 eager_start: bool = False) -> None:
+                 eager_start: Any = False) -> None:
         # Every attribute __del__ and __repr__ read is set before anything
         # can raise.
         self._state = _PENDING
@@ -133,7 +133,7 @@ class TaskCore:
         self._ready = getattr(loop, "_kernel_ready_append", None)
         self._context = _copy_context() if context is None else context
         if (loop._debug if self._ready is not None else loop.get_debug()):
-            self._source_traceback = _format.extract_stack(sys._getframe(1))
+            self._source_traceback = _format.caller_stack()
         if type(coro) is not CoroutineType and not _iscoroutine(coro):
             self._log_destroy_pending = False
             raise TypeError(f"a coroutine was expected, got {coro!r}")
@@ -534,10 +534,10 @@ class TaskCore:
     def set_name(self, value: object) -> None:
         self._name = str(value)
 
-    def get_stack(self, *, limit: int | None = None) -> list[Any]:
+    def get_stack(self, *, limit: Any = None) -> list[Any]:
         return _format.frames_of(self._coro, self._exception, limit)
 
-    def print_stack(self, *, limit: int | None = None, file: Any = None) -> None:
+    def print_stack(self, *, limit: Any = None, file: Any = None) -> None:
         _format.print_stack(self, self.get_stack(limit=limit), self._exception, file)
 
     def __repr__(self) -> str:
@@ -596,15 +596,17 @@ class TaskCore:
 _UNCANCEL_CLEARS_MUST_CANCEL: Final = _compat.PY313
 
 # The frame of _step_body heads the traceback of every exception a
-# coroutine raises; asyncio's C task has no such frame, so tracebacks,
-# get_stack() and "exception was never retrieved" logs start at the
-# coroutine.  (Compiled, the method has no Python frame to drop.)
-_STEP_BODY_CODE: Final = getattr(TaskCore._step_body, "__code__", None)
+# coroutine raises (compiled, mypyc adds an entry of the same name);
+# asyncio's C task has none, so tracebacks, get_stack() and "exception was
+# never retrieved" logs start at the coroutine.
+
 _STEP: Final = TaskCore._step
 _STEP_BODY: Final = TaskCore._step_body
 
 
 def _drop_own_frame(exc: BaseException) -> None:
     tb = exc.__traceback__
-    if tb is not None and tb.tb_frame.f_code is _STEP_BODY_CODE:
-        exc.__traceback__ = tb.tb_next
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "_step_body" and code.co_filename.endswith("task.py"):
+            exc.__traceback__ = tb.tb_next
