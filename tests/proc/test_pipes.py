@@ -567,6 +567,44 @@ def test_writes_from_connection_made_are_flushed_when_it_returns(monkeypatch):
     treadle.run(main())
 
 
+def test_writes_from_resume_writing_are_flushed_when_it_returns(monkeypatch):
+    calls: list[int] = []
+    real_writev = os.writev
+
+    class Refill(WriteProto):
+        def resume_writing(self):
+            super().resume_writing()
+            if len(self.events) < 4:
+                self.transport.write(b"more ")
+                self.transport.write(b"data")
+                assert self.transport.get_write_buffer_size() == 9   # held
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        proto = Refill()
+        transport, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
+        transport.write(b"x" * (256 * 1024))
+        assert proto.events == ["made", "pause"]
+        monkeypatch.setattr(os, "writev", lambda fd, bufs: calls.append([len(b) for b in bufs]) or real_writev(fd, bufs))
+        got = bytearray()
+        while not proto.resumed.is_set():
+            got += read_all(r)
+            await asyncio.sleep(0)
+        while len(got) < 256 * 1024 + 9:
+            await asyncio.sleep(0)
+            got += read_all(r)
+        assert bytes(got) == b"x" * (256 * 1024) + b"more data"
+        # Both chunks went to one writev (tried again whole if the pipe was
+        # still full), never one write each.
+        assert calls and all(c == [5, 4] for c in calls)
+        transport.close()
+        await proto.lost
+        os.close(r)
+    treadle.run(main())
+
+
 def test_held_writes_past_the_high_water_mark_go_out_at_once():
     # On asyncio every write to an idle pipe is sent at once; holding bytes
     # back must not make treadle pause a protocol that asyncio would not.

@@ -3,6 +3,9 @@
 Owns: ``add_signal_handler``/``remove_signal_handler`` and the process-wide
 signal state they change (the Python-level handler of each signal, the
 signal wakeup fd).
+Never: runs a handler from inside the Python-level signal handler (which
+only lets the byte through: the handler runs in the loop), and never
+touches a signal it was not asked to handle.
 
 How a signal reaches its callback: Python's C-level handler writes the
 signal number as one byte to the fd given to ``signal.set_wakeup_fd``,
