@@ -512,6 +512,25 @@ def test_write_rejects_text():
     treadle.run(main())
 
 
+def test_write_takes_any_buffer_shape():
+    # asyncio's pipe transport dies on a strided memoryview (os.write
+    # refuses it); treadle flattens it.
+    async def main():
+        loop = asyncio.get_running_loop()
+        r, w = os.pipe()
+        proto = WriteProto()
+        transport, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
+        transport.write(memoryview(b"0123456789")[::2])
+        transport.write(memoryview(bytearray(b"\1\0\2\0")).cast("H"))
+        transport.writelines([memoryview(b"abcdef")[1::2]])
+        await asyncio.sleep(0)
+        assert os.read(r, 100) == b"02468\1\0\2\0bdf"
+        transport.close()
+        assert await proto.lost is None
+        os.close(r)
+    treadle.run(main())
+
+
 def test_later_writes_in_a_batch_go_out_together_at_its_end(monkeypatch):
     calls: list[int] = []
     real_writev = os.writev

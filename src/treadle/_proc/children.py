@@ -262,8 +262,10 @@ class Waiter:
         if waitid is not None:
             try:
                 info = waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
-            except ChildProcessError:
-                info = None     # no children at all: ours were reaped elsewhere
+            except OSError:
+                # ECHILD: no children at all (ours were reaped elsewhere,
+                # which _reap_ours reports); anything else: poll instead.
+                info = None
             if info is not None:
                 with self._lock:
                     ours = info.si_pid in self._entries

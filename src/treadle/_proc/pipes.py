@@ -62,6 +62,14 @@ def _byte_length(data: Any) -> int:
                     f"not {type(data).__name__!r}")
 
 
+def _writable(data: Any) -> Any:
+    """*data* in a form ``os.write`` takes: a memoryview that is not
+    C-contiguous (a strided slice) is flattened first."""
+    if type(data) is memoryview and not data.c_contiguous:
+        return data.tobytes()
+    return data
+
+
 def _frozen(data: Any, start: int = 0) -> bytes | memoryview:
     """*data* from byte *start*, as an object nobody else can mutate: bytes
     are kept (a slice is a view, not a copy); a caller's bytearray or
@@ -356,6 +364,7 @@ class WritePipeTransport(asyncio.WriteTransport):
             self._after_push()
             return
         # Rule 1: nothing pending, send now.
+        data = _writable(data)
         try:
             sent = os.write(self._fileno, data)
         except (BlockingIOError, InterruptedError):
