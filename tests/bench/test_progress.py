@@ -35,7 +35,8 @@ def test_not_a_tty_prints_one_line_per_finished_run():
     assert "\r" not in out.getvalue()
 
 
-def test_tty_redraws_one_line_and_clears_it():
+def test_tty_redraws_one_line_and_clears_it(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     out = FakeTTY()
     p = Progress(4, out, now=0.0)
     assert p.tty
@@ -51,6 +52,14 @@ def test_tty_redraws_one_line_and_clears_it():
     p.message("note: something")
     assert out.getvalue().endswith("\rnote: something\n")
     p.close()
+
+
+def test_tty_line_never_wraps(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "41")
+    out = FakeTTY()
+    p = Progress(3, out, now=0.0)
+    p.start("echo_protocol_64k on treadle-pure " * 3, now=0.0)
+    assert len(out.getvalue()) == 1 + 40
 
 
 def test_disabled_prints_nothing():

@@ -9,6 +9,7 @@ readable.
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import TextIO
 
@@ -57,6 +58,9 @@ class Progress:
         t = time.monotonic() if now is None else now
         line = (f"{bar(self.done, self.total)} {self.done}/{self.total}  "
                 f"{label}  ({self._eta(t)})")
+        # A line wider than the terminal would wrap, and "\r" would then
+        # redraw only its last part.
+        line = line[:max(20, shutil.get_terminal_size((120, 24)).columns - 1)]
         pad = max(0, self._width - len(line))
         self._width = len(line)
         self.stream.write("\r" + line + " " * pad)
