@@ -96,6 +96,11 @@ def test_quick_suite_rendered_as_markdown_and_text(quick_suite):
     assert text.stdout.startswith("treadle bench: Python ")
     body = text.stdout.splitlines()
     assert sum(1 for l in body if l.split()[:1] and l.split()[0] in BY_NAME) >= 9
+    cpu = _bench("--from", str(saved), "--only", "switch", "--metric", "cpu")
+    assert cpu.returncode == 0
+    assert "throughput per CPU-second" in cpu.stdout
+    assert next(l for l in cpu.stdout.splitlines()
+                if l.startswith("switch ")).split()[1] == "switches/CPU-s"
 
 
 def test_rounds_are_interleaved_in_real_runs():

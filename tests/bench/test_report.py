@@ -65,6 +65,7 @@ def test_human_numbers():
     assert human(890.2, "x/s") == "890"
     assert human(5.25, "x/s") == "5.2"
     assert human(1106.4, "bytes/task") == "1,106"
+    assert human(2_500_000, "tasks/CPU-s") == "2.50M"
 
 
 def test_labels_come_from_what_the_children_reported():
@@ -111,6 +112,20 @@ def test_markdown_table_shape():
     assert all(r.startswith("| ") and r.endswith(" |") and r.count(" | ") == 4 for r in rows)
     assert rows[0] == "| switch | switches/s | 1.00M | 2.00M 2.00x | 3.00M 3.00x |"
     assert "Notes:" in lines
+
+
+def test_cpu_metric_uses_ops_per_cpu_second():
+    recs = _records()
+    for r in recs:
+        if r["workload"] == "switch":
+            r["ops_per_cpu_s"] = {"asyncio": 1e6, "uvloop": 4e6, "treadle": 2e6}[r["loop"]]
+    rep = _build(recs, cpu_time=True)
+    row = next(r for r in rep.rows if r[0] == "switch")
+    assert row == ["switch", "switches/CPU-s", "1.00M", "4.00M 4.00x", "2.00M 2.00x"]
+    mem = next(r for r in rep.rows if r[0] == "mem_tasks")
+    assert mem[1] == "bytes/task" and mem[4] == "600 1.50x"      # no CPU figure: unchanged
+    assert any("per CPU-second" in h for h in rep.header)
+    assert recs[0]["value"] == 1_000_000.0                      # the records are not changed
 
 
 def test_partial_cells_and_interruption_are_shown():

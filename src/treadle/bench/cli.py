@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "instead of the table")
     fmt.add_argument("--markdown", action="store_true",
                      help="print the table as Markdown")
+    p.add_argument("--metric", choices=["wall", "cpu"], default="wall",
+                   help="throughput per wall-clock second (default), or per CPU-second "
+                        "of the process under test: steadier on a busy machine")
     p.add_argument("--out", metavar="FILE",
                    help="also save the raw records (JSON lines) to FILE")
     p.add_argument("--from", dest="from_file", metavar="FILE",
@@ -234,7 +237,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None,
         return fail(f"--baseline {baseline!r} is not one of the loops ({', '.join(loops)})")
     rep = _report.build(records, workloads, loops, baseline=baseline, units=units,
                         higher_is_better=better, groups=groups, meta=meta,
-                        interrupted=interrupted)
+                        interrupted=interrupted, cpu_time=args.metric == "cpu")
     out.write(_report.render_markdown(rep) if args.markdown else _report.render_text(rep))
     out.flush()
     return 130 if interrupted else 0
