@@ -23,9 +23,10 @@ import pytest
 
 from treadle._net.tls import SSLTransport, TLSProtocol
 
-from .test_tls_support import (PROTOCOL_CLASSES, VERSIONS, BufferedRecorder, Echo, MemoryTransport,
-                               Recorder, client_context, get_certs, protocol_class,
-                               record_exceptions, server_context, tls_link)
+from .test_tls_support import (APPLICATION_DATA, PROTOCOL_CLASSES, VERSIONS, BufferedRecorder, Echo,
+                               MemoryTransport, Recorder, client_context, get_certs,
+                               protocol_class, record_exceptions, server_context, tls_link,
+                               tls_records)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -872,6 +873,156 @@ def test_transport_repr_and_class(run: Any) -> None:
         tr.close()
         await client.lost
         assert "closed" in repr(tr)
+        await link.close()
+
+    run(main())
+
+
+# -- write coalescing (treadle-only: asyncio sends one record per write) ---------------
+
+def app_records(wire: MemoryTransport) -> list[int]:
+    assert wire.log is not None
+    records = [length for kind, length in tls_records(bytes(wire.log)) if kind == APPLICATION_DATA]
+    wire.log.clear()
+    return records
+
+
+def test_writes_inside_a_callback_share_one_record(run: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+        sizes: list[int] = []
+
+        def respond(data: bytes) -> None:
+            for piece in (b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n", b"\r\n"):
+                server.transport.write(piece)
+            server.transport.writelines([b"o", bytearray(b"k")])
+            sizes.append(server.transport.get_write_buffer_size())
+        server.on_data = respond
+        link = await tls_link(loop, TLSProtocol, client, server, over="memory")
+        link.server_wire.log = bytearray()
+        client.transport.write(b"GET / HTTP/1.1\r\n\r\n")
+        await client.expect(40)
+        assert client.data == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        (record,) = app_records(link.server_wire)         # one record, not five
+        assert sizes == [40]                               # held bytes are counted
+        assert server.transport.get_write_buffer_size() == 0
+        client.transport.close()
+        await client.lost
+        await link.close()
+
+    run(main())
+
+
+def test_writes_held_in_a_callback_go_before_close_notify(run: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+
+        def answer_and_close(data: bytes) -> None:
+            server.transport.write(b"answer ")
+            server.transport.write(b"then close")
+            server.transport.close()
+        server.on_data = answer_and_close
+        link = await tls_link(loop, TLSProtocol, client, server, over="memory")
+        client.transport.write(b"q")
+        assert await client.lost is None
+        assert client.data == b"answer then close"
+        assert client.events == ["made", "data", "eof", ("lost", None)]
+        await link.close()
+
+    run(main())
+
+
+def test_writes_held_in_a_callback_reach_the_wire_before_abort(run: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+
+        def answer_and_abort(data: bytes) -> None:
+            server.transport.write(b"400 bad request")
+            server.transport.abort()
+        server.on_data = answer_and_abort
+        link = await tls_link(loop, TLSProtocol, client, server, over="memory")
+        link.server_wire.log = bytearray()
+        client.transport.write(b"q")
+        await server.lost
+        assert app_records(link.server_wire)              # handed to the wire
+        await link.close()
+
+    run(main())
+
+
+def test_a_large_write_in_a_callback_keeps_the_order(run: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+        big = b"B" * 100_000
+
+        def respond(data: bytes) -> None:
+            server.transport.write(b"small-1 ")
+            server.transport.write(big)
+            server.transport.write(b" small-2")
+        server.on_data = respond
+        link = await tls_link(loop, TLSProtocol, client, server, over="memory")
+        client.transport.write(b"q")
+        await client.expect(100_016)
+        assert client.data == b"small-1 " + big + b" small-2"
+        client.transport.close()
+        await client.lost
+        await link.close()
+
+    run(main())
+
+
+def test_writes_from_connection_made_and_eof_received_are_sent(run: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        class Greeter(Recorder):
+            def connection_made(self, transport: Any) -> None:
+                super().connection_made(transport)
+                transport.write(b"hello ")
+                transport.write(b"there")
+
+            def eof_received(self) -> Any:
+                self.transport.write(b"bye")
+                return super().eof_received()
+        client, server = Recorder(loop), Greeter(loop)
+        link = await tls_link(loop, TLSProtocol, client, server, over="memory")
+        await client.expect(11)
+        assert client.data == b"hello there"
+        client.transport.close()
+        await client.lost
+        # Written during eof_received, after the client's close_notify:
+        # the client discards it (it closed), but the server sent it first.
+        await server.lost
+        await link.close()
+
+    run(main())
+
+
+def test_later_writes_of_a_batch_share_a_record(run: Any, loop_factory: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+        link = await tls_link(loop, TLSProtocol, client, server, over="memory")
+        link.wire.log = bytearray()
+        for piece in (b"one ", b"two ", b"three ", b"four"):
+            client.transport.write(piece)
+        records = app_records(link.wire)
+        batched = hasattr(loop, "_call_at_batch_end")
+        # The first write goes out at once; on treadle's loop the others wait
+        # for the end of the batch (before the loop can block).
+        assert len(records) == (1 if batched else 4)
+        if batched:
+            assert client.transport.get_write_buffer_size() == 14
+        await server.expect(18)
+        assert server.data == b"one two three four"
+        if batched:
+            assert len(app_records(link.wire)) == 1
+        client.transport.close()
+        await client.lost
         await link.close()
 
     run(main())

@@ -237,6 +237,7 @@ class MemoryTransport(asyncio.Transport):
         self._delivery_scheduled = False
         self.eof_received = False
         self.bytes_written = 0
+        self.log: bytearray | None = None         # set to a bytearray to keep a copy
         if not force_close:
             # Like a third-party transport: no asyncio-private _force_close.
             self._force_close = None         # type: ignore[assignment,method-assign]
@@ -290,6 +291,8 @@ class MemoryTransport(asyncio.Transport):
             return
         self._buffer += data
         self.bytes_written += len(data)
+        if self.log is not None:
+            self.log += data
         self._schedule()
         if len(self._buffer) > self._high and not self._writing_paused:
             self._writing_paused = True
@@ -649,3 +652,18 @@ def record_exceptions(loop: asyncio.AbstractEventLoop) -> list[dict[str, Any]]:
     contexts: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: contexts.append(context))
     return contexts
+
+
+def tls_records(wire: bytes) -> list[tuple[int, int]]:
+    """(content type, length) of each TLS record in *wire* bytes."""
+    records = []
+    i = 0
+    while i + 5 <= len(wire):
+        length = int.from_bytes(wire[i + 3:i + 5], "big")
+        records.append((wire[i], length))
+        i += 5 + length
+    assert i == len(wire), "cut record"
+    return records
+
+
+APPLICATION_DATA = 23

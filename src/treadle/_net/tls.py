@@ -27,6 +27,17 @@ methods) and by the peer, with these deliberate differences:
   call (as plain transports do) instead of killing the connection, and
   sends its items as one TLS record when they are small.
 
+Writing: small writes become one TLS record, not one each (a record
+costs a fixed ~25 bytes and a cipher call, which dominate small writes).
+While this protocol is calling the application (``connection_made``,
+``data_received``, ``buffer_updated``, ``eof_received``), writes are held
+and encrypted together when the call returns; on a loop with treadle's
+end-of-batch hook, the first write of a batch is encrypted and sent at once
+and later ones in the same batch together at its end, before the loop can
+block.  Held bytes count in ``get_write_buffer_size()`` but never pause the
+application by themselves; a write of a record or more is never held;
+``close()`` and ``abort()`` send what is held first.
+
 Flow control.  Reading: when the application pauses, decrypted data is not
 read out of the TLS layer; the wire transport keeps reading until the
 received-but-unprocessed bytes reach the read high-water mark (256 KiB,
@@ -65,6 +76,10 @@ LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 #: writelines() joins its items into one write (one run of TLS records)
 #: when together they are at most this long.
 WRITELINES_JOIN_LIMIT = 64 * 1024
+
+#: Writes are held (to share a record) only while less than this is held;
+#: the most plaintext a TLS record carries.
+HOLD_LIMIT = 16384
 
 # Where the application protocol is (asyncio's AppProtocolState):
 # INIT -connection_made-> CON_MADE [-eof_received-> EOF] -connection_lost-> CON_LOST
@@ -399,6 +414,13 @@ class TLSProtocol(_BufferedProtocol):
         self._outgoing_low_water = 0
         self._set_write_buffer_limits()
 
+        # Write coalescing (see the module docstring).
+        self._held: list[bytes] = []
+        self._held_size = 0
+        self._in_app_call = False
+        self._batch_hold = False
+        self._at_batch_end: Any = getattr(loop, "_call_at_batch_end", None)
+
         self._app_transport_created = True
         self._app_transport: SSLTransport | None = SSLTransport(loop, self)
 
@@ -470,6 +492,8 @@ class TLSProtocol(_BufferedProtocol):
             self._loop.call_soon(self._app_protocol.connection_lost, exc)
         tls.abort()
         tls.data_to_send()
+        self._held.clear()
+        self._held_size = 0
         # Break the cycles (protocol <-> transports, timers) so the context
         # and the SSL object go as soon as the loop lets go of us.
         self._transport = None
@@ -644,7 +668,14 @@ class TLSProtocol(_BufferedProtocol):
         extra["ssl_object"] = self._tls.ssl_object
         if self._app_state == _APP_INIT:
             self._app_state = _APP_CON_MADE
-            self._app_protocol.connection_made(self._get_app_transport())
+            outer = self._in_app_call
+            self._in_app_call = True
+            try:
+                self._app_protocol.connection_made(self._get_app_transport())
+            finally:
+                self._in_app_call = outer
+            if not outer:
+                self._flush_held()
         self._wakeup_waiter()
         self._do_read()
 
@@ -660,6 +691,10 @@ class TLSProtocol(_BufferedProtocol):
             self._app_transport._closed = True
         if state == HANDSHAKING:
             self._abort(None)
+            return
+        # What the application wrote goes before close_notify.
+        self._flush_held()
+        if tls.state != WRAPPED:
             return
         self._shutdown_timeout_handle = self._loop.call_later(
             self._ssl_shutdown_timeout, self._check_shutdown_timeout)
@@ -703,6 +738,9 @@ class TLSProtocol(_BufferedProtocol):
             self._loop.call_soon(self._transport.close)
 
     def _abort(self, exc: BaseException | None) -> None:
+        # Held writes were "sent" as far as the application knows: hand them
+        # to the wire as asyncio would have (its abort may still drop them).
+        self._flush_held()
         self._tls.abort()
         if self._transport is not None:
             self._force_close_wire(exc)
@@ -725,14 +763,21 @@ class TLSProtocol(_BufferedProtocol):
     def _write(self, data: Any) -> None:
         tls = self._tls
         state = tls.state
-        if state != WRAPPED and state != HANDSHAKING:
-            self._write_refused()
+        if state != WRAPPED:
+            if state == HANDSHAKING:
+                self._send_now(data)          # queued until the handshake is done
+            else:
+                self._write_refused()
             return
-        try:
-            tls.send(data)
-            self._process_outgoing()
-        except Exception as exc:
-            self._fatal_error(exc, "Fatal error on SSL protocol")
+        if self._in_app_call or self._batch_hold:
+            if len(data) < HOLD_LIMIT:
+                self._hold(data)
+                return
+            self._flush_held()
+            self._send_now(data)
+            return
+        self._send_now(data)
+        self._hold_rest_of_batch()
 
     def _write_appdata(self, pieces: list[Any]) -> None:
         tls = self._tls
@@ -743,16 +788,67 @@ class TLSProtocol(_BufferedProtocol):
         pieces = [data for data in pieces if data]
         if not pieces:
             return
+        total = sum(map(len, pieces))
+        if state == WRAPPED and (self._in_app_call or self._batch_hold) and total < HOLD_LIMIT:
+            for data in pieces:
+                self._hold(data)
+            return
+        self._flush_held()
+        if len(pieces) == 1:
+            self._send_now(pieces[0])
+        elif total <= WRITELINES_JOIN_LIMIT:
+            # One run of records instead of one (or more) per item.
+            self._send_now(b"".join(pieces))
+        else:
+            self._send_many(pieces)
+        if state == WRAPPED and not self._in_app_call:
+            self._hold_rest_of_batch()
+
+    def _send_now(self, data: Any) -> None:
         try:
-            if len(pieces) > 1 and sum(map(len, pieces)) <= WRITELINES_JOIN_LIMIT:
-                # One run of records instead of one (or more) per item.
-                tls.send(b"".join(pieces))
-            else:
-                for data in pieces:
-                    tls.send(data)
+            self._tls.send(data)
             self._process_outgoing()
         except Exception as exc:
             self._fatal_error(exc, "Fatal error on SSL protocol")
+
+    def _send_many(self, pieces: list[Any]) -> None:
+        try:
+            send = self._tls.send
+            for data in pieces:
+                send(data)
+            self._process_outgoing()
+        except Exception as exc:
+            self._fatal_error(exc, "Fatal error on SSL protocol")
+
+    def _hold(self, data: Any) -> None:
+        if type(data) is not bytes:
+            data = bytes(data)        # the caller may reuse its buffer
+        self._held.append(data)
+        self._held_size += len(data)
+        if self._held_size >= HOLD_LIMIT:
+            self._flush_held()
+
+    def _hold_rest_of_batch(self) -> None:
+        # Later writes of this batch of callbacks share records, sent when
+        # the batch ends (treadle's loop only: it has the hook).
+        at_batch_end = self._at_batch_end
+        if at_batch_end is not None and not self._batch_hold and self._loop.is_running():
+            self._batch_hold = True
+            at_batch_end(self._on_batch_end)
+
+    def _on_batch_end(self) -> None:
+        self._batch_hold = False
+        self._flush_held()
+
+    def _flush_held(self) -> None:
+        held = self._held
+        if not held:
+            return
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        self._held_size = 0
+        if self._tls.state == WRAPPED:
+            self._send_now(data)
 
     def _write_refused(self) -> None:
         # Writes after close are dropped, as on any asyncio transport; after
@@ -778,10 +874,17 @@ class TLSProtocol(_BufferedProtocol):
             return
         try:
             if not self._app_reading_paused:
-                if self._app_is_buffered:
-                    drained = self._read_buffered(tls)
-                else:
-                    drained = self._read_copied(tls)
+                outer = self._in_app_call
+                self._in_app_call = True
+                try:
+                    if self._app_is_buffered:
+                        drained = self._read_buffered(tls)
+                    else:
+                        drained = self._read_copied(tls)
+                finally:
+                    self._in_app_call = outer
+                if self._held and not outer:
+                    self._flush_held()
                 if tls.state == WRAPPED:
                     # Reading may have produced records for the peer (and let
                     # a write stalled by a renegotiation through).
@@ -837,7 +940,14 @@ class TLSProtocol(_BufferedProtocol):
         try:
             if self._app_state == _APP_CON_MADE:
                 self._app_state = _APP_EOF
-                keep_open = self._app_protocol.eof_received()
+                outer = self._in_app_call
+                self._in_app_call = True
+                try:
+                    keep_open = self._app_protocol.eof_received()
+                finally:
+                    self._in_app_call = outer
+                if not outer:
+                    self._flush_held()
                 if keep_open:
                     logger.warning("returning true from eof_received() "
                                    "has no effect when using ssl")
@@ -885,7 +995,7 @@ class TLSProtocol(_BufferedProtocol):
 
     def _get_write_buffer_size(self) -> int:
         tls = self._tls
-        return tls.bytes_to_send + tls.queued
+        return tls.bytes_to_send + tls.queued + self._held_size
 
     def _set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._outgoing_high_water, self._outgoing_low_water = _flow_limits(
