@@ -1,0 +1,213 @@
+"""The loop's ``sock_*`` methods and fd ownership, on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+
+import pytest
+
+from ._util import RecordingProtocol, closed_port
+
+
+def _pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def test_recv_sendall_large_payload(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        with a, b:
+            payload = bytes(range(256)) * 40000         # ~10 MB: must wait
+            sender = asyncio.create_task(loop.sock_sendall(a, payload))
+            received = bytearray()
+            while len(received) < len(payload):
+                received += await loop.sock_recv(b, 65536)
+            await sender
+            assert received == payload
+    run(main())
+
+
+def test_sendall_counts_bytes_of_memoryviews_of_any_format():
+    # treadle only: asyncio compares bytes sent with len(view), which counts
+    # items, and never finishes for an "i" view; treadle counts bytes.
+    import treadle
+
+    async def main():
+        import array
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        with a, b:
+            data = array.array("i", range(1000))
+            await loop.sock_sendall(a, memoryview(data))
+            got = bytearray()
+            while len(got) < data.itemsize * 1000:
+                got += await loop.sock_recv(b, 65536)
+            assert bytes(got) == data.tobytes()
+    with asyncio.Runner(loop_factory=treadle.new_event_loop) as runner:
+        runner.run(asyncio.wait_for(main(), 10))
+
+
+def test_recv_into_and_recvfrom_into(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        with a, b:
+            buf = bytearray(10)
+            task = asyncio.create_task(loop.sock_recv_into(b, buf))
+            await asyncio.sleep(0)
+            await loop.sock_sendall(a, b"hello")
+            assert await task == 5
+            assert buf[:5] == b"hello"
+        u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with u1, u2:
+            u1.setblocking(False)
+            u2.setblocking(False)
+            u1.bind(("127.0.0.1", 0))
+            u2.bind(("127.0.0.1", 0))
+            task = asyncio.create_task(loop.sock_recvfrom_into(u1, buf, 3))
+            await asyncio.sleep(0)
+            assert await loop.sock_sendto(u2, b"abcdef", u1.getsockname()) == 6
+            nbytes, addr = await task
+            assert nbytes == 3 and buf[:3] == b"abc"
+            assert addr == u2.getsockname()
+            await loop.sock_sendto(u2, b"again", u1.getsockname())
+            data, addr = await loop.sock_recvfrom(u1, 100)
+            assert data == b"again"
+    run(main())
+
+
+def test_connect_and_accept(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        listener = socket.socket()
+        listener.setblocking(False)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.socket()
+        client.setblocking(False)
+        with listener, client:
+            accept = asyncio.create_task(loop.sock_accept(listener))
+            await loop.sock_connect(client, listener.getsockname())
+            conn, addr = await accept
+            with conn:
+                assert conn.gettimeout() == 0
+                assert addr == client.getsockname()
+                await loop.sock_sendall(client, b"ping")
+                assert await loop.sock_recv(conn, 4) == b"ping"
+    run(main())
+
+
+def test_connect_resolves_a_host_name_with_the_socket_family(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.socket()
+        client.setblocking(False)
+        with listener, client:
+            await loop.sock_connect(client, ("localhost", listener.getsockname()[1]))
+            assert client.getpeername() == listener.getsockname()
+    run(main())
+
+
+def test_connect_refused(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        with socket.socket() as s:
+            s.setblocking(False)
+            with pytest.raises(ConnectionRefusedError):
+                await loop.sock_connect(s, ("127.0.0.1", closed_port()))
+    run(main())
+
+
+def test_cancelled_recv_unregisters_and_a_new_recv_works(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        with a, b:
+            task = asyncio.create_task(loop.sock_recv(b, 10))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await loop.sock_sendall(a, b"after")
+            assert await loop.sock_recv(b, 10) == b"after"
+            # Nothing of the cancelled operation is left registered.
+            assert loop.remove_reader(b) is False
+    run(main())
+
+
+def test_cancelled_accept_leaves_nothing_registered(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        with socket.socket() as listener:
+            listener.setblocking(False)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            task = asyncio.create_task(loop.sock_accept(listener))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert loop.remove_reader(listener) is False
+    run(main())
+
+
+def test_ssl_sockets_are_rejected(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        ctx = ssl.create_default_context()
+        with ctx.wrap_socket(socket.socket(), do_handshake_on_connect=False,
+                             server_hostname="x") as s:
+            for coro in (loop.sock_recv(s, 1), loop.sock_sendall(s, b"x"),
+                         loop.sock_accept(s), loop.sock_connect(s, ("127.0.0.1", 1)),
+                         loop.sock_recv_into(s, bytearray(1)),
+                         loop.sock_recvfrom(s, 1), loop.sock_sendto(s, b"x", ("127.0.0.1", 1))):
+                with pytest.raises(TypeError, match="SSLSocket"):
+                    await coro
+    run(main())
+
+
+def test_blocking_sockets_are_rejected_in_debug_mode(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            with pytest.raises(ValueError, match="non-blocking"):
+                await loop.sock_recv(a, 1)
+            with pytest.raises(ValueError, match="non-blocking"):
+                await loop.sock_sendall(a, b"x")
+    run(main(), debug=True)
+
+
+def test_fd_of_a_transport_cannot_be_used_directly(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        tr, proto = await loop.create_connection(RecordingProtocol, sock=a)
+        try:
+            for call in (lambda: loop.add_reader(a, print), lambda: loop.remove_reader(a),
+                         lambda: loop.add_writer(a.fileno(), print),
+                         lambda: loop.remove_writer(a.fileno())):
+                with pytest.raises(RuntimeError, match="is used by transport"):
+                    call()
+            with pytest.raises(ValueError, match="Invalid file object"):
+                loop.add_reader(object(), print)
+        finally:
+            tr.close()
+            await proto.done
+            b.close()
+        # Closed transports no longer own the fd number.
+        c, d = socket.socketpair()
+        with c, d:
+            loop.add_reader(c, print)
+            assert loop.remove_reader(c)
+    run(main())

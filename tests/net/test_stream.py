@@ -1,0 +1,343 @@
+"""Stream transports (TCP and socketpair), on asyncio's loop and treadle's:
+the callback sequence, reading, writing, flow control, half-close, close
+and abort."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import pytest
+
+from ._util import RecordingProtocol, connected_pair, recv_exactly, recv_until_eof
+
+
+def test_transport_is_an_asyncio_transport_with_the_extra_info_keys(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        handled = loop.create_future()
+
+        async def handle(reader, writer):
+            await reader.read()
+            writer.close()
+            handled.set_result(None)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, proto = await loop.create_connection(RecordingProtocol, "127.0.0.1", port)
+        try:
+            assert isinstance(tr, asyncio.Transport)
+            assert tr.get_protocol() is proto
+            sock = tr.get_extra_info("socket")
+            assert isinstance(sock, asyncio.trsock.TransportSocket)
+            assert tr.get_extra_info("sockname") == sock.getsockname()
+            assert tr.get_extra_info("peername") == ("127.0.0.1", port)
+            assert tr.get_extra_info("sslcontext") is None
+            assert tr.get_extra_info("nonexistent", "dflt") == "dflt"
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert tr.can_write_eof()
+            assert tr.is_reading()
+            assert not tr.is_closing()
+            assert tr.get_write_buffer_size() == 0
+            assert tr.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+            assert "fd=" in repr(tr)
+        finally:
+            tr.close()
+            await proto.done
+            await handled
+            server.close()
+            await server.wait_closed()
+        assert proto.names() == ["connection_made", "connection_lost"]
+        assert tr.is_closing()
+        assert "closed" in repr(tr)
+    run(main())
+
+
+def test_data_eof_and_close_sequence(run):
+    async def main():
+        tr, proto, peer = await connected_pair()
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(peer, b"hello")
+        peer.shutdown(socket.SHUT_WR)
+        await proto.done
+        assert bytes(proto.data) == b"hello"
+        assert proto.names()[0] == "connection_made"
+        assert proto.names()[-2:] == ["eof_received", "connection_lost"]
+        assert proto.events[-1][1] is None
+        # eof_received returned None: the transport closed itself.
+        assert tr.is_closing()
+        peer.close()
+    run(main())
+
+
+def test_eof_received_true_keeps_the_transport_open_for_writing(run):
+    async def main():
+        class KeepOpen(RecordingProtocol):
+            def eof_received(self):
+                super().eof_received()
+                self.transport.write(b"bye")
+                return True
+
+        tr, proto, peer = await connected_pair(KeepOpen)
+        peer.shutdown(socket.SHUT_WR)
+        assert await recv_exactly(peer, 3) == b"bye"
+        assert not tr.is_closing()
+        tr.write(b"more")
+        tr.close()
+        assert await recv_until_eof(peer) == b"more"
+        await proto.done
+        peer.close()
+    run(main())
+
+
+def test_half_close_with_write_eof(run):
+    async def main():
+        tr, proto, peer = await connected_pair()
+        tr.write(b"request")
+        tr.write_eof()
+        tr.write_eof()                      # idempotent
+        with pytest.raises(RuntimeError, match="write_eof"):
+            tr.write(b"x")
+        assert await recv_until_eof(peer) == b"request"
+        # The other direction still works.
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(peer, b"response")
+        peer.shutdown(socket.SHUT_WR)
+        await proto.done
+        assert bytes(proto.data) == b"response"
+        peer.close()
+    run(main())
+
+
+def test_close_with_pending_writes_flushes_first(run):
+    async def main():
+        tr, proto, peer = await connected_pair()
+        payload = b"x" * (4 * 1024 * 1024)      # more than the socket takes
+        tr.write(payload)
+        assert tr.get_write_buffer_size() > 0
+        tr.close()
+        assert tr.is_closing()
+        assert not proto.done.done()
+        received = await recv_until_eof(peer)
+        assert received == payload
+        assert await proto.done is None
+        peer.close()
+    run(main())
+
+
+def test_abort_drops_pending_writes(run):
+    async def main():
+        tr, proto, peer = await connected_pair()
+        tr.write(b"x" * (4 * 1024 * 1024))
+        tr.abort()
+        assert tr.get_write_buffer_size() == 0
+        assert await proto.done is None
+        received = await recv_until_eof(peer)
+        assert len(received) < 4 * 1024 * 1024
+        peer.close()
+    run(main())
+
+
+def test_write_after_connection_lost_is_dropped_and_eventually_logged(run, caplog):
+    async def main():
+        tr, proto, peer = await connected_pair()
+        tr.abort()
+        await proto.done
+        for _ in range(10):
+            tr.write(b"late")
+        peer.close()
+    with caplog.at_level("WARNING", logger="asyncio"):
+        run(main())
+    assert any("socket.send() raised exception" in r.getMessage() for r in caplog.records)
+
+
+def test_write_type_errors(run):
+    async def main():
+        tr, proto, peer = await connected_pair()
+        with pytest.raises(TypeError, match="bytes-like"):
+            tr.write("text")
+        with pytest.raises(TypeError):
+            tr.writelines([b"ok", "text"])
+        tr.write(b"")                   # nothing, no error
+        tr.writelines([])
+        tr.close()
+        await proto.done
+        peer.close()
+    run(main())
+
+
+def test_write_accepts_every_bytes_like_type(run):
+    async def main():
+        import array
+        tr, proto, peer = await connected_pair()
+        tr.write(b"ab")
+        tr.write(bytearray(b"cd"))
+        tr.write(memoryview(b"xxefxx")[2:4])
+        tr.write(memoryview(array.array("H", [0x6867])))   # 2 bytes, one item
+        tr.writelines([b"i", bytearray(b"j"), memoryview(b"k")])
+        tr.close()
+        assert await recv_until_eof(peer) == b"abcdef" + array.array("H", [0x6867]).tobytes() + b"ijk"
+        await proto.done
+        peer.close()
+    run(main())
+
+
+def test_buffered_data_is_copied_from_mutable_buffers(run, loop_factory):
+    if loop_factory is asyncio.new_event_loop and sys.version_info >= (3, 12):
+        pytest.skip("asyncio 3.12+ buffers the caller's bytearray without a copy")
+
+    async def main():
+        tr, proto, peer = await connected_pair()
+        tr.write(b"x" * (4 * 1024 * 1024))      # fills the socket: the rest is buffered
+        buf = bytearray(b"original")
+        tr.write(buf)
+        buf[:] = b"CHANGED!"
+        tr.close()
+        data = await recv_until_eof(peer)
+        assert data.endswith(b"original")
+        await proto.done
+        peer.close()
+    run(main())
+
+
+def test_flow_control_pauses_and_resumes_the_protocol(run):
+    async def main():
+        tr, proto, peer = await connected_pair()
+        tr.set_write_buffer_limits(high=4096)
+        assert tr.get_write_buffer_limits() == (1024, 4096)
+        tr.write(b"x" * (8 * 1024 * 1024))
+        assert proto.names().count("pause_writing") == 1
+        tr.write(b"y")                   # already paused: not again
+        assert proto.names().count("pause_writing") == 1
+        await recv_exactly(peer, 8 * 1024 * 1024 + 1)
+        for _ in range(100):
+            if "resume_writing" in proto.names():
+                break
+            await asyncio.sleep(0.01)
+        assert proto.names().count("resume_writing") == 1
+        assert tr.get_write_buffer_size() == 0
+        tr.close()
+        await proto.done
+        peer.close()
+    run(main())
+
+
+def test_set_write_buffer_limits_validation(run):
+    async def main():
+        tr, proto, peer = await connected_pair()
+        with pytest.raises(ValueError, match="must be >="):
+            tr.set_write_buffer_limits(high=1, low=2)
+        with pytest.raises(ValueError):
+            tr.set_write_buffer_limits(high=-1)
+        tr.set_write_buffer_limits(low=100)
+        assert tr.get_write_buffer_limits() == (100, 400)
+        tr.set_write_buffer_limits()
+        assert tr.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        tr.close()
+        await proto.done
+        peer.close()
+    run(main())
+
+
+def test_pause_and_resume_reading(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        tr, proto, peer = await connected_pair()
+        tr.pause_reading()
+        assert not tr.is_reading()
+        tr.pause_reading()               # idempotent
+        await loop.sock_sendall(peer, b"held")
+        await asyncio.sleep(0.05)
+        assert proto.data == b""
+        tr.resume_reading()
+        assert tr.is_reading()
+        tr.resume_reading()
+        for _ in range(100):
+            if proto.data:
+                break
+            await asyncio.sleep(0.01)
+        assert proto.data == b"held"
+        tr.close()
+        assert not tr.is_reading()
+        tr.resume_reading()              # closing: ignored
+        await proto.done
+        peer.close()
+    run(main())
+
+
+class _Buffered(asyncio.BufferedProtocol):
+    def __init__(self):
+        self.buf = bytearray(7)
+        self.received = bytearray()
+        self.sizes = []
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        self.sizes.append(sizehint)
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.received += self.buf[:nbytes]
+
+    def eof_received(self):
+        return None
+
+    def connection_lost(self, exc):
+        self.done.set_result(exc)
+
+
+def test_buffered_protocol_reads_into_its_own_buffer(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        tr, proto, peer = await connected_pair(_Buffered)
+        payload = bytes(range(256)) * 64
+        await loop.sock_sendall(peer, payload)
+        peer.shutdown(socket.SHUT_WR)
+        await proto.done
+        assert bytes(proto.received) == payload
+        # A 7-byte buffer: every read was at most 7 bytes.
+        assert len(proto.sizes) >= len(payload) // 7
+        peer.close()
+    run(main())
+
+
+def test_set_protocol_switches_between_protocol_kinds(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        tr, first, peer = await connected_pair()
+        await loop.sock_sendall(peer, b"one")
+        while first.data != b"one":
+            await asyncio.sleep(0.01)
+        second = _Buffered()
+        tr.set_protocol(second)
+        assert tr.get_protocol() is second
+        await loop.sock_sendall(peer, b"two")
+        peer.shutdown(socket.SHUT_WR)
+        await second.done
+        assert bytes(second.received) == b"two"
+        peer.close()
+    run(main())
+
+
+def test_empty_buffer_from_get_buffer_is_a_fatal_error(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda l, ctx: errors.append(ctx))
+
+        class Empty(_Buffered):
+            def get_buffer(self, sizehint):
+                return bytearray()
+
+        tr, proto, peer = await connected_pair(Empty)
+        await loop.sock_sendall(peer, b"x")
+        exc = await proto.done
+        assert isinstance(exc, RuntimeError)
+        assert errors and errors[0]["message"] == \
+            "Fatal error: protocol.get_buffer() call failed."
+        assert errors[0]["transport"] is tr
+        peer.close()
+    run(main())
