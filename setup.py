@@ -76,13 +76,47 @@ def ext_modules():
         # Type errors anywhere in the import graph stop mypyc; an unused
         # "type: ignore" (an error under the project's strict settings,
         # which the test suite enforces) need not.
-        return mypycify(["--no-warn-unused-ignores", *COMPILED],
-                        only_compile_paths=COMPILED,
-                        opt_level="3", debug_level="0")
+        extensions = mypycify(["--no-warn-unused-ignores", *COMPILED],
+                              only_compile_paths=COMPILED,
+                              opt_level="3", debug_level="0")
     except (Exception, SystemExit) as exc:  # mypyc refused the source
         print(f"treadle: mypyc failed ({exc}); installing the pure-Python build",
               file=sys.stderr)
         return []
+    for ext in extensions:
+        for source in ext.sources:
+            _no_traceback_entries(source)
+    return extensions
+
+
+# mypyc records a traceback entry (a new code object and frame) for every
+# exception that passes through compiled code, even one caught a line later.
+# The kernel catches exceptions as control flow on its hottest paths
+# (StopIteration each time a task finishes, BlockingIOError on every drained
+# socket), where that bookkeeping cost more than the rest of the step.
+# Compiled treadle frames therefore leave no traceback entries, as C
+# extensions leave none; exceptions keep every frame of the code that
+# raised them.
+_NO_TB = ("\n/* treadle (setup.py): no traceback entries for compiled frames */\n"
+          "#undef CPy_AddTraceback\n"
+          "#define CPy_AddTraceback(filename, funcname, line, globals) ((void)0)\n")
+
+
+def _no_traceback_entries(path):
+    name = os.path.basename(path)
+    if not (name.startswith("__native") and name.endswith(".c")):
+        return
+    with open(path) as f:
+        text = f.read()
+    if "treadle (setup.py)" in text:
+        return
+    marker = '#include "__native_internal'
+    at = text.find(marker)
+    if at < 0:
+        return
+    end = text.index("\n", at) + 1
+    with open(path, "w") as f:
+        f.write(text[:end] + _NO_TB + text[end:])
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})

@@ -44,26 +44,20 @@ _registry: weakref.WeakSet[Any] = (
     else _aio_tasks._all_tasks)  # type: ignore[attr-defined]
 
 
-def _make_register() -> Callable[[Any], None]:
-    # WeakSet.add() is a Python method that also commits pending removals;
-    # adding the weak reference to the underlying set directly is the same
-    # operation (dead references are skipped when the set is iterated and
-    # never compare equal to live ones) at a fraction of the cost.  Fall
-    # back to the public method if the WeakSet's layout ever changes.
-    data = getattr(_registry, "data", None)
-    remove = getattr(_registry, "_remove", None)
-    if isinstance(data, set) and callable(remove):
-        add = data.add
-        ref = weakref.ref
+# WeakSet.add() is a Python method that also commits pending removals;
+# adding the weak reference to the underlying set directly is the same
+# operation (dead references are skipped when the set is iterated and never
+# compare equal to live ones) at a fraction of the cost.  The task module
+# does that with these two when the WeakSet has the expected layout, and
+# falls back to register_task (the public method) otherwise.
+_data = getattr(_registry, "data", None)
+_remove = getattr(_registry, "_remove", None)
+registry_set_add: Callable[[Any], None] | None = (
+    _data.add if isinstance(_data, set) and callable(_remove) else None)
+registry_remove: Any = _remove
 
-        def register(task: Any) -> None:
-            add(ref(task, remove))
-        return register
-    return _registry.add
-
-
-#: Make a pending task visible to asyncio.all_tasks().
-register_task: Callable[[Any], None] = _make_register()
+#: Make a pending task visible to asyncio.all_tasks() (the slow, public way).
+register_task: Callable[[Any], None] = _registry.add
 
 CancelledError = asyncio.CancelledError
 InvalidStateError = asyncio.InvalidStateError

@@ -67,7 +67,7 @@ from typing import Any, Callable
 from . import _compat, _format
 from .handles import Handle, TimerHandle
 from .seams import Clock, ReadyOrder, hooks_of
-from .task import TaskCore
+from .task import TaskCore, Wakeup
 from .taskclass import Task
 from .timers import TimerQueue
 from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
@@ -158,6 +158,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._hooks: dict[str, list[Callable[..., object]]] | None = None
         self._ready_order: ReadyOrder | None = None
         self._slow = self._debug
+        #: What call_soon returns when it queues a task for a Wakeup.
+        self._wakeup_handle = Handle(_no_op, (), self, None)
         # Poll scheduling (step 1).
         self._since_poll = POLL_EVERY
         # Step 4: functions to run once at the end of the current batch.
@@ -281,6 +283,14 @@ class KernelLoop(asyncio.AbstractEventLoop):
                   context: Any = None) -> Handle:
         if self._closed:
             raise RuntimeError("Event loop is closed")
+        if type(callback) is Wakeup:
+            # A future waking the task that awaits it: queue the task itself
+            # (it knows its waiter and its context).  No Handle is needed;
+            # the future that calls us ignores what we return.
+            task = callback.task
+            if args and task._fut_waiter is args[0] and task._ready is not None:
+                self._kernel_ready_append(task)
+                return self._wakeup_handle
         if not callable(callback) or self._debug:
             self._check_callback(callback, "call_soon")
             if self._debug:
@@ -1011,6 +1021,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
             sys.set_coroutine_origin_tracking_depth(
                 self._coroutine_origin_tracking_saved_depth or 0)
         self._coroutine_origin_tracking_enabled = enabled
+
+
+def _no_op() -> None:
+    pass
 
 
 def _set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:

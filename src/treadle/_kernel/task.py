@@ -36,15 +36,18 @@ only the transport of wake-ups differs.  A task is in exactly one of:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import itertools
 import reprlib
 import sys
+import weakref
 from types import CoroutineType, GenericAlias
 from typing import Any, Callable, Final, Generator
 
 from . import _compat, _format
+from .handles import Handle
 
 # Module constants are Final so that, compiled, they are C statics rather
 # than dictionary lookups on every use.
@@ -55,7 +58,9 @@ _FINISHED: Final = "FINISHED"
 _CancelledError: Final = _compat.CancelledError
 _InvalidStateError: Final = _compat.InvalidStateError
 _current_tasks: Final = _compat.current_tasks
-_register_task: Final = _compat.register_task
+_REGISTRY_ADD: Final = _compat.registry_set_add
+_REGISTRY_REMOVE: Final = _compat.registry_remove
+_WEAKREF: Final = weakref.ref
 _eager_tasks: Final = _compat.eager_tasks
 _copy_context: Final = contextvars.copy_context
 _iscoroutine: Final = _compat.iscoroutine
@@ -64,6 +69,8 @@ _CoroutineType: Final = CoroutineType
 _CORO_SEND: Final = CoroutineType.send
 _CTX_RUN: Final = contextvars.Context.run
 _task_numbers: Final = itertools.count(1)
+_FUTURE_TYPE: Final = asyncio.Future
+_FUTURE_RESULT: Final = asyncio.Future.result
 _repr_running: Final[set[int]] = set()
 
 
@@ -146,7 +153,7 @@ class TaskCore:
             TaskCore._eager_start(self)
         else:
             TaskCore._schedule(self)
-            _register_task(self)
+            _register(self)
 
     # ------------------------------------------------------------------
     # scheduling
@@ -166,21 +173,30 @@ class TaskCore:
     # dispatch, which mypyc must use so that subclasses can override.
 
     def _run(self) -> None:
-        """Called by the kernel when it pops this task off the ready queue."""
+        """Called by the kernel when it pops this task off the ready queue:
+        after a bare yield (no waiter), when a treadle task it waited on
+        finished, or when a future it waited on called back (the kernel's
+        call_soon queues the task itself for a ``Wakeup``)."""
         try:
             waiter = self._fut_waiter
-            if waiter is None or (waiter._state is _FINISHED
-                                  and waiter._exception is None):
+            if waiter is None:
                 _CTX_RUN(self._context, _STEP, self, None)
-            else:
-                # Woken directly by a treadle task that failed or was
-                # cancelled: throw its exception in, as asyncio's wakeup does.
-                try:
-                    waiter.result()
-                except BaseException as exc:
-                    _CTX_RUN(self._context, _STEP, self, exc)
-                else:
+                return
+            if isinstance(waiter, TaskCore):
+                if waiter._state is _FINISHED and waiter._exception is None:
                     _CTX_RUN(self._context, _STEP, self, None)
+                    return
+            # The waiter failed or was cancelled: throw its exception in,
+            # as asyncio's wakeup does.
+            try:
+                if type(waiter) is _FUTURE_TYPE:
+                    _FUTURE_RESULT(waiter)
+                else:
+                    waiter.result()
+            except BaseException as exc:
+                _CTX_RUN(self._context, _STEP, self, exc)
+            else:
+                _CTX_RUN(self._context, _STEP, self, None)
         finally:
             # Frames on the stack when a coroutine frame finishes outlive
             # their call (as its f_back chain).  None of them may end up
@@ -282,7 +298,7 @@ class TaskCore:
                 else:
                     callbacks.append(self)
             else:
-                other.add_done_callback(self._wakeup, context=self._context)
+                other.add_done_callback(Wakeup(self), context=self._context)
             self._fut_waiter = other
             if self._must_cancel:
                 if other.cancel(msg=self._cancel_message):
@@ -308,7 +324,7 @@ class TaskCore:
                         f"Task cannot await on itself: {self!r}"))
                 else:
                     result._asyncio_future_blocking = False
-                    result.add_done_callback(self._wakeup, context=self._context)
+                    result.add_done_callback(Wakeup(self), context=self._context)
                     self._fut_waiter = result
                     if self._must_cancel:
                         if result.cancel(msg=self._cancel_message):
@@ -347,7 +363,7 @@ class TaskCore:
             else:
                 _current_tasks[loop] = prev
             if self._state is _PENDING:
-                _register_task(self)
+                _register(self)
             else:
                 self._coro = None
 
@@ -383,10 +399,16 @@ class TaskCore:
         if not callbacks:
             return
         self._callbacks = None
+        ready = self._ready
         for entry in callbacks:
             if isinstance(entry, TaskCore):
                 # A treadle task waiting on us (Rule 2).
                 entry._ready(entry)
+            elif ready is not None:
+                # What loop.call_soon(fn, self, context=ctx) does, without
+                # the method lookup and argument parsing: a task only
+                # finishes while its loop runs, so the loop is open.
+                ready(Handle(entry[0], (self,), loop, entry[1]))
             else:
                 loop.call_soon(entry[0], self, context=entry[1])
 
@@ -594,6 +616,45 @@ class TaskCore:
 
 
 _UNCANCEL_CLEARS_MUST_CANCEL: Final = _compat.PY313
+
+
+def _register(task: TaskCore) -> None:
+    """Make a pending task visible to asyncio.all_tasks()."""
+    if _REGISTRY_ADD is not None:
+        _REGISTRY_ADD(_WEAKREF(task, _REGISTRY_REMOVE))
+    else:
+        _compat.register_task(task)
+
+
+class Wakeup:
+    """The done-callback a task puts on a future it awaits.
+
+    A future calls back through ``loop.call_soon(callback, future,
+    context=...)``; the kernel's ``call_soon`` recognises this type and
+    queues the task itself instead of allocating a Handle (``loop.py``).  On
+    any other loop it is an ordinary callable that steps the task.  It is a
+    type of its own, not a bound method, so that recognising it costs one
+    pointer comparison in ``call_soon`` for everybody else.
+    """
+
+    __slots__ = ("task",)
+
+    task: TaskCore
+
+    def __init__(self, task: TaskCore) -> None:
+        self.task = task
+
+    def __call__(self, future: Any) -> None:
+        TaskCore._wakeup(self.task, future)
+
+    @property
+    def __name__(self) -> str:
+        # What asyncio's reprs print for a future's callbacks: the same text
+        # as for its own task's wakeup, "cb=[Task.task_wakeup()]".
+        return "Task.task_wakeup"
+
+    def __repr__(self) -> str:
+        return f"<Task.task_wakeup of {self.task!r}>"
 
 # The frame of _step_body heads the traceback of every exception a
 # coroutine raises (compiled, mypyc adds an entry of the same name);
