@@ -847,11 +847,7 @@ def test_data_received_path_for_plain_transports(run: Any) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         client, server = Recorder(loop), Recorder(loop)
-        link = await tls_link(loop, TLSProtocol, client, server, over="memory", wait=False)
-        for tls in (link.client, link.server):
-            tls.get_buffer = None                      # hide the buffered API
-        await link.client_waiter
-        await link.server_waiter
+        link = await tls_link(loop, TLSProtocol, client, server, over="memory", buffered=False)
         link.app_client.write(b"via data_received")
         await server.expect(17)
         link.app_client.close()

@@ -214,11 +214,14 @@ class MemoryTransport(asyncio.Transport):
     writer is paused above *high* bytes in flight, pause_reading() on the
     receiving side holds the bytes back (and so fills the sender), close()
     flushes and then the peer sees EOF.  *force_close* decides whether it
-    has asyncio's private ``_force_close(exc)``.
+    has asyncio's private ``_force_close(exc)``; *buffered* False makes it
+    call data_received() even on buffered protocols, as a transport that
+    does not know the buffered API would.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, chunk: int = 65536,
-                 high: int = 65536, name: str = "mem", force_close: bool = True) -> None:
+                 high: int = 65536, name: str = "mem", force_close: bool = True,
+                 buffered: bool = True) -> None:
         super().__init__({"peername": (name + "-peer", 0), "sockname": (name, 0),
                           "socket": None})
         self._loop = loop
@@ -238,6 +241,7 @@ class MemoryTransport(asyncio.Transport):
         self.eof_received = False
         self.bytes_written = 0
         self.log: bytearray | None = None         # set to a bytearray to keep a copy
+        self._buffered = buffered                # False: data_received() only
         if not force_close:
             # Like a third-party transport: no asyncio-private _force_close.
             self._force_close = None         # type: ignore[assignment,method-assign]
@@ -362,8 +366,7 @@ class MemoryTransport(asyncio.Transport):
             data = bytes(self._buffer[:self._chunk])
             del self._buffer[:len(data)]
             protocol = peer._protocol
-            if (isinstance(protocol, asyncio.BufferedProtocol)
-                    and getattr(protocol, "get_buffer", None) is not None):
+            if peer._buffered and isinstance(protocol, asyncio.BufferedProtocol):
                 view = data
                 while view:
                     buf = protocol.get_buffer(len(view))
