@@ -10,17 +10,18 @@ Never: anything else.  ``connect.py`` and ``server.py`` import TLSProtocol
 from here only, so moving to treadle's own engine (``tls.py``) is a
 one-line change in this file.
 
-Why asyncio's for now: treadle's TLS engine is being written separately;
-asyncio's SSLProtocol drives any transport that has asyncio's transport
-interface plus ``_force_close(exc)``, which treadle's stream transport has.
+Now treadle's own engine (``tls.py``).  To compare with asyncio's, point
+this at ``asyncio.sslproto.SSLProtocol`` instead: it drives treadle's stream
+transport just as well (that transport has the ``_force_close(exc)`` it
+calls).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from asyncio.sslproto import SSLProtocol as _SSLProtocol
+from .tls import TLSProtocol as _TLSProtocol
 
-TLSProtocol: Any = _SSLProtocol
+TLSProtocol: Any = _TLSProtocol
 
 __all__ = ["TLSProtocol"]
