@@ -375,8 +375,14 @@ def test_untrusted_certificate(run: Any, proto: Any, over: str) -> None:
         with pytest.raises(ssl.SSLCertVerificationError) as info:
             await link.client_waiter
         assert info.value.reason == "CERTIFICATE_VERIFY_FAILED"
-        with pytest.raises((ssl.SSLError, ConnectionError)):
+        with pytest.raises((ssl.SSLError, ConnectionError)) as server_info:
             await link.server_waiter
+        if is_treadle(proto):
+            # The client's alert reached the server: it knows why.
+            assert isinstance(server_info.value, ssl.SSLError)
+            assert "alert" in str(server_info.value).lower()
+        else:
+            assert isinstance(server_info.value, ConnectionResetError)
         await settle()
         assert client.events == [] and server.events == []
         assert contexts == []
@@ -1020,5 +1026,102 @@ def test_later_writes_of_a_batch_share_a_record(run: Any, loop_factory: Any) -> 
         client.transport.close()
         await client.lost
         await link.close()
+
+    run(main())
+
+
+# -- more of asyncio's behaviour ------------------------------------------------------
+
+def test_tls13_client_certificate_rejected_after_the_client_is_connected(run: Any,
+                                                                          proto: Any) -> None:
+    # In TLS 1.3 the client finishes its handshake before the server has
+    # judged its (missing) certificate: the client's application is
+    # connected, then loses the connection.  treadle's server sends the
+    # alert that says why; asyncio's drops the connection (an EOF).
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+        link = await tls_link(loop, proto, client, server, over="memory", wait=False,
+                              cctx=client_context(version=ssl.TLSVersion.TLSv1_3),
+                              sctx=server_context(verify_clients=True))
+        await link.client_waiter
+        with pytest.raises(ssl.SSLError, match="(?i)certificate"):
+            await link.server_waiter
+        exc = await client.lost
+        if is_treadle(proto):
+            assert isinstance(exc, ssl.SSLError) and "certificate" in str(exc).lower()
+            assert client.events == ["made", ("lost", "SSLError")]
+        else:
+            assert exc is None
+            assert client.events == ["made", "eof", ("lost", None)]
+        assert server.events == []
+        await link.close()
+
+    run(main())
+
+
+def test_debug_mode_logs_the_handshake(run: Any, proto: Any,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+        link = await tls_link(loop, proto, client, server, over="memory")
+        server.transport.close()
+        await client.lost
+        await link.close()
+
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        run(main(), debug=True)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("starts SSL handshake" in m for m in messages)
+    assert any("SSL handshake took" in m and m.endswith(" ms") for m in messages)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_many_connections_random_chunks(run: Any, proto: Any, version: ssl.TLSVersion) -> None:
+    # 20 connections at once, each echoing 200 KB written in random-sized
+    # chunks; every byte checked.
+    import random
+
+    async def one(loop: asyncio.AbstractEventLoop, port: int, seed: int) -> None:
+        rng = random.Random(seed)
+        payload = rng.randbytes(200_000)
+        client = Recorder(loop)
+        waiter = loop.create_future()
+        await loop.create_connection(
+            lambda: proto(loop, client, client_context(version=version), waiter,
+                          server_hostname="localhost"), "127.0.0.1", port)
+        await waiter
+        i = 0
+        while i < len(payload):
+            n = rng.randint(1, 40_000)
+            client.transport.write(payload[i:i + n])
+            i += n
+            if rng.random() < 0.3:
+                await asyncio.sleep(0)
+        await client.expect(len(payload))
+        assert client.data == payload
+        client.transport.close()
+        assert await client.lost is None
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        from .test_tls_support import require_sockets
+        require_sockets(loop)
+        sctx = server_context(version=version)
+        servers: list[Recorder] = []
+
+        def make() -> Any:
+            app = Recorder(loop)
+            app.on_data = lambda data: app.transport.write(data)
+            servers.append(app)
+            return proto(loop, app, sctx, None, server_side=True)
+        listener = await loop.create_server(make, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        await asyncio.gather(*(one(loop, port, seed) for seed in range(20)))
+        for app in servers:
+            await app.lost
+        listener.close()
+        await listener.wait_closed()
 
     run(main())

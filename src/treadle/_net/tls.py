@@ -20,8 +20,10 @@ methods) and by the peer, with these deliberate differences:
   is discarded and the close completes cleanly (asyncio fails the close
   with ``APPLICATION_DATA_AFTER_CLOSE_NOTIFY``, a known source of spurious
   errors in servers).
-* An alert produced by a failed handshake is sent to the peer before the
-  connection is dropped, so it learns why.
+* The alert a failed handshake produces is sent to the peer before the
+  connection closes, so it learns why (asyncio drops the connection and
+  the peer sees a reset or an EOF); a TLS 1.3 client whose certificate the
+  server refuses gets ``connection_lost(SSLError)`` instead of an EOF.
 * Data decrypted before a record turns out corrupt is delivered before the
   error; ``writelines()`` with a non-bytes item raises ``TypeError`` at the
   call (as plain transports do) instead of killing the connection, and
@@ -654,7 +656,7 @@ class TLSProtocol(_BufferedProtocol):
                 message = "SSL handshake failed on verifying the certificate"
             else:
                 message = "SSL handshake failed"
-            self._fatal_error(exc, message)
+            self._fatal_error(exc, message, deliver_alert=True)
             self._wakeup_waiter(exc)
             return
         loop = self._loop
@@ -1031,9 +1033,17 @@ class TLSProtocol(_BufferedProtocol):
 
     # -- errors ----------------------------------------------------------------
 
-    def _fatal_error(self, exc: Any, message: str = "Fatal error on transport") -> None:
-        if self._transport is not None:
-            self._force_close_wire(exc)
+    def _fatal_error(self, exc: Any, message: str = "Fatal error on transport",
+                     deliver_alert: bool = False) -> None:
+        transport = self._transport
+        if transport is not None:
+            if deliver_alert and not self._wire_writing_paused:
+                # close(), not a forced close: the alert just written must
+                # reach the peer.  connection_lost() still reports *exc*.
+                self._close_exc = exc
+                transport.close()
+            else:
+                self._force_close_wire(exc)
         if isinstance(exc, OSError):
             if self._loop.get_debug():
                 logger.debug("%r: %s", self, message, exc_info=True)
