@@ -36,7 +36,7 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         "_loop", "_sock", "_sock_fd", "_protocol", "_protocol_connected",
         "_address", "_buffer", "_buffer_size", "_conn_lost", "_closing",
         "_paused", "_reading", "_writing", "_protocol_paused", "_high_water",
-        "_low_water", "_connected", "__weakref__",
+        "_low_water", "_connected", "_recv_view", "__weakref__",
     )
 
     max_size = base.READ_SIZE
@@ -59,6 +59,7 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
     _high_water: int
     _low_water: int
     _connected: bool
+    _recv_view: memoryview
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
                  address: Any = None, waiter: asyncio.Future[Any] | None = None,
@@ -93,6 +94,7 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         self._protocol_paused = False
         self._high_water = 64 * 1024
         self._low_water = 16 * 1024
+        self._recv_view = loop._recv_view
         loop._transports[self._sock_fd] = self
         loop.call_soon(self._start, waiter)
 
@@ -179,8 +181,9 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
     def _read_ready(self) -> None:
         if self._conn_lost:
             return
+        view = self._recv_view
         try:
-            data, addr = self._sock.recvfrom(self.max_size)  # type: ignore[union-attr]
+            n, addr = self._sock.recvfrom_into(view, self.max_size)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -190,7 +193,7 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on datagram transport")
         else:
-            self._protocol.datagram_received(data, addr)
+            self._protocol.datagram_received(view[:n].tobytes(), addr)
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -44,7 +44,9 @@ never copied.
 
 Hot paths (``_read_ready``, ``write``) allocate nothing of their own beyond
 the received bytes: the reader and the end-of-batch callback are bound
-methods created once per transport.
+methods created once per transport, and data is received into the loop's
+shared buffer and copied out at its real size (``sock.recv(256 KiB)``
+would allocate and map 256 KiB per call).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class SocketTransport(asyncio.Transport):
         "_closing", "_paused", "_reading", "_writing", "_eof",
         "_empty_waiter", "_protocol_paused", "_high_water", "_low_water",
         "_in_callback", "_hold", "_batch_end_cb", "_sendfile_compatible",
-        "__weakref__",
+        "_recv_view", "__weakref__",
     )
 
     #: Bytes asked for per recv() (asyncio's value).
@@ -121,6 +123,7 @@ class SocketTransport(asyncio.Transport):
     _hold: bool
     _batch_end_cb: Callable[[], None]
     _sendfile_compatible: Any
+    _recv_view: memoryview
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
                  waiter: asyncio.Future[Any] | None = None,
@@ -161,6 +164,7 @@ class SocketTransport(asyncio.Transport):
         self._hold = False
         self._batch_end_cb = self._on_batch_end
         self._sendfile_compatible = base.SendfileMode.TRY_NATIVE
+        self._recv_view = loop._recv_view
         self._server = server
         if server is not None:
             server._attach(self)
@@ -268,8 +272,11 @@ class SocketTransport(asyncio.Transport):
             return
         if self._conn_lost:
             return
+        # Into the loop's buffer, then out as bytes of the right size
+        # (see SocketMixin._recv_view for why).
+        view = self._recv_view
         try:
-            data = self._sock.recv(self.max_size)  # type: ignore[union-attr]
+            n = self._sock.recv_into(view, self.max_size)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -277,9 +284,10 @@ class SocketTransport(asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
             return
-        if not data:
+        if not n:
             self._on_eof()
             return
+        data = view[:n].tobytes()
         self._in_callback = True
         try:
             self._protocol.data_received(data)
