@@ -30,7 +30,7 @@ def new_event_loop(*, clock: Clock | None = None,
     ``treadle.testing.VirtualClock``); *backend* replaces the I/O backend
     (epoll on Linux, ``selectors`` elsewhere).
     """
-    return EventLoop(clock=clock, backend=backend)  # type: ignore[abstract]
+    return EventLoop(clock=clock, backend=backend)  # type: ignore[abstract, unused-ignore]
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
