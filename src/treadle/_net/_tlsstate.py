@@ -86,8 +86,10 @@ _SyscallError = ssl.SSLSyscallError
 Buffer = Union[bytes, bytearray, memoryview]
 
 
-class TLSStateError(RuntimeError):
-    """An input was given in a state that does not accept it."""
+class TLSStateError(Exception):
+    """An input was given in a state that does not accept it (a bug in the
+    caller, never a peer's doing).  An Exception, not a RuntimeError: mypyc
+    compiles subclasses of a few builtin exceptions only."""
 
 
 class HandshakeComplete:

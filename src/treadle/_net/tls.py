@@ -58,8 +58,9 @@ import threading
 import warnings
 from asyncio import constants as _asyncio_constants
 from asyncio.transports import _FlowControlMixin
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
+from .._kernel._compat import mypyc_attr
 from ._tlsstate import (CLOSED, FLUSHING, HANDSHAKING, SHUTDOWN, WRAPPED, HandshakeComplete,
                         TLSConnection)
 
@@ -96,6 +97,7 @@ _SENDFILE_FALLBACK: Any = getattr(getattr(_asyncio_constants, "_SendfileMode", N
                                   "FALLBACK", None)
 _BufferedProtocol = asyncio.BufferedProtocol
 _CancelledError = asyncio.CancelledError
+_warn = warnings.warn
 
 
 class _ReadBuffer:
@@ -152,6 +154,7 @@ def _default_context(server_side: bool, server_hostname: str | None) -> ssl.SSLC
     return context
 
 
+@mypyc_attr(native_class=False)
 class SSLTransport(_FlowControlMixin):
     """The transport the application sees on a TLS connection.
 
@@ -167,14 +170,15 @@ class SSLTransport(_FlowControlMixin):
     as a closed one (asyncio's raises AttributeError instead).
     """
 
-    __slots__ = ("_ssl_protocol", "_closed", "__weakref__")
+    # A regular Python class even when compiled: mypyc cannot lay out a
+    # native class over _FlowControlMixin's __slots__.  Its methods are
+    # thin; the work is in TLSProtocol and TLSConnection.
 
-    # start_tls() may upgrade this transport again (TLS inside TLS);
-    # loop.sendfile() goes through the read-and-write fallback.
+    # start_tls() may upgrade this transport again (TLS inside TLS).
     _start_tls_compatible = True
-    _sendfile_compatible = _SENDFILE_FALLBACK
 
     _loop: asyncio.AbstractEventLoop
+    _sendfile_compatible: Any
     _ssl_protocol: TLSProtocol | None
     _closed: bool
 
@@ -185,6 +189,8 @@ class SSLTransport(_FlowControlMixin):
         self._loop = loop
         self._ssl_protocol = ssl_protocol
         self._closed = False
+        # loop.sendfile() goes through the read-and-write fallback.
+        self._sendfile_compatible = _SENDFILE_FALLBACK
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -222,10 +228,13 @@ class SSLTransport(_FlowControlMixin):
         else:
             self._ssl_protocol = None
 
-    def __del__(self, _warn: Any = warnings.warn) -> None:
+    def __del__(self) -> None:
         if not self._closed:
             self._closed = True
-            _warn(f"unclosed transport <{type(self).__name__} object>", ResourceWarning)
+            try:
+                _warn(f"unclosed transport <{type(self).__name__} object>", ResourceWarning)
+            except Exception:
+                pass    # interpreter shutdown: the warnings machinery is gone
 
     def is_reading(self) -> bool:
         protocol = self._ssl_protocol
@@ -346,8 +355,9 @@ class TLSProtocol(_BufferedProtocol):
     ended it.
     """
 
-    #: Size of the buffer the wire transport reads into.
-    max_size = 256 * 1024
+    #: Size of the buffer the wire transport reads into (a class attribute,
+    #: as asyncio's; ClassVar keeps it one when compiled).
+    max_size: ClassVar[int] = 262144
 
     def __init__(self, loop: asyncio.AbstractEventLoop, app_protocol: asyncio.BaseProtocol,
                  sslcontext: ssl.SSLContext | None, waiter: asyncio.Future[Any] | None,
