@@ -341,3 +341,34 @@ def test_empty_buffer_from_get_buffer_is_a_fatal_error(run):
         assert errors[0]["transport"] is tr
         peer.close()
     run(main())
+
+
+class _RecvSpy(socket.socket):
+    """A socket subclass whose recv() marks what it returns."""
+
+    def recv(self, n, *flags):
+        data = super().recv(n, *flags)
+        return data.upper()
+
+
+def test_a_socket_subclass_recv_override_is_honoured(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        spy = _RecvSpy(a.family, a.type, a.proto, fileno=a.detach())
+        b.setblocking(False)
+        tr, proto = await loop.create_connection(RecordingProtocol, sock=spy)
+        await loop.sock_sendall(b, b"quiet")
+        while len(proto.data) < 5:
+            await asyncio.sleep(0.005)
+        assert proto.data == b"QUIET"
+        tr.close()
+        await proto.done
+        c, d = socket.socketpair()
+        spy2 = _RecvSpy(c.family, c.type, c.proto, fileno=c.detach())
+        spy2.setblocking(False)
+        with spy2, d:
+            d.sendall(b"hello")
+            assert await loop.sock_recv(spy2, 65536) == b"HELLO"
+        b.close()
+    run(main())

@@ -59,7 +59,7 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
     _high_water: int
     _low_water: int
     _connected: bool
-    _recv_view: memoryview
+    _recv_view: memoryview | None
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
                  address: Any = None, waiter: asyncio.Future[Any] | None = None,
@@ -94,7 +94,8 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         self._protocol_paused = False
         self._high_water = 64 * 1024
         self._low_water = 16 * 1024
-        self._recv_view = loop._recv_view
+        # A socket subclass may override recvfrom(): call it, as asyncio does.
+        self._recv_view = loop._recv_view if type(sock) is socket.socket else None
         loop._transports[self._sock_fd] = self
         loop.call_soon(self._start, waiter)
 
@@ -183,7 +184,11 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
             return
         view = self._recv_view
         try:
-            n, addr = self._sock.recvfrom_into(view, self.max_size)  # type: ignore[union-attr]
+            if view is not None:
+                n, addr = self._sock.recvfrom_into(view, self.max_size)  # type: ignore[union-attr]
+                data = view[:n].tobytes()
+            else:
+                data, addr = self._sock.recvfrom(self.max_size)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -193,7 +198,7 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on datagram transport")
         else:
-            self._protocol.datagram_received(view[:n].tobytes(), addr)
+            self._protocol.datagram_received(data, addr)
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):

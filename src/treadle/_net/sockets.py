@@ -111,8 +111,8 @@ class SocketMixin(DNSMixin):
     def _recv(self, sock: socket.socket, n: int) -> bytes:
         """``sock.recv(n)``, through the loop's buffer when *n* is large
         (see ``_recv_view``)."""
-        if n < _SMALL_RECV or n > base.READ_SIZE:
-            return sock.recv(n)
+        if n < _SMALL_RECV or n > base.READ_SIZE or type(sock) is not socket.socket:
+            return sock.recv(n)     # (a subclass may override recv())
         view = self._recv_view
         got = sock.recv_into(view, n)
         return view[:got].tobytes()

@@ -123,7 +123,7 @@ class SocketTransport(asyncio.Transport):
     _hold: bool
     _batch_end_cb: Callable[[], None]
     _sendfile_compatible: Any
-    _recv_view: memoryview
+    _recv_view: memoryview | None
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
                  waiter: asyncio.Future[Any] | None = None,
@@ -164,7 +164,8 @@ class SocketTransport(asyncio.Transport):
         self._hold = False
         self._batch_end_cb = self._on_batch_end
         self._sendfile_compatible = base.SendfileMode.TRY_NATIVE
-        self._recv_view = loop._recv_view
+        # A socket subclass may override recv(): call it, as asyncio does.
+        self._recv_view = loop._recv_view if type(sock) is socket.socket else None
         self._server = server
         if server is not None:
             server._attach(self)
@@ -276,7 +277,11 @@ class SocketTransport(asyncio.Transport):
         # (see SocketMixin._recv_view for why).
         view = self._recv_view
         try:
-            n = self._sock.recv_into(view, self.max_size)  # type: ignore[union-attr]
+            if view is not None:
+                n = self._sock.recv_into(view, self.max_size)  # type: ignore[union-attr]
+                data = view[:n].tobytes() if n else b""
+            else:
+                data = self._sock.recv(self.max_size)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -284,10 +289,9 @@ class SocketTransport(asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
             return
-        if not n:
+        if not data:
             self._on_eof()
             return
-        data = view[:n].tobytes()
         self._in_callback = True
         try:
             self._protocol.data_received(data)
