@@ -226,6 +226,25 @@ def test_writelines_rejects_non_bytes_before_sending(run: Any) -> None:
     run(main())
 
 
+def test_strided_memoryview_write(run: Any) -> None:
+    # treadle-only: asyncio's TLS transport kills the connection with a
+    # BufferError on a non-contiguous memoryview.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+        link = await tls_link(loop, TLSProtocol, client, server, over="memory")
+        link.app_client.write(memoryview(b"s-t-r-i-d-e-d-")[::2])
+        link.app_client.writelines([memoryview(b"x.y.")[::2]])
+        link.app_client.writelines([memoryview(b"z.")[::2], b"!"])
+        await server.expect(11)
+        assert server.data == b"stridedxyz!"
+        link.app_client.close()
+        await client.lost
+        await link.close()
+
+    run(main())
+
+
 def test_writes_after_close_are_dropped_and_logged(run: Any, proto: Any,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:

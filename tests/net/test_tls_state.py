@@ -257,6 +257,15 @@ def test_data_both_ways(version: ssl.TLSVersion) -> None:
     assert not pair.client.close_notify_received
 
 
+def test_strided_and_typed_memoryviews_are_sent_as_their_bytes() -> None:
+    pair = Pair()
+    pair.handshake()
+    pair.client.send(memoryview(b"a-b-c-")[::2])           # not contiguous
+    pair.client.send(memoryview(bytearray(b"\x01\x00\x02\x00")).cast("H"))
+    pair.to_server()
+    assert pair.server.read() == b"abc\x01\x00\x02\x00"
+
+
 def test_large_writes_span_many_records() -> None:
     pair = Pair()
     pair.handshake()

@@ -257,6 +257,8 @@ class TLSConnection:
         Encrypted at once in WRAPPED (``data_to_send()`` then holds it);
         queued before the handshake completes and while a renegotiation
         stalls writing."""
+        if type(data) is memoryview and not data.c_contiguous:
+            data = data.tobytes()        # SSL_write takes one flat buffer
         state = self.state
         if state == WRAPPED:
             if self._backlog:

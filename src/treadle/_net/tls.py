@@ -5,8 +5,8 @@ transport) and one application protocol: the handshake and shutdown
 timeouts, the order of the application's callbacks, the exceptions the
 connection's waiter gets, and flow control in both directions between the
 two layers.  The TLS itself (records, handshake, close_notify) is the pure
-state machine in ``_tlsstate.py``; this module never calls ``ssl`` except
-to build a default context.
+state machine in ``_tlsstate.py``; this module uses ``ssl`` only to build a
+default context and to tell its exceptions apart.
 Never: reads or writes a socket, or relies on a private method of the wire
 transport (``_force_close`` is used when the transport has it, ``abort()``
 otherwise), so it runs unchanged on asyncio's loop, uvloop or treadle's.
@@ -28,6 +28,12 @@ methods) and by the peer, with these deliberate differences:
   error; ``writelines()`` with a non-bytes item raises ``TypeError`` at the
   call (as plain transports do) instead of killing the connection, and
   sends its items as one TLS record when they are small.
+* A ``BufferedProtocol`` whose ``get_buffer()`` returns a ``bytearray``
+  gets every byte (asyncio's decrypts the second record of a read into a
+  copy of a slice, and loses it).
+* A second ``close()`` detaches the transport, as asyncio's does, but the
+  detached transport answers as a closed one instead of raising
+  ``AttributeError``.
 
 Writing: small writes become one TLS record, not one each (a record
 costs a fixed ~25 bytes and a cipher call, which dominate small writes).
@@ -305,10 +311,12 @@ class SSLTransport(_FlowControlMixin):
 
     def writelines(self, list_of_data: Iterable[Any]) -> None:
         pieces = list(list_of_data)
-        for data in pieces:
+        for i, data in enumerate(pieces):
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"data: expecting a bytes-like instance, "
                                 f"got {type(data).__name__}")
+            if type(data) is memoryview and not data.c_contiguous:
+                pieces[i] = data.tobytes()       # joined below: must be flat
         if self._ssl_protocol is not None:
             self._ssl_protocol._write_appdata(pieces)
 
