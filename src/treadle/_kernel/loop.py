@@ -470,7 +470,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             else:
                 waking_idle = False
             had_events = KernelLoop._poll(self, timeout)
-            if not had_events and not ready and timeout != 0.0:
+            if not had_events and not ready:
                 if waking_idle:
                     KernelLoop._wake_idle_waiters(self)
                 elif self._clock is not None:
@@ -507,18 +507,21 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._batch_end.append(fn)
 
     def _run_batch_end(self) -> None:
-        pending = self._batch_end
-        self._batch_end = []
-        for fn in pending:
-            try:
-                fn()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self.call_exception_handler({
-                    "message": f"Exception in end-of-batch callback {fn!r}",
-                    "exception": exc,
-                })
+        # Until none is left: a flush may make another transport's callback
+        # write, and that must not wait for a later batch either.
+        while self._batch_end:
+            pending = self._batch_end
+            self._batch_end = []
+            for fn in pending:
+                try:
+                    fn()
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self.call_exception_handler({
+                        "message": f"Exception in end-of-batch callback {fn!r}",
+                        "exception": exc,
+                    })
 
     def _add_idle_waiter(self, cushion: float,
                          callback: Callable[[], object]) -> tuple[float, int, Callable[[], object]]:

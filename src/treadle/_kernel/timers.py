@@ -62,9 +62,11 @@ class TimerQueue:
         self._tombstones += 1
         heap = self._heap
         if self._tombstones > COMPACT_MIN and self._tombstones * 2 > len(heap):
-            live = [entry for entry in heap if not entry[2]._cancelled]
+            # (*handle* is being cancelled: its flag is set after this call)
+            live = [entry for entry in heap
+                    if not entry[2]._cancelled and entry[2] is not handle]
             for entry in heap:
-                if entry[2]._cancelled:
+                if entry[2]._cancelled or entry[2] is handle:
                     entry[2]._scheduled = False
             heapq.heapify(live)
             self._heap = live

@@ -1,0 +1,145 @@
+"""Debug mode, as asyncio's: slow callbacks, source tracebacks, origin
+tracking, wrong-thread checks, PYTHONASYNCIODEBUG and -X dev."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import treadle
+
+
+def test_slow_callback_is_logged(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+
+    def slow():
+        time.sleep(0.03)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.call_soon(slow)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Executing <Handle ") and "slow()" in m and "took" in m
+               for m in messages), messages
+
+
+def test_slow_task_step_names_the_task(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+
+    async def blocker():
+        time.sleep(0.03)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(loop.create_task(blocker(), name="the-blocker"))
+    messages = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert any("the-blocker" in m and "blocker()" in m for m in messages), messages
+
+
+def test_fast_callbacks_are_not_logged(loop, caplog):
+    loop.set_debug(True)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.call_soon(lambda: None)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    assert not [r for r in caplog.records if "took" in r.getMessage()]
+
+
+def test_handle_records_where_it_was_created(loop):
+    loop.set_debug(True)
+    h = loop.call_soon(print)
+    assert h._source_traceback
+    assert h._source_traceback[-1].name == "test_handle_records_where_it_was_created"
+    assert "created at" in repr(h)
+    h.cancel()
+
+
+def test_exception_log_shows_handle_traceback(loop, caplog):
+    loop.set_debug(True)
+
+    def bad():
+        raise ValueError("debug me")
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(bad)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    text = caplog.text
+    assert "Exception in callback" in text and "debug me" in text
+    assert "Object created at (most recent call last)" in text
+
+
+def test_coroutine_origin_tracking_in_debug(loop):
+    loop.set_debug(True)
+
+    async def main():
+        return sys.get_coroutine_origin_tracking_depth()
+
+    depth = loop.run_until_complete(main())
+    assert depth > 0
+    assert sys.get_coroutine_origin_tracking_depth() == 0
+
+
+def test_never_retrieved_exception_logged_with_source(loop, caplog):
+    loop.set_debug(True)
+
+    async def fail():
+        raise KeyError("lost")
+
+    async def main():
+        asyncio.ensure_future(fail())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.run_until_complete(main())
+        import gc
+        gc.collect()
+    assert "exception was never retrieved" in caplog.text
+    assert "KeyError" in caplog.text
+
+
+@pytest.mark.parametrize("how", ["env", "devmode"])
+def test_debug_mode_from_environment(how):
+    code = ("import asyncio, treadle\n"
+            "async def main(): return asyncio.get_running_loop().get_debug()\n"
+            "print(treadle.run(main()))\n")
+    env = dict(os.environ)
+    args = [sys.executable]
+    if how == "env":
+        env["PYTHONASYNCIODEBUG"] = "1"
+    else:
+        env.pop("PYTHONASYNCIODEBUG", None)
+        args += ["-X", "dev"]
+    out = subprocess.run([*args, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_debug_mode_off_by_default():
+    env = dict(os.environ)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    code = "import treadle; l = treadle.new_event_loop(); print(l.get_debug()); l.close()"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_set_debug_while_running(loop):
+    async def main():
+        loop.set_debug(True)
+        await asyncio.sleep(0)
+        return loop.get_debug(), sys.get_coroutine_origin_tracking_depth()
+
+    debug, depth = loop.run_until_complete(main())
+    assert debug is True and depth > 0
+    loop.set_debug(False)
+    assert loop.get_debug() is False

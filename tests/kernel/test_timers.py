@@ -1,0 +1,162 @@
+"""The timer queue (unit tests, no loop) and timers on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import deque
+
+import pytest
+
+import treadle
+from treadle._kernel.timers import COMPACT_MIN, TimerQueue
+
+
+class _FakeLoop:
+    _debug = False
+
+    def __init__(self, queue: TimerQueue) -> None:
+        self.queue = queue
+
+    def _timer_handle_cancelled(self, handle) -> None:
+        self.queue.cancelled(handle)
+
+
+def _handle(queue: TimerQueue, when: float, tag: object = None):
+    loop = _FakeLoop(queue)
+    h = treadle.TimerHandle(when, lambda: None, (tag,), loop)
+    queue.push(h)
+    return h
+
+
+def test_due_timers_come_out_in_deadline_order_fifo_for_ties():
+    q = TimerQueue()
+    handles = [_handle(q, w, i) for i, w in enumerate([3.0, 1.0, 2.0, 1.0, 1.0])]
+    out: deque = deque()
+    assert q.pop_due(10.0, out) == 5
+    assert [h._args[0] for h in out] == [1, 3, 4, 2, 0]
+    assert all(not h._scheduled for h in handles)
+    assert len(q) == 0 and q.next_deadline() is None
+
+
+def test_pop_due_stops_at_the_bound():
+    q = TimerQueue()
+    _handle(q, 1.0)
+    later = _handle(q, 5.0)
+    out: deque = deque()
+    assert q.pop_due(5.0, out) == 1    # `until` is exclusive
+    assert q.next_deadline() == 5.0
+    assert later._scheduled
+
+
+def test_cancel_is_a_tombstone_and_next_deadline_skips_it():
+    q = TimerQueue()
+    first = _handle(q, 1.0)
+    _handle(q, 2.0)
+    first.cancel()
+    assert len(q) == 1
+    assert q.next_deadline() == 2.0
+    assert not first._scheduled        # dropped when it reached the head
+    out: deque = deque()
+    q.pop_due(10.0, out)
+    assert len(out) == 1
+
+
+def test_mass_cancellation_compacts_without_scanning_each_turn():
+    """100,000 cancelled timers: the heap is rebuilt once tombstones are more
+    than half of it, so it never holds more than twice the live timers plus
+    COMPACT_MIN, and no turn has to step over the tombstones."""
+    q = TimerQueue()
+    live = [_handle(q, 1e6 + i) for i in range(100)]
+    doomed = [_handle(q, 10.0 + i * 1e-3) for i in range(100_000)]
+    for h in doomed:
+        h.cancel()
+        assert len(q._heap) <= 2 * (len(q) + 1) + COMPACT_MIN + 1
+    assert len(q) == 100
+    assert len(q._heap) <= 2 * len(live) + COMPACT_MIN + 1
+    assert q.next_deadline() == 1e6
+    # What remains is still a valid heap.
+    heap = list(q._heap)
+    heapq.heapify(heap)
+    assert sorted(heap) == sorted(q._heap)
+
+
+def test_cancel_after_firing_is_harmless():
+    q = TimerQueue()
+    h = _handle(q, 1.0)
+    out: deque = deque()
+    q.pop_due(2.0, out)
+    h.cancel()
+    assert q._tombstones == 0 and len(q) == 0
+
+
+def test_handles_lists_live_timers_earliest_first():
+    q = TimerQueue()
+    a = _handle(q, 3.0)
+    b = _handle(q, 1.0)
+    c = _handle(q, 2.0)
+    c.cancel()
+    assert q.handles() == [b, a]
+
+
+# -- on both loops -------------------------------------------------------------
+
+def test_hundred_thousand_cancelled_timers_then_more_work(loop):
+    """A loop with 100,000 cancelled timers keeps running its callbacks (on
+    treadle the tombstones are compacted away, see the unit test above)."""
+    fired = []
+    handles = [loop.call_later(3600 + i, fired.append, i) for i in range(100_000)]
+    for h in handles:
+        h.cancel()
+    loop.call_later(0.001, fired.append, "due")
+    loop.call_later(0.002, loop.stop)
+    loop.run_forever()
+    assert fired == ["due"]
+    if isinstance(loop, treadle.EventLoop):
+        assert len(loop._timers._heap) < 1000
+
+
+def test_sleep_timeouts_cost_few_turns(loop_factory):
+    """asyncio's own test_timeout_rounding, without its private selector:
+    five sleeps of 1e-2 .. 1e-10 s take few loop turns (12 ideally)."""
+    loop = loop_factory()
+    turns = 0
+    original = loop._run_once
+
+    def counting():
+        nonlocal turns
+        turns += 1
+        original()
+
+    loop._run_once = counting
+
+    async def wait():
+        for delay in (1e-2, 1e-4, 1e-6, 1e-8, 1e-10):
+            await asyncio.sleep(delay)
+    try:
+        loop.run_until_complete(wait())
+    finally:
+        del loop._run_once
+        loop.close()
+    assert turns <= 20
+
+
+def test_call_at_absolute_time(loop):
+    out = []
+    when = loop.time() + 0.01
+    h = loop.call_at(when, out.append, "x")
+    assert h.when() == when
+    loop.call_at(when + 0.005, loop.stop)
+    loop.run_forever()
+    assert out == ["x"]
+    assert loop.time() >= when
+
+
+@pytest.mark.parametrize("delay", [0, -1, 1e-9])
+def test_tiny_and_negative_delays_run_next_turn(loop, delay):
+    out = []
+    loop.call_later(delay, out.append, 1)
+    loop.call_soon(out.append, 0)
+    loop.call_soon(loop.call_soon, loop.stop)
+    loop.run_forever()
+    assert out == [0, 1]
