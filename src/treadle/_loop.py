@@ -23,14 +23,32 @@ class EventLoop(ProcessMixin, NetworkMixin, SignalMixin):
 
 
 def new_event_loop(*, clock: Clock | None = None,
-                   backend: IOBackend | None = None) -> EventLoop:
+                   backend: IOBackend | None = None,
+                   seed: int | None = None) -> EventLoop:
     """A new treadle event loop.
 
     *clock* replaces ``time.monotonic`` as the loop's time source (see
     ``treadle.testing.VirtualClock``); *backend* replaces the I/O backend
-    (epoll on Linux, ``selectors`` elsewhere).
+    (epoll on Linux, ``selectors`` elsewhere).  *seed* turns on seeded
+    scheduling: tasks ready in the same turn run in an order drawn from
+    ``random.Random(seed)`` (callbacks of one task, future or transport keep
+    their order); the same seed gives the same order.
     """
-    return EventLoop(clock=clock, backend=backend)  # type: ignore[abstract, unused-ignore]
+    if clock is not None and backend is None:
+        # A clock's idle checks are tiny waits; make them free (see
+        # treadle.testing.clock.ProbeBackend).
+        from ._io.backend import default_backend
+        from .testing.clock import ProbeBackend
+        backend = ProbeBackend(default_backend())
+    order = None
+    if seed is not None:
+        from .testing.order import SeededOrder
+        order = SeededOrder(seed)       # validates before the loop exists
+    loop = EventLoop(clock=clock, backend=backend)  # type: ignore[abstract, unused-ignore]
+    if order is not None:
+        loop.set_ready_order(order)
+        loop.add_instrument(order)
+    return loop
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
@@ -39,5 +57,12 @@ class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     Prefer ``loop_factory=treadle.new_event_loop``: policies are deprecated
     from Python 3.14."""
 
+    def __init__(self, *, clock: Clock | None = None, seed: int | None = None) -> None:
+        super().__init__()
+        # Loop options for every loop this policy makes (``treadle run
+        # --virtual-time`` / ``--seed``); one clock shared by all of them.
+        self._loop_clock = clock
+        self._loop_seed = seed
+
     def new_event_loop(self) -> Any:
-        return new_event_loop()
+        return new_event_loop(clock=self._loop_clock, seed=self._loop_seed)
