@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import runpy
 import signal
@@ -45,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="run a module as a script (like python -m)")
     run.add_argument("--debug", action="store_true",
                      help="asyncio debug mode (like PYTHONASYNCIODEBUG=1)")
+    run.add_argument("--virtual-time", action="store_true",
+                     help="run on a virtual clock that jumps to the next timer "
+                          "whenever every task is blocked (sleeps and timeouts "
+                          "take no real time; time.monotonic(), perf_counter() "
+                          "and time() follow the virtual clock)")
+    run.add_argument("--seed", type=int, default=None, metavar="N",
+                     help="seeded scheduling: tasks ready in the same loop turn "
+                          "run in an order drawn from N (reproducible)")
     run.add_argument("script", nargs="?", metavar="SCRIPT",
                      help="path of the Python script to run")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
@@ -66,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("run: give a SCRIPT or -m MODULE")
         if args.module is not None and args.script is not None:
             args.args.insert(0, args.script)
-        return _run_program(args.script, args.module, args.args, debug=args.debug)
+        return _run_program(args.script, args.module, args.args, debug=args.debug,
+                            virtual_time=args.virtual_time, seed=args.seed)
     if args.command == "bench":
         from .bench.cli import run as run_bench
         return run_bench(args)
@@ -74,20 +84,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def install() -> None:
-    """Make asyncio build treadle loops wherever it builds one itself."""
+def install(*, clock: Any = None, seed: int | None = None) -> None:
+    """Make asyncio build treadle loops wherever it builds one itself
+    (each with *clock* and *seed*, see ``treadle.new_event_loop``)."""
     from ._loop import EventLoopPolicy
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(EventLoopPolicy())
+        asyncio.set_event_loop_policy(EventLoopPolicy(clock=clock, seed=seed))
 
 
 def _run_program(script: str | None, module: str | None, argv: list[str],
-                 *, debug: bool) -> int:
+                 *, debug: bool, virtual_time: bool = False,
+                 seed: int | None = None) -> int:
     if debug:
         os.environ["PYTHONASYNCIODEBUG"] = "1"
-    install()
+    clock: Any = None
+    program_clocks: Any = contextlib.nullcontext()
+    if virtual_time:
+        # One virtual timeline for the whole program; its own time.monotonic()
+        # etc. follow it, so what it prints about durations is what it would
+        # print in real time (see treadle.testing.clock).
+        from .testing.clock import VirtualClock, virtual_time_functions
+        clock = VirtualClock()
+        program_clocks = virtual_time_functions(clock)
+    install(clock=clock, seed=seed)
     if module is not None:
         sys.argv = [module, *argv]
         sys.path.insert(0, os.getcwd())
@@ -108,7 +129,8 @@ def _run_program(script: str | None, module: str | None, argv: list[str],
         kwargs = {"run_name": "__main__"}
         origin = os.path.abspath(script)
     try:
-        runner(target, **kwargs)
+        with program_clocks:
+            runner(target, **kwargs)
     except SystemExit:
         raise
     except KeyboardInterrupt as exc:
@@ -122,6 +144,8 @@ def _run_program(script: str | None, module: str | None, argv: list[str],
         return 130
     except BaseException as exc:
         _print_user_traceback(exc, origin)
+        if seed is not None:
+            print(f"treadle: this run used --seed {seed}", file=sys.stderr)
         return 1
     return 0
 
