@@ -520,6 +520,8 @@ def test_constructor_validation(proto: Any) -> None:
         p = proto(loop, asyncio.Protocol(), None, None)
         assert not p._app_transport.get_extra_info("sslcontext").check_hostname
         p._app_transport.close()
+        with pytest.raises(UnicodeError):
+            proto(loop, asyncio.Protocol(), client_context(), None, server_hostname=".bad")
         assert proto.max_size == 256 * 1024
     finally:
         loop.close()

@@ -45,14 +45,26 @@ States and the rules that move between them::
 6. CLOSED: final.  Received bytes are ignored; ``error`` holds the
    exception that closed it, if any.
 
+Inputs: ``receive(bytes)``, ``receive_eof()`` (the peer closed the
+stream), ``start_handshake()``/``do_handshake()``, ``send(data)``,
+``start_shutdown()``/``do_shutdown()``, ``abort()``.
+Outputs: ``data_to_send()`` (bytes for the peer), ``read()``/``read_into()``
+(application data), the ``HandshakeComplete`` event (version, cipher,
+peer certificate, ALPN) returned by the call that finished the handshake,
+True from the call that finished a shutdown, the flags
+``close_notify_received``/``close_notify_sent``/``eof_received``/
+``truncated``, and exceptions.
+
 After every input, whatever the state, ``data_to_send()`` may hold bytes
 for the peer (handshake messages, alerts, session tickets, records): the
 owner sends them.  ``ssl.SSLWantReadError`` never escapes: it means "more
 bytes from the peer are needed".  ``SSLWantWriteError`` and OpenSSL's
 spurious ``SSLSyscallError`` are treated the same way (a memory BIO never
 fills up; the retry happens on the next input).  Any other exception moves
-the connection to CLOSED, is stored in ``error`` and is raised unchanged.
-Calling an input in a state that forbids it raises ``TLSStateError``.
+the connection to CLOSED, is stored in ``error`` and is raised unchanged
+(a read that decrypted data before meeting it returns that data, and the
+next read, or ``raise_error()``, raises it).  Calling an input in a state
+that forbids it raises ``TLSStateError``.
 """
 
 from __future__ import annotations

@@ -101,6 +101,10 @@ _APP_CON_LOST = 3
 # read-and-write fallback.
 _SENDFILE_FALLBACK: Any = getattr(getattr(_asyncio_constants, "_SendfileMode", None),
                                   "FALLBACK", None)
+#: "Everything there is": more than a memory BIO ever holds (flow control
+#: pauses the wire long before), and still a machine-sized int.
+_READ_ALL = 1 << 30
+
 _BufferedProtocol = asyncio.BufferedProtocol
 _CancelledError = asyncio.CancelledError
 _warn = warnings.warn
@@ -388,8 +392,8 @@ class TLSProtocol(_BufferedProtocol):
         self._server_side = server_side
         self._server_hostname = server_hostname if server_hostname and not server_side else None
         self._sslcontext = sslcontext
-        # Before anything that could need cleaning up: wrap_bio rejects a
-        # context that checks host names when no host name is given.
+        # Before anything that would need cleaning up (an app transport
+        # never closed warns): wrap_bio rejects a malformed host name.
         self._tls = TLSConnection(sslcontext, server_side=server_side,
                                   server_hostname=self._server_hostname)
         self._extra: dict[str, Any] = {"sslcontext": sslcontext}
@@ -548,7 +552,10 @@ class TLSProtocol(_BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         tls = self._tls
         view = self._lent_buffer
-        assert view is not None, "buffer_updated() without get_buffer()"
+        if view is None:
+            if tls.state == CLOSED:
+                return
+            raise RuntimeError("buffer_updated() called without get_buffer()")
         tls.receive(view[:nbytes])
         self._lent_buffer = None
         shared = self._shared_buffer
@@ -647,8 +654,8 @@ class TLSProtocol(_BufferedProtocol):
         try:
             event = self._tls.do_handshake()
         except ssl.SSLError as exc:
-            # The alert OpenSSL produced goes out before the connection is
-            # dropped, so the peer learns why.
+            # The alert OpenSSL produced goes out before the connection
+            # closes, so the peer learns why.
             self._process_outgoing()
             self._on_handshake_complete(exc, None)
             return
@@ -937,7 +944,7 @@ class TLSProtocol(_BufferedProtocol):
         return True
 
     def _read_copied(self, tls: TLSConnection) -> bool:
-        data = tls.read(1 << 62)
+        data = tls.read(_READ_ALL)
         if data:
             self._app_protocol.data_received(data)
         if tls.error is not None:
@@ -979,39 +986,34 @@ class TLSProtocol(_BufferedProtocol):
     # -- flow control ----------------------------------------------------------
 
     def _control_app_writing(self) -> None:
+        # asyncio's rule: pause at size >= high, resume at size <= low.
+        # Held writes do not count (see the module docstring).
         tls = self._tls
         size = tls.bytes_to_send + tls.queued
-        if self._app_writing_paused:
+        if not self._app_writing_paused:
+            if size < self._outgoing_high_water:
+                return
+            self._app_writing_paused = True
+            name = "pause_writing"
+        else:
             if size > self._outgoing_low_water:
                 return
-        elif size < self._outgoing_high_water:
-            return
-        if size >= self._outgoing_high_water and not self._app_writing_paused:
-            self._app_writing_paused = True
-            try:
-                self._app_protocol.pause_writing()
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.pause_writing() failed",
-                    "exception": exc,
-                    "transport": self._app_transport,
-                    "protocol": self,
-                })
-        elif size <= self._outgoing_low_water and self._app_writing_paused:
             self._app_writing_paused = False
-            try:
+            name = "resume_writing"
+        try:
+            if name == "pause_writing":
+                self._app_protocol.pause_writing()
+            else:
                 self._app_protocol.resume_writing()
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.resume_writing() failed",
-                    "exception": exc,
-                    "transport": self._app_transport,
-                    "protocol": self,
-                })
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": f"protocol.{name}() failed",
+                "exception": exc,
+                "transport": self._app_transport,
+                "protocol": self,
+            })
 
     def _get_write_buffer_size(self) -> int:
         tls = self._tls
