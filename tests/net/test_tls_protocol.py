@@ -1146,3 +1146,59 @@ def test_many_connections_random_chunks(run: Any, proto: Any, version: ssl.TLSVe
         await listener.wait_closed()
 
     run(main())
+
+
+def test_unix_socket_wire(run: Any, proto: Any, tmp_path: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        from .test_tls_support import require_sockets
+        require_sockets(loop)
+        path = str(tmp_path / "tls.sock")
+        server = Recorder(loop)
+        server.on_data = lambda data: server.transport.write(data.upper())
+        sctx = server_context()
+        listener = await loop.create_unix_server(
+            lambda: proto(loop, server, sctx, None, server_side=True), path)
+        client = Recorder(loop)
+        waiter = loop.create_future()
+        await loop.create_unix_connection(
+            lambda: proto(loop, client, client_context(), waiter, server_hostname="localhost"),
+            path)
+        await waiter
+        client.transport.write(b"over a unix socket")
+        await client.expect(18)
+        assert client.data == b"OVER A UNIX SOCKET"
+        client.transport.close()
+        assert await client.lost is None
+        await server.lost
+        listener.close()
+        await listener.wait_closed()
+
+    run(main())
+
+
+def test_connection_made_raising(run: Any, proto: Any) -> None:
+    # The exception leaves through the wire transport, which reports it and
+    # drops the connection: the waiter gets it, and the application (which
+    # did get connection_made) gets connection_lost with it.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        from .test_tls_support import require_sockets
+        require_sockets(loop)
+        contexts = record_exceptions(loop)
+
+        class Broken(Recorder):
+            def connection_made(self, transport: Any) -> None:
+                super().connection_made(transport)
+                raise ZeroDivisionError("in connection_made")
+        client = Broken(loop)
+        link = await tls_link(loop, proto, client, Recorder(loop), over="tcp", wait=False)
+        with pytest.raises(ZeroDivisionError):
+            await link.client_waiter
+        exc = await client.lost
+        assert isinstance(exc, ZeroDivisionError)
+        assert client.events == ["made", ("lost", "ZeroDivisionError")]
+        assert [c["exception"] for c in contexts] == [exc]
+        await link.close()
+
+    run(main())
