@@ -339,6 +339,9 @@ def test_ssl_connection_and_extra_info(run):
             assert tr.get_extra_info("sslcontext") is client_ctx
             assert isinstance(tr.get_extra_info("ssl_object"), ssl.SSLObject)
             assert tr.get_extra_info("cipher") is not None
+            assert tr.get_extra_info("peercert") == {}      # not verified (CERT_NONE)
+            assert tr.get_extra_info("compression") is None
+            assert isinstance(tr.get_extra_info("socket"), asyncio.trsock.TransportSocket)
             assert tr.get_extra_info("peername") == ("127.0.0.1", port)
             await _roundtrip(tr, proto, b"secret" * 1000)
             tr.close()
