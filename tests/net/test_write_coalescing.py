@@ -253,3 +253,37 @@ def test_a_callback_that_raises_still_sends_what_it_wrote(trun):
         assert errors[0]["message"] == "Fatal error: protocol.data_received() call failed."
         peer.close()
     trun(main())
+
+
+def test_abort_right_after_held_writes_still_delivers_them(trun):
+    # On asyncio the bytes would already be in the kernel when abort() runs.
+    class Farewell(RecordingProtocol):
+        def data_received(self, data):
+            self.transport.write(b"error: ")
+            self.transport.write(b"go away\n")
+            self.transport.abort()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        sock, peer = counting_pair()
+        tr, proto = await transport_on(sock, Farewell)
+        peer.setblocking(False)
+        await loop.sock_sendall(peer, b"hello")
+        assert await recv_until_eof(peer) == b"error: go away\n"
+        await proto.done
+        peer.close()
+    trun(main())
+
+
+def test_abort_outside_callbacks_after_held_writes(trun):
+    async def main():
+        sock, peer = counting_pair()
+        tr, proto = await transport_on(sock)
+        peer.setblocking(False)
+        tr.write(b"one ")
+        tr.write(b"two")                 # held until the end of the batch
+        tr.abort()
+        assert await recv_until_eof(peer) == b"one two"
+        await proto.done
+        peer.close()
+    trun(main())

@@ -551,6 +551,21 @@ class SocketTransport(asyncio.Transport):
             self._consume(n)
         return True
 
+    def _send_held_once(self) -> None:
+        """One best-effort send of the buffer; errors are for whoever
+        closes the transport to report, not this."""
+        buffer = self._buffer
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            if len(buffer) == 1 or not base.HAS_SENDMSG:
+                sock.send(buffer[0])
+            else:
+                sock.sendmsg(buffer[:base.IOV_MAX])
+        except OSError:
+            pass
+
     def _consume(self, n: int) -> None:
         buffer = self._buffer
         self._buffer_size -= n
@@ -699,6 +714,11 @@ class SocketTransport(asyncio.Transport):
             return
         loop = self._loop
         if self._buffer:
+            if not self._writing:
+                # Held back by rules 1-2: on asyncio's loop these bytes
+                # would already be in the kernel (abort() after a final
+                # write still delivers it), so hand them over first.
+                self._send_held_once()
             self._buffer.clear()
             self._buffer_size = 0
         if self._writing:
