@@ -203,3 +203,21 @@ def test_sendfile_errors(run, data_file):
                     return False
             await loop.sendfile(Bare(), data_file)
     run(main())
+
+
+def test_sock_sendfile_on_a_transports_socket_is_refused_when_it_must_wait(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        sock, peer = socket.socketpair()
+        peer.setblocking(False)
+        tr, proto = await loop.create_connection(RecordingProtocol, sock=sock)
+        with tempfile.TemporaryFile() as f:
+            f.write(b"x" * (16 * 1024 * 1024))       # more than the socket takes
+            f.flush()
+            f.seek(0)
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                await loop.sock_sendfile(sock, f)
+        tr.abort()
+        await proto.done
+        peer.close()
+    run(main())

@@ -254,6 +254,9 @@ class _SendfileJob:
                 sent = os.sendfile(self.fd, self.fileno, self.offset, blocksize)
             except (BlockingIOError, InterruptedError):
                 if not self.registered:
+                    # A transport's socket is not ours to wait on (asyncio's
+                    # RuntimeError); loop.sendfile() lends it explicitly.
+                    loop._ensure_fd_no_transport(self.fd)
                     self.registered = True
                     loop._add_writer(self.fd, self.step, loop)
                 return
