@@ -13,6 +13,8 @@ if _purity.requested():
 from ._kernel import Handle, Task, TimerHandle, eager_task_factory, task_factory
 from ._loop import EventLoop, EventLoopPolicy, new_event_loop
 from ._runner import run
+from ._scopes import (CancelScope, TaskGroup, TaskStatus, current_effective_deadline,
+                      fail_after, fail_at, move_on_after, move_on_at)
 from ._version import __version__
 
 
@@ -25,7 +27,8 @@ def _is_compiled() -> bool:
 __compiled__: bool = _is_compiled()
 
 __all__ = [
-    "EventLoop", "EventLoopPolicy", "Handle", "Task", "TimerHandle",
-    "__compiled__", "__version__", "eager_task_factory", "new_event_loop", "run",
-    "task_factory",
+    "CancelScope", "EventLoop", "EventLoopPolicy", "Handle", "Task", "TaskGroup",
+    "TaskStatus", "TimerHandle", "__compiled__", "__version__",
+    "current_effective_deadline", "eager_task_factory", "fail_after", "fail_at",
+    "move_on_after", "move_on_at", "new_event_loop", "run", "task_factory",
 ]

@@ -87,7 +87,7 @@ class TaskCore:
         "_exception", "_exception_tb", "_callbacks", "_fut_waiter",
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
-        "_source_traceback", "_asyncio_future_blocking",
+        "_source_traceback", "_asyncio_future_blocking", "_scope",
     )
 
     _loop: Any
@@ -109,6 +109,11 @@ class TaskCore:
     _log_destroy_pending: bool
     _source_traceback: Any
     _asyncio_future_blocking: bool
+    #: The innermost treadle cancel scope the task is in (None: none).  The
+    #: kernel only ever calls three methods on it (``treadle._scopes``
+    #: defines them): at every suspension, when the task is cancelled, and
+    #: when it finishes.  A task in no scope pays one attribute test.
+    _scope: Any
 
     def __init__(self, coro: Any, *, loop: Any = None, name: object = None,
                  context: contextvars.Context | None = None,
@@ -131,6 +136,7 @@ class TaskCore:
         self._coro = None
         self._name = None
         self._source_traceback = None
+        self._scope = None
         if loop is None:
             import asyncio
             loop = asyncio.get_event_loop()
@@ -275,6 +281,11 @@ class TaskCore:
             else:
                 TaskCore._wait_other(self, result)
             del result
+            scope = self._scope
+            if scope is not None:
+                # Level-triggered cancellation: a task suspending inside a
+                # cancelled scope gets CancelledError at this suspension.
+                scope._at_suspension(self)
         finally:
             del self, coro, exc
 
@@ -373,6 +384,8 @@ class TaskCore:
 
     def _finish(self, result: Any, exc: BaseException | None) -> None:
         self._state = _FINISHED
+        if self._scope is not None:
+            self._scope._task_done(self)
         if exc is None:
             self._result = result
         else:
@@ -387,6 +400,8 @@ class TaskCore:
         if self._state is not _PENDING:
             return False
         self._state = _CANCELLED
+        if self._scope is not None:
+            self._scope._task_done(self)
         self._cancel_message = msg
         TaskCore._schedule_callbacks(self)
         return True
@@ -519,6 +534,15 @@ class TaskCore:
         self._log_tb = False
         if self._state is not _PENDING:
             return False
+        scope = self._scope
+        if scope is not None and scope._defer_cancel(self, msg):
+            # Inside a shielded scope: delivered when the shield ends.
+            return True
+        return TaskCore._request_cancel(self, msg)
+
+    def _request_cancel(self, msg: Any) -> bool:
+        """Task.cancel() minus shields: count the request and interrupt the
+        wait (cancel scopes deliver their cancellation through this)."""
         self._num_cancels_requested += 1
         waiter = self._fut_waiter
         if waiter is not None:
