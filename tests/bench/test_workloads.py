@@ -39,6 +39,8 @@ def test_select_by_name_group_and_pattern():
                                             "echo_protocol_64k"]
     assert select(["memory,switch"], None) == ["switch", "mem_tasks", "mem_conns"]
     assert select(["io"], ["echo"]) == ["http", "http_split"]
+    assert select(["http"], None) == ["http"]             # the name, not the group
+    assert select(["http*"], None) == ["http", "http_split"]
     assert select(None, ["cpu", "io"]) == ["mem_tasks", "mem_conns"]
     with pytest.raises(ValueError, match="no workload matches 'nope'"):
         select(["nope"], None)

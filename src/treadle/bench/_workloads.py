@@ -432,7 +432,8 @@ def entry_point(w: Workload) -> Callable[[LoopFactory, Params], Result]:
 def select(only: list[str] | None, skip: list[str] | None) -> list[str]:
     """Workload names for ``--only``/``--skip``: names, group names (cpu,
     echo, http, io, memory, all) or shell patterns (``echo_*_1k``), kept in
-    the registry's order."""
+    the registry's order.  A workload's own name wins over a group of the
+    same name: ``http`` is the workload, ``http*`` both HTTP workloads."""
     import fnmatch
 
     def expand(terms: list[str]) -> set[str]:
@@ -442,7 +443,7 @@ def select(only: list[str] | None, skip: list[str] | None) -> list[str]:
                 t = t.strip()
                 if not t:
                     continue
-                if t in GROUPS:
+                if t in GROUPS and t not in BY_NAME:
                     out.update(GROUPS[t])
                     continue
                 hits = [w.name for w in WORKLOADS if fnmatch.fnmatchcase(w.name, t)]

@@ -22,7 +22,8 @@ EPILOG = """\
 workloads: cpu (call_soon, switch, spawn, spawn_eager, spawn_eager_own, timers,
 timer_cancel, queue, future), echo (echo_{sockets,streams,protocol}_{1k,64k}),
 http (http, http_split), memory (mem_tasks, mem_conns); io = echo + http.
---only/--skip take names, groups or patterns (echo_*_64k); see --list.
+--only/--skip take names, groups or patterns (echo_*_64k, http*); a name wins
+over the group of the same name (http is one workload); see --list.
 
 loops: asyncio, uvloop (when installed), treadle (as installed), treadle-pure
 (TREADLE_PURE=1), or LABEL=MODULE:FACTORY for any other asyncio loop factory.
