@@ -46,8 +46,7 @@ def new_event_loop(*, clock: Clock | None = None,
         order = SeededOrder(seed)       # validates before the loop exists
     loop = EventLoop(clock=clock, backend=backend)  # type: ignore[abstract, unused-ignore]
     if order is not None:
-        loop.set_ready_order(order)
-        loop.add_instrument(order)
+        order.install(loop)
     return loop
 
 

@@ -139,23 +139,109 @@ def test_successive_batches_draw_from_one_rng():
         assert order(list(items)) == again(list(items))
 
 
-def test_linked_items_form_one_group():
-    """Two callbacks sharing an argument (a future) are linked, and through
-    them anything that shares a source with either."""
+def test_items_sharing_a_source_keep_their_order_others_may_pass():
+    """A and C share a future, B and C share an owner: A and B both run
+    before C, in either order."""
     fut = object()
     a, b = Owner(), Owner()
     items = [FakeHandle(a.method, fut), FakeHandle(b.method), FakeHandle(b.method, fut)]
+    firsts = set()
     for seed in range(50):
         out = SeededOrder(seed)(list(items))
-        assert out == items
+        assert out[2] is items[2]
+        firsts.add(items.index(out[0]))
+    assert firsts == {0, 1}
 
 
-def test_single_item_and_single_group_batches_are_returned_as_is():
+def test_one_source_batches_come_out_unchanged():
     owner = Owner()
     batch = [FakeHandle(owner.method, i) for i in range(5)]
-    assert SeededOrder(1)(batch) is batch
+    assert SeededOrder(1)(list(batch)) == batch
     single = [FakeTask("x")]
-    assert SeededOrder(1)(single) is single
+    assert SeededOrder(1)(single) == single
+
+
+class FakeLoop:
+    def __init__(self):
+        from collections import deque
+        self._ready = deque()
+        self.order = None
+        self.instruments = []
+
+    def set_ready_order(self, order):
+        self.order = order
+
+    def get_ready_order(self):
+        return self.order
+
+    def add_instrument(self, instrument):
+        self.instruments.append(instrument)
+
+    def remove_instrument(self, instrument):
+        self.instruments.remove(instrument)
+
+
+def _step(order, loop, producer, *items, callback=False):
+    (order.before_callback if callback else order.before_task_step)(producer)
+    loop._ready.extend(items)
+    (order.after_callback if callback else order.after_task_step)(producer)
+
+
+def test_what_one_step_scheduled_keeps_its_order():
+    """A step closes a transport (a callback) and yields: the callback runs
+    before the step's own continuation, whatever the seed."""
+    loop = FakeLoop()
+    producer, other = FakeTask("producer"), FakeTask("other")
+    transport_cb = FakeHandle(Owner().method)
+    for seed in range(40):
+        order = SeededOrder(seed)
+        order.install(loop)
+        assert loop.get_ready_order() is order and loop.instruments == [order]
+        _step(order, loop, producer, transport_cb, producer)
+        _step(order, loop, other, other)
+        batch = list(loop._ready)
+        loop._ready.clear()
+        out = order(batch)
+        assert out.index(transport_cb) < out.index(producer)
+        order.uninstall(loop)
+        assert loop.get_ready_order() is None and loop.instruments == []
+
+
+def test_tasks_one_step_started_may_start_in_any_order_but_before_it_goes_on():
+    loop = FakeLoop()
+    producer = FakeTask("producer")
+    started = [FakeTask(i) for i in range(3)]
+    seen = set()
+    for seed in range(60):
+        order = SeededOrder(seed)
+        order.install(loop)
+        _step(order, loop, producer, *started, producer)
+        batch = list(loop._ready)
+        loop._ready.clear()
+        out = order(batch)
+        assert out[-1] is producer
+        seen.add(tuple(t.name for t in out[:3]))
+        order.uninstall(loop)
+    assert len(seen) == 6
+
+
+def test_eager_steps_inside_a_step_belong_to_it():
+    loop = FakeLoop()
+    producer, eager = FakeTask("producer"), FakeTask("eager")
+    cb1, cb2 = FakeHandle(Owner().method), FakeHandle(Owner().method)
+    for seed in range(30):
+        order = SeededOrder(seed)
+        order.install(loop)
+        order.before_task_step(producer)
+        loop._ready.append(cb1)
+        _step(order, loop, eager, eager)      # nested: no boundary here
+        loop._ready.append(cb2)
+        order.after_task_step(producer)
+        batch = list(loop._ready)
+        loop._ready.clear()
+        out = order(batch)
+        assert out.index(cb1) < out.index(cb2)
+        order.uninstall(loop)
 
 
 def test_task_serials_make_the_order_independent_of_input_order():
@@ -237,6 +323,93 @@ def test_seeds_vary_which_task_runs_first_and_repeat_exactly():
         assert sorted(order) == ["a", "a", "b", "b", "c", "c"]
 
 
+def test_tasks_started_together_start_in_varying_order():
+    async def main():
+        order = []
+
+        async def worker(n):
+            order.append(n)
+
+        await asyncio.gather(*(worker(n) for n in range(4)))
+        return tuple(order)
+
+    assert len({_run(main, seed=s) for s in range(40)}) > 6
+
+
+def test_asyncio_scheduling_idioms_hold_under_every_seed():
+    """What one step schedules runs before that step goes on: create_task
+    then sleep(0) has started the task; call_soon then sleep(0) has run the
+    callback.  Noise tasks make every batch worth shuffling."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        async def noise():
+            while not stop.is_set():
+                await asyncio.sleep(0)
+
+        noisy = [asyncio.create_task(noise()) for _ in range(4)]
+        started = []
+
+        async def child(i):
+            started.append(i)
+            await asyncio.sleep(0)
+
+        for i in range(20):
+            task = asyncio.create_task(child(i))
+            await asyncio.sleep(0)
+            assert started[-1] == i
+            ran = []
+            loop.call_soon(ran.append, i)
+            await asyncio.sleep(0)
+            assert ran == [i]
+            await task
+        stop.set()
+        await asyncio.gather(*noisy)
+        return True
+
+    for seed in range(15):
+        assert _run(main, seed=seed)
+
+
+def test_drain_after_close_raises_under_every_seed():
+    """asyncio's StreamWriter.drain() relies on connection_lost running one
+    sleep(0) after close(); seeded scheduling keeps that."""
+    async def main():
+        handled = asyncio.Event()
+
+        async def handler(reader, writer):
+            try:
+                await reader.read()
+            finally:
+                writer.close()
+                handled.set()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            try:
+                writer.write(b"data")
+                await writer.drain()
+            except ConnectionResetError:
+                outcome = "reset"
+            else:
+                outcome = "no error"
+            await writer.wait_closed()
+            await handled.wait()
+        finally:
+            server.close()
+            await server.wait_closed()
+        return outcome
+
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as r:
+        assert r.run(main()) == "reset"         # what asyncio does
+    for seed in range(10):
+        assert _run(main, seed=seed) == "reset"
+
+
 def test_a_futures_callbacks_keep_their_order():
     async def main():
         loop = asyncio.get_running_loop()
@@ -252,6 +425,32 @@ def test_a_futures_callbacks_keep_their_order():
 
     for seed in range(20):
         assert _run(main, seed=seed) == list(range(10))
+
+
+def test_a_task_woken_by_a_future_keeps_its_place_among_its_callbacks():
+    """The kernel queues a task woken by a future without a Handle; the
+    future's other callbacks still run after it, as they were added."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        log = []
+
+        async def waiter():
+            await fut
+            log.append("task")
+
+        tasks = [asyncio.create_task(waiter()) for _ in range(2)]
+        await asyncio.sleep(0)
+        fut.add_done_callback(lambda f: log.append("callback"))
+        loop.call_soon(fut.set_result, None)
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(0)
+        return log
+
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as r:
+        assert r.run(main()) == ["task", "task", "callback"]
+    for seed in range(20):
+        assert _run(main, seed=seed) == ["task", "task", "callback"]
 
 
 def test_callbacks_of_one_object_keep_their_order():
@@ -389,3 +588,27 @@ def test_treadle_run_accepts_seed_and_clock():
     with pytest.raises(TypeError):
         treadle.run(coro, seed="x")  # type: ignore[arg-type]
     coro.close()
+
+
+def test_the_order_holds_no_task_alive():
+    """A pending task nothing else references is collected (and logged by
+    asyncio as destroyed while pending) on a seeded loop too."""
+    import gc
+    import weakref
+
+    loop = treadle.new_event_loop(seed=3)
+    try:
+        async def stuck():
+            await loop.create_future()
+
+        task = loop.create_task(stuck())
+        task._log_destroy_pending = False
+        ref = weakref.ref(task)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        del task
+        gc.collect()
+        assert ref() is None
+        assert asyncio.all_tasks(loop) == set()
+    finally:
+        loop.close()

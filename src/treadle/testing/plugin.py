@@ -189,13 +189,11 @@ class _Runner:
         self.item = item
         loop = self.loop
         if self._order is not None:
-            loop.set_ready_order(None)
-            loop.remove_instrument(self._order)
+            self._order.uninstall(loop)
             self._order = None
         if seed is not None:
             self._order = SeededOrder(seed)
-            loop.set_ready_order(self._order)
-            loop.add_instrument(self._order)
+            self._order.install(loop)
 
     async def _serve(self) -> None:
         task = asyncio.current_task()
