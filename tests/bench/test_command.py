@@ -174,15 +174,19 @@ def test_help_and_list():
 
 
 MALLINFO = """
-import ctypes, sys
-import treadle.bench._child as child
+import ctypes, importlib.util, sys
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
                 "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
-if sys.argv[1] == "warm":
-    child.steady_allocator()
+if sys.argv[2] == "warm":
+    # _measure.py imports only the stdlib: loaded by path, it leaves the
+    # allocator as a bare interpreter has it (importing treadle may not).
+    spec = importlib.util.spec_from_file_location("measure", sys.argv[1])
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    measure.steady_allocator()
 before = libc.mallinfo2().hblks
 buf = bytearray(262144)                 # the size of asyncio's read buffer
 print(libc.mallinfo2().hblks - before)
@@ -194,14 +198,18 @@ def test_children_run_with_a_warmed_allocator():
     serves asyncio's 256 KiB read buffers from the heap rather than with an
     mmap per read (which cost asyncio's echo server 4x the CPU)."""
     import ctypes
+
+    from treadle.bench import _measure
     try:
         ctypes.CDLL(None).mallinfo2
     except (AttributeError, OSError):
         pytest.skip("not glibc 2.33+: no mallinfo2 to observe the allocator")
     out = {}
     for state in ("cold", "warm"):
-        proc = subprocess.run([sys.executable, "-c", MALLINFO, state], capture_output=True,
-                              text=True, timeout=60)
+        # -I -S: a bare interpreter, whose allocator starts cold.
+        source = os.path.join(os.path.dirname(_measure.__file__), "_measure.py")
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", MALLINFO, source, state],
+                              capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         out[state] = int(proc.stdout)
     assert out == {"cold": 1, "warm": 0}     # mmapped blocks the buffer added

@@ -21,30 +21,9 @@ import sys
 import traceback
 from typing import Any, Callable
 
-from ._measure import peak_rss
+from ._measure import peak_rss, steady_allocator
 
 RESULT_MARK = "TREADLE-BENCH-RESULT "
-
-#: Size of the block allocated and freed before each run (see steady_allocator).
-WARM_BLOCK = 4 << 20
-
-
-def steady_allocator() -> None:
-    """Put the C allocator in the state a long-running process reaches.
-
-    glibc's malloc serves blocks above a threshold (128 KiB at start) with
-    mmap, and raises that threshold the first time the process frees such
-    a block.  asyncio's socket transports read into a fresh 256 KiB bytes
-    object each time, so in a fresh process every read costs mmap, mremap
-    and munmap until something frees a large block: measured here, asyncio's
-    echo server needed four times the CPU per round trip, and whether it
-    did depended on what unrelated imports had happened to allocate.  One
-    large block freed first makes every loop run in the steady state, the
-    same for all of them.  (A no-op on allocators without the threshold.)
-    """
-    block = bytearray(WARM_BLOCK)
-    del block
-
 
 def resolve(factory: str) -> Callable[[], Any]:
     """``"module:attr.attr"`` -> the object it names."""

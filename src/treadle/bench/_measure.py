@@ -1,7 +1,7 @@
 """Measuring inside a benchmark child: wall and CPU time, resident memory.
 
 Owns: the clocks and memory probes every workload uses, so that all of them
-measure the same way.
+measure the same way, and the allocator state every run starts from.
 Never: imports a loop or treadle's runtime; the numbers must not depend on
 which loop is under test.
 """
@@ -78,3 +78,24 @@ def raise_fd_limit(wanted: int) -> int:
         except (ValueError, OSError):
             pass
     return int(soft) if soft != resource.RLIM_INFINITY else wanted
+
+
+#: Size of the block allocated and freed before each run (see steady_allocator).
+WARM_BLOCK = 4 << 20
+
+
+def steady_allocator() -> None:
+    """Put the C allocator in the state a long-running process reaches.
+
+    glibc's malloc serves blocks above a threshold (128 KiB at start) with
+    mmap, and raises that threshold the first time the process frees such
+    a block.  asyncio's socket transports read into a fresh 256 KiB bytes
+    object each time, so in a fresh process every read costs mmap, mremap
+    and munmap until something frees a large block: measured here, asyncio's
+    echo server needed four times the CPU per round trip, and whether it
+    did depended on what unrelated imports had happened to allocate.  One
+    large block freed first makes every loop run in the steady state, the
+    same for all of them.  (A no-op on allocators without the threshold.)
+    """
+    block = bytearray(WARM_BLOCK)
+    del block
