@@ -478,3 +478,40 @@ def test_same_observations_as_asyncio_in_real_time(flavour):
         "got 0", "got 1", "got 2",
         "a start", "b start", "a done", "wait: 1 done, 1 pending",
     ]
+
+
+def test_cancel_scopes_and_deadlines_follow_virtual_time():
+    """treadle's own scopes read loop.time() and call_at: virtual too."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = []
+        with treadle.move_on_after(3600) as scope:
+            assert treadle.current_effective_deadline() == 3600.0
+            await asyncio.sleep(7200)
+        seen.append(("move_on_after", scope.cancelled_caught, loop.time()))
+        with pytest.raises(TimeoutError):
+            with treadle.fail_after(60):
+                await asyncio.Event().wait()
+        seen.append(("fail_after", loop.time()))
+        with treadle.CancelScope(deadline=loop.time() + 10) as scope:
+            scope.deadline += 20            # deadlines can move
+            await asyncio.sleep(100)
+        seen.append(("moved deadline", loop.time()))
+
+        async def worker(delay, name):
+            await asyncio.sleep(delay)
+            seen.append((name, loop.time()))
+
+        with treadle.move_on_after(25):
+            async with treadle.TaskGroup() as tg:
+                tg.start_soon(worker, 10, "worker 10")
+                tg.start_soon(worker, 40, "worker 40")
+        seen.append(("group cut", loop.time()))
+        return seen
+
+    t0 = time.perf_counter()
+    seen = _run_virtual(main)
+    assert time.perf_counter() - t0 < 5.0
+    assert seen == [("move_on_after", True, 3600.0), ("fail_after", 3660.0),
+                    ("moved deadline", 3690.0), ("worker 10", 3700.0),
+                    ("group cut", 3715.0)]
