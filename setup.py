@@ -7,6 +7,7 @@ makes an installed compiled build import its Python source instead.
 """
 
 import os
+import re
 import shutil
 import sys
 
@@ -21,6 +22,12 @@ COMPILED = [
     "src/treadle/_kernel/task.py",
     "src/treadle/_kernel/loop.py",
     "src/treadle/_io/epoll.py",
+    "src/treadle/_net/stream.py",
+    "src/treadle/_net/datagram.py",
+    "src/treadle/_net/_tlsstate.py",
+    "src/treadle/_net/tls.py",
+    "src/treadle/_proc/flow.py",
+    "src/treadle/_proc/pipes.py",
 ]
 
 
@@ -102,6 +109,24 @@ _NO_TB = ("\n/* treadle (setup.py): no traceback entries for compiled frames */\
           "#define CPy_AddTraceback(filename, funcname, line, globals) ((void)0)\n")
 
 
+_CLEAR_WEAKREFS = re.compile(
+    r"PyObject_GC_UnTrack\(self\);(\s*)CPy_TRASHCAN_BEGIN\(self, (\w+)_dealloc\)")
+
+
+def _clear_weakrefs_on_dealloc(text):
+    """mypyc's dealloc never clears weak references, so a compiled object
+    with a weakref slot (any native class with a Python base, such as a
+    transport subclassing asyncio.Transport) would leave them dangling when
+    freed.  Clear them where CPython's own dealloc does, for the types that
+    have a weak reference slot (the call is an error on the others)."""
+    return _CLEAR_WEAKREFS.sub(
+        lambda m: ("PyObject_GC_UnTrack(self);" + m.group(1)
+                   + "if (Py_TYPE(self)->tp_weaklistoffset != 0) "
+                   "PyObject_ClearWeakRefs((PyObject *)self);" + m.group(1)
+                   + f"CPy_TRASHCAN_BEGIN(self, {m.group(2)}_dealloc)"),
+        text)
+
+
 def _no_traceback_entries(path):
     name = os.path.basename(path)
     if not (name.startswith("__native") and name.endswith(".c")):
@@ -116,7 +141,7 @@ def _no_traceback_entries(path):
         return
     end = text.index("\n", at) + 1
     with open(path, "w") as f:
-        f.write(text[:end] + _NO_TB + text[end:])
+        f.write(_clear_weakrefs_on_dealloc(text[:end] + _NO_TB + text[end:]))
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})

@@ -162,6 +162,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._wakeup_handle = Handle(_no_op, (), self, None)
         # Poll scheduling (step 1).
         self._since_poll = POLL_EVERY
+        #: Counts batches: a transport compares it with the number it noted
+        #: when it last sent to know "I already sent in this batch" without
+        #: registering anything (see _net/stream.py).
+        self._batch_serial = 0
         # Step 4: functions to run once at the end of the current batch.
         self._batch_end: list[Callable[[], object]] = []
         # Idle waiters: (cushion, seq, callback), smallest cushion first.
@@ -483,6 +487,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         if not n:
             return
         self._since_poll += n
+        self._batch_serial += 1
         if self._slow:
             KernelLoop._run_batch_slow(self, n)
         else:

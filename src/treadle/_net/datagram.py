@@ -132,13 +132,15 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
             info.append(f"write=<{state}, bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))
 
-    def __del__(self, _warn: Any = warnings.warn) -> None:
+    def __del__(self) -> None:
+        # (no default-argument binding of warnings.warn: mypyc mis-compiles
+        # __del__ with extra parameters)
         try:
             sock = self._sock
         except AttributeError:
             return
         if sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             sock.close()
             self._sock = None
 

@@ -91,7 +91,8 @@ class SocketTransport(asyncio.Transport):
         "_buffered", "_server", "_buffer", "_buffer_size", "_conn_lost",
         "_closing", "_paused", "_reading", "_writing", "_eof",
         "_empty_waiter", "_protocol_paused", "_high_water", "_low_water",
-        "_in_callback", "_hold", "_batch_end_cb", "_sendfile_compatible",
+        "_in_callback", "_sent_serial", "_flush_queued", "_batch_end_cb",
+        "_sendfile_compatible",
         "_recv_view", "__weakref__",
     )
 
@@ -120,7 +121,8 @@ class SocketTransport(asyncio.Transport):
     _high_water: int
     _low_water: int
     _in_callback: bool
-    _hold: bool
+    _sent_serial: int
+    _flush_queued: bool
     _batch_end_cb: Callable[[], None]
     _sendfile_compatible: Any
     _recv_view: memoryview | None
@@ -161,7 +163,8 @@ class SocketTransport(asyncio.Transport):
         self._high_water = 64 * 1024
         self._low_water = 16 * 1024
         self._in_callback = False
-        self._hold = False
+        self._sent_serial = -1
+        self._flush_queued = False
         self._batch_end_cb = self._on_batch_end
         self._sendfile_compatible = base.SendfileMode.TRY_NATIVE
         # A socket subclass may override recv(): call it, as asyncio does.
@@ -208,13 +211,15 @@ class SocketTransport(asyncio.Transport):
             info.append(f"write=<{state}, bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))
 
-    def __del__(self, _warn: Any = warnings.warn) -> None:
+    def __del__(self) -> None:
+        # (no default-argument binding of warnings.warn: mypyc mis-compiles
+        # __del__ with extra parameters)
         try:
             sock = self._sock
         except AttributeError:
             return
         if sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             sock.close()
             self._sock = None
             server = self._server
@@ -303,7 +308,29 @@ class SocketTransport(asyncio.Transport):
                 exc, "Fatal error: protocol.data_received() call failed.")
             return
         self._in_callback = False
-        if self._buffer:
+        buffer = self._buffer
+        if buffer:
+            if len(buffer) == 1 and not self._writing and not self._conn_lost:
+                # The common reply: one chunk, usually taken whole.
+                chunk = buffer[0]
+                try:
+                    n = self._sock.send(chunk)  # type: ignore[union-attr]
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException:
+                    n = -1
+                if n == len(chunk):
+                    buffer.clear()
+                    self._buffer_size = 0
+                    self._sent_serial = self._loop._batch_serial
+                    if (self._closing or self._eof
+                            or self._empty_waiter is not None):
+                        self._buffer_drained(False)
+                    return
+                if n > 0:
+                    self._consume(n)
             self._flush_held(True)
 
     def _read_ready_buffered(self) -> None:
@@ -404,9 +431,19 @@ class SocketTransport(asyncio.Transport):
                 base.logger().warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
-        data = _byte_view(data)
+        if type(data) is not bytes:
+            data = _byte_view(data)
+        if self._in_callback and not self._writing:
+            # Rule 1: held until the protocol callback returns.
+            self._buffer.append(_stable(data))
+            self._buffer_size += len(data)
+            if self._buffer_size > self._high_water:
+                self._after_append()
+            return
+        loop = self._loop
         if not self._buffer and not self._in_callback and not (
-                self._hold and self._loop._thread_id is not None):
+                self._sent_serial == loop._batch_serial
+                and loop._thread_id is not None):
             # Rule 2: the first write of the batch goes out now.
             try:
                 n = self._sock.send(data)  # type: ignore[union-attr]
@@ -452,8 +489,10 @@ class SocketTransport(asyncio.Transport):
             self._conn_lost += 1
             return
         buffer = self._buffer
+        loop = self._loop
         if not buffer and not self._in_callback and not (
-                self._hold and self._loop._thread_id is not None):
+                self._sent_serial == loop._batch_serial
+                and loop._thread_id is not None):
             # Rule 2 for several chunks: one sendmsg now; copy only what
             # the socket leaves behind.
             buffer.extend(chunks)
@@ -485,21 +524,26 @@ class SocketTransport(asyncio.Transport):
             self._flush_held(True)
         elif self._in_callback:
             pass        # flushed when the protocol callback returns
-        elif not (self._hold and self._loop._thread_id is not None):
-            # Nothing else would flush it (no batch is running).
-            self._flush_held(True)
+        else:
+            loop = self._loop
+            if loop._thread_id is not None and self._sent_serial == loop._batch_serial:
+                # Rule 2: sent earlier in this batch; the rest goes out
+                # together at its end.
+                if not self._flush_queued:
+                    self._flush_queued = True
+                    loop._call_at_batch_end(self._batch_end_cb)
+            else:
+                # Nothing else would flush it (no batch is running).
+                self._flush_held(True)
 
     def _mark_sent(self) -> None:
         """Remember that this transport sent in the current batch, so that
-        later writes in it are coalesced (rule 2)."""
-        if not self._hold:
-            loop = self._loop
-            if loop._thread_id is not None:
-                self._hold = True
-                loop._call_at_batch_end(self._batch_end_cb)
+        later writes in it are coalesced (rule 2): the loop numbers its
+        batches, so this costs one store and no registration."""
+        self._sent_serial = self._loop._batch_serial
 
     def _on_batch_end(self) -> None:
-        self._hold = False
+        self._flush_queued = False
         if self._buffer and not self._writing and not self._in_callback:
             self._flush_held(False)
 

@@ -131,9 +131,11 @@ class ReadPipeTransport(asyncio.ReadTransport):
             info.append("closed")
         return f"<{' '.join(info)}>"
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+    def __del__(self) -> None:
+        # (no default-argument binding of warnings.warn: mypyc mis-compiles
+        # __del__ with extra parameters)
         if getattr(self, "_pipe", None) is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._pipe.close()
 
     # -- reading ---------------------------------------------------------
@@ -309,9 +311,11 @@ class WritePipeTransport(asyncio.WriteTransport):
             info.append("closed")
         return f"<{' '.join(info)}>"
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+    def __del__(self) -> None:
+        # (no default-argument binding of warnings.warn: mypyc mis-compiles
+        # __del__ with extra parameters)
         if getattr(self, "_pipe", None) is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._pipe.close()
 
     # -- protocol callbacks (rule 3) -----------------------------------------
