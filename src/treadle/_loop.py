@@ -34,12 +34,6 @@ def new_event_loop(*, clock: Clock | None = None,
     ``random.Random(seed)`` (callbacks of one task, future or transport keep
     their order); the same seed gives the same order.
     """
-    if clock is not None and backend is None:
-        # A clock's idle checks are tiny waits; make them free (see
-        # treadle.testing.clock.ProbeBackend).
-        from ._io.backend import default_backend
-        from .testing.clock import ProbeBackend
-        backend = ProbeBackend(default_backend())
     order = None
     if seed is not None:
         from .testing.order import SeededOrder

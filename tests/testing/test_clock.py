@@ -18,7 +18,7 @@ import pytest
 
 import treadle
 from treadle.testing import VirtualClock, wait_all_tasks_blocked
-from treadle.testing.clock import MAX_WAIT, PROBE, ProbeBackend
+from treadle.testing.clock import MAX_WAIT
 
 
 # ---------------------------------------------------------------------------
@@ -118,10 +118,10 @@ def test_sleep_time_for_a_due_deadline_is_zero():
     assert clock.sleep_time(3.0) == 0.0
 
 
-def test_autojump_at_zero_threshold_asks_for_a_probe_then_jumps():
+def test_autojump_at_zero_threshold_asks_for_no_wait_then_jumps():
     clock = VirtualClock()
     wait = clock.sleep_time(5.0)
-    assert wait is not None and 0.0 < wait <= PROBE
+    assert wait == 0.0
     assert clock.idle(5.0) is True
     assert clock.time() == 5.0          # exactly the deadline
     # idle() without a matching sleep_time() does nothing
@@ -172,7 +172,7 @@ def test_very_long_waits_are_capped_and_do_not_jump():
 def test_autojump_threshold_can_change():
     clock = VirtualClock(autojump_threshold=math.inf)
     clock.autojump_threshold = 0.0
-    assert clock.sleep_time(1.0) == pytest.approx(PROBE)
+    assert clock.sleep_time(1.0) == 0.0
     with pytest.raises(ValueError):
         clock.autojump_threshold = -1
     with pytest.raises(TypeError):
@@ -183,27 +183,6 @@ def test_repr():
     text = repr(VirtualClock(start=3.0))
     assert text.startswith("<VirtualClock time=3.000000")
     assert "rate=0.0" in text and "autojump_threshold=0.0" in text
-
-
-class _FakeBackend:
-    def __init__(self) -> None:
-        self.timeouts: list[float | None] = []
-
-    def poll(self, timeout):
-        self.timeouts.append(timeout)
-        return []
-
-    register = modify = unregister = close = fileno = lambda self, *a: None
-
-
-def test_probe_backend_turns_probes_into_non_blocking_polls():
-    inner = _FakeBackend()
-    backend = ProbeBackend(inner)  # type: ignore[arg-type]
-    backend.poll(PROBE)
-    backend.poll(PROBE / 2)
-    backend.poll(0.5)
-    backend.poll(None)
-    assert inner.timeouts == [0.0, 0.0, 0.5, None]
 
 
 # ---------------------------------------------------------------------------

@@ -468,7 +468,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
             else:
                 timeout = self._clock.sleep_time(deadline)
             idle_waiters = self._idle_waiters
-            if idle_waiters and (timeout is None or idle_waiters[0][0] < timeout):
+            # (at equal waits the idle waiter goes first: trio's rule)
+            if idle_waiters and (timeout is None or idle_waiters[0][0] <= timeout):
                 timeout = idle_waiters[0][0]
                 waking_idle = True
             else:

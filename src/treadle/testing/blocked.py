@@ -14,15 +14,6 @@ import asyncio
 import math
 from typing import Any
 
-from .clock import PROBE
-
-# The smallest cushion handed to the kernel.  The kernel wakes idle waiters
-# only after a poll that waited (a zero wait proves nothing), so a cushion
-# of 0 becomes a probe: half of the clock's probe, so that at equal nominal
-# thresholds the waiter goes first (trio's rule) and ``ProbeBackend`` still
-# polls without blocking.
-_MIN_CUSHION = PROBE / 2
-
 
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
@@ -54,7 +45,7 @@ async def wait_all_tasks_blocked(cushion: float = 0.0) -> None:
             f"wait_all_tasks_blocked() needs a treadle event loop, "
             f"not {type(loop).__module__}.{type(loop).__qualname__}")
     waiter: asyncio.Future[None] = loop.create_future()
-    key = add(max(float(cushion), _MIN_CUSHION), lambda: _wake(waiter))
+    key = add(float(cushion), lambda: _wake(waiter))
     try:
         await waiter
     finally:

@@ -1,8 +1,7 @@
 """Virtual time: ``VirtualClock`` and what a loop needs to use it well.
 
 Owns: a clock object for the kernel's clock seam (``time()``,
-``sleep_time()``, ``idle()``; see ``treadle._kernel.seams``), the backend
-wrapper that lets a clock ask for a zero-cost idle check, and the switch
+``sleep_time()``, ``idle()``; see ``treadle._kernel.seams``), and the switch
 ``treadle run --virtual-time`` uses to show virtual time to ``time.monotonic``
 and friends.
 Never: touches a loop, a task or the ready queue.  The kernel decides when
@@ -10,11 +9,10 @@ the loop is idle; the clock only answers "how long may the loop block for
 this deadline?" and "the loop was idle that long: may time move?".  That
 keeps the clock a pure state machine that can be tested without a loop.
 
-Why the pieces fit: the kernel calls ``idle(deadline)`` only after a poll
-that *waited* (non-zero timeout) and saw nothing.  An autojump threshold of
-0 therefore asks for a tiny positive wait (``PROBE``); on a loop that has a
-clock, ``new_event_loop`` wraps the I/O backend in ``ProbeBackend``, which
-turns such a probe into a non-blocking poll, so a jump costs no real time.
+Why the pieces fit: the kernel calls ``idle(deadline)`` after any poll of a
+turn that had nothing ready and saw nothing, whatever its timeout; so an
+autojump threshold of 0 asks for a zero wait, a non-blocking poll, and a
+jump costs no real time.
 """
 
 from __future__ import annotations
@@ -24,12 +22,6 @@ import math
 import time
 from typing import Any, Callable, Iterator
 
-from .._io.backend import IOBackend
-
-#: The real wait (seconds) a clock asks for when it wants to know whether the
-#: loop is idle without really waiting.  ``ProbeBackend`` polls without
-#: blocking for any timeout up to this.
-PROBE = 1e-6
 
 #: The longest single wait the clock asks for (asyncio's select limit): a
 #: longer real wait is made of several polls, and time jumps only after the
@@ -124,7 +116,7 @@ class VirtualClock:
         threshold = self._autojump_threshold
         if threshold < real:
             # Autojump: wait only the threshold, then jump if nothing happened.
-            wait = threshold if threshold > PROBE else PROBE
+            wait = threshold
         elif math.isinf(real):
             # No rate and no autojump: only jump() or I/O can move things on.
             return None
@@ -191,32 +183,6 @@ class VirtualClock:
         # a jump to a timer's deadline lands exactly on it.
         self._virtual_base = virtual
         self._real_base = _real_monotonic()
-
-
-class ProbeBackend:
-    """An I/O backend wrapper for loops that read a clock: a wait of at most
-    ``PROBE`` seconds becomes a non-blocking poll.
-
-    The kernel treats a quiet poll with a *non-zero* timeout as idleness
-    (and then lets the clock jump or wakes ``wait_all_tasks_blocked``); a
-    wait that short is a request for that check, not a wish to sleep, and
-    epoll would round it up to a whole millisecond per jump.
-    """
-
-    __slots__ = ("_inner", "register", "modify", "unregister", "fileno", "close")
-
-    def __init__(self, inner: IOBackend) -> None:
-        self._inner = inner
-        self.register = inner.register
-        self.modify = inner.modify
-        self.unregister = inner.unregister
-        self.fileno = inner.fileno
-        self.close = inner.close
-
-    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
-        if timeout is not None and timeout <= PROBE:
-            timeout = 0.0
-        return self._inner.poll(timeout)
 
 
 # ---------------------------------------------------------------------------
