@@ -590,7 +590,7 @@ def test_task_to_task_wait_is_direct():
         i = asyncio.create_task(inner())
         o = asyncio.create_task(outer(i))
         await asyncio.sleep(0)
-        callbacks = list(i._callbacks)
+        callbacks = i._callback_entries()
         gate.set()
         await o
         return callbacks, o

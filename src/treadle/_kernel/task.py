@@ -84,7 +84,8 @@ class TaskCore:
 
     __slots__ = (
         "_loop", "_ready", "_coro", "_context", "_state", "_result",
-        "_exception", "_exception_tb", "_callbacks", "_fut_waiter",
+        "_exception", "_exception_tb", "_cb0", "_ctx0", "_callbacks",
+        "_fut_waiter",
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
         "_source_traceback", "_asyncio_future_blocking", "_scope",
@@ -98,6 +99,13 @@ class TaskCore:
     _result: Any
     _exception: BaseException | None
     _exception_tb: Any
+    # Done-callbacks.  Most tasks get exactly one (their awaiter, gather's
+    # callback): it is kept inline in _cb0/_ctx0, with no list and no tuple
+    # allocated; further ones go to _callbacks, in order after it.  An entry
+    # is either a treadle task waiting on us (Rule 2, no context) or a
+    # callable with its context.
+    _cb0: Any
+    _ctx0: Any
     _callbacks: list[Any] | None
     _fut_waiter: Any
     _must_cancel: bool
@@ -121,6 +129,8 @@ class TaskCore:
         # Every attribute __del__ and __repr__ read is set before anything
         # can raise.
         self._state = _PENDING
+        self._cb0 = None
+        self._ctx0 = None
         self._callbacks = None
         self._result = None
         self._exception = None
@@ -303,11 +313,12 @@ class TaskCore:
         else:
             other._asyncio_future_blocking = False
             if self._ready is not None and other._state is _PENDING:
-                callbacks = other._callbacks
-                if callbacks is None:
+                if other._cb0 is None and not other._callbacks:
+                    other._cb0 = self
+                elif other._callbacks is None:
                     other._callbacks = [self]
                 else:
-                    callbacks.append(self)
+                    other._callbacks.append(self)
             else:
                 other.add_done_callback(Wakeup(self), context=self._context)
             self._fut_waiter = other
@@ -410,22 +421,33 @@ class TaskCore:
         loop = self._loop
         if self._ready is not None and loop._hooks is not None:
             loop._call_hooks("task_exited", self)
+        first = self._cb0
         callbacks = self._callbacks
-        if not callbacks:
+        if first is None and not callbacks:
             return
-        self._callbacks = None
-        ready = self._ready
-        for entry in callbacks:
-            if isinstance(entry, TaskCore):
-                # A treadle task waiting on us (Rule 2).
-                entry._ready(entry)
-            elif ready is not None:
-                # What loop.call_soon(fn, self, context=ctx) does, without
-                # the method lookup and argument parsing: a task only
-                # finishes while its loop runs, so the loop is open.
-                ready(Handle(entry[0], (self,), loop, entry[1]))
-            else:
-                loop.call_soon(entry[0], self, context=entry[1])
+        context = self._ctx0
+        self._cb0 = self._ctx0 = self._callbacks = None
+        if first is not None:
+            TaskCore._dispatch(self, first, context)
+        if callbacks:
+            for entry in callbacks:
+                if isinstance(entry, TaskCore):
+                    TaskCore._dispatch(self, entry, None)
+                else:
+                    TaskCore._dispatch(self, entry[0], entry[1])
+
+    def _dispatch(self, fn: Any, context: Any) -> None:
+        """Schedule one done-callback."""
+        if isinstance(fn, TaskCore):
+            # A treadle task waiting on us (Rule 2).
+            fn._ready(fn)
+        elif self._ready is not None:
+            # What loop.call_soon(fn, self, context=ctx) does, without the
+            # method lookup and argument parsing: a task only finishes while
+            # its loop runs, so the loop is open.
+            self._ready(Handle(fn, (self,), self._loop, context))
+        else:
+            self._loop.call_soon(fn, self, context=context)
 
     # ------------------------------------------------------------------
     # the asyncio.Future API
@@ -468,21 +490,37 @@ class TaskCore:
             return
         if context is None:
             context = _copy_context()
-        callbacks = self._callbacks
-        if callbacks is None:
+        if self._cb0 is None and not self._callbacks:
+            self._cb0 = fn
+            self._ctx0 = context
+        elif self._callbacks is None:
             self._callbacks = [(fn, context)]
         else:
-            callbacks.append((fn, context))
+            self._callbacks.append((fn, context))
 
     def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        removed = 0
+        first = self._cb0
+        if first is not None and not isinstance(first, TaskCore) and first == fn:
+            self._cb0 = self._ctx0 = None
+            removed = 1
         callbacks = self._callbacks
-        if not callbacks:
-            return 0
-        kept = [e for e in callbacks if isinstance(e, TaskCore) or e[0] != fn]
-        removed = len(callbacks) - len(kept)
-        if removed:
-            callbacks[:] = kept
+        if callbacks:
+            kept = [e for e in callbacks if isinstance(e, TaskCore) or e[0] != fn]
+            if len(kept) != len(callbacks):
+                removed += len(callbacks) - len(kept)
+                callbacks[:] = kept
         return removed
+
+    def _callback_entries(self) -> list[Any]:
+        """All done-callbacks in order (for reprs and introspection)."""
+        entries: list[Any] = []
+        first = self._cb0
+        if first is not None:
+            entries.append(first if isinstance(first, TaskCore) else (first, self._ctx0))
+        if self._callbacks:
+            entries.extend(self._callbacks)
+        return entries
 
     def set_result(self, result: Any) -> None:
         raise RuntimeError("Task does not support set_result operation")
@@ -611,8 +649,9 @@ class TaskCore:
                 info.append(f"exception={self._exception!r}")
             else:
                 info.append(f"result={reprlib.repr(self._result)}")
-        if self._callbacks:
-            info.append(_format.callbacks_repr(self._callbacks))
+        entries = self._callback_entries()
+        if entries:
+            info.append(_format.callbacks_repr(entries))
         if self._source_traceback:
             frame = self._source_traceback[-1]
             info.append(f"created at {frame[0]}:{frame[1]}")

@@ -331,6 +331,103 @@ def mem_tasks(factory: LoopFactory, p: Params) -> Result:
     return run_on(factory, main())
 
 
+# ----------------------------------------------------------- cancel scopes
+
+
+def _counting_turns(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """Count the loop's turns (asyncio's and treadle's run_forever both call
+    ``self._run_once()`` once per turn)."""
+    count = [0]
+    original = loop._run_once  # type: ignore[attr-defined]
+
+    def counted() -> None:
+        count[0] += 1
+        original()
+
+    loop._run_once = counted  # type: ignore[attr-defined]
+    return count
+
+
+def scope_cancel(factory: LoopFactory, p: Params) -> Result:
+    """N tasks blocked in one cancel scope, cancelled together: treadle's
+    native scope on treadle, anyio's CancelScope (which re-delivers on every
+    loop turn) on other loops.  Times cancel() to the last task done."""
+    n = int(p["tasks"])
+
+    async def on_treadle() -> tuple[Meter, int]:
+        import treadle
+        loop = asyncio.get_running_loop()
+        async with treadle.TaskGroup() as tg:
+            for _ in range(n):
+                tg.start_soon(asyncio.sleep, 3600)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            turns = _counting_turns(loop)
+            m = Meter()
+            m.__enter__()
+            tg.cancel_scope.cancel()
+        m.__exit__(None, None, None)
+        return m, turns[0]
+
+    async def on_anyio() -> tuple[Meter, int]:
+        import anyio
+        loop = asyncio.get_running_loop()
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(anyio.sleep, 3600)
+            await anyio.sleep(0)
+            await anyio.sleep(0)
+            turns = _counting_turns(loop)
+            m = Meter()
+            m.__enter__()
+            tg.cancel_scope.cancel()
+        m.__exit__(None, None, None)
+        return m, turns[0]
+
+    probe = factory()
+    native = _is_treadle_loop(probe)
+    probe.close()
+    if not native:
+        try:
+            import anyio  # noqa: F401
+        except ImportError:
+            raise NotApplicable("anyio is not installed (the comparison "
+                                "uses anyio's CancelScope)") from None
+    m, turns = run_on(factory, on_treadle() if native else on_anyio())
+    return throughput(n, m, turns=turns,
+                      scope="treadle.CancelScope" if native else "anyio.CancelScope")
+
+
+def scope_enter_exit(factory: LoopFactory, p: Params) -> Result:
+    """Enter and leave a timeout around one ``await asyncio.sleep(0)``, N
+    times: ``treadle.move_on_after()`` on treadle, ``asyncio.timeout()``
+    elsewhere."""
+    n = int(p["scopes"])
+
+    async def with_treadle() -> Meter:
+        import treadle
+        move_on_after, sleep = treadle.move_on_after, asyncio.sleep
+        with Meter() as m:
+            for _ in range(n):
+                with move_on_after(60):
+                    await sleep(0)
+        return m
+
+    async def with_asyncio() -> Meter:
+        timeout, sleep = asyncio.timeout, asyncio.sleep
+        with Meter() as m:
+            for _ in range(n):
+                async with timeout(60):
+                    await sleep(0)
+        return m
+
+    probe = factory()
+    native = _is_treadle_loop(probe)
+    probe.close()
+    m = run_on(factory, with_treadle() if native else with_asyncio())
+    return throughput(n, m, api="treadle.move_on_after" if native else "asyncio.timeout")
+
+
 # ---------------------------------------------------------------- registry
 
 _CPU = "cpu"
@@ -401,6 +498,16 @@ WORKLOADS += [
              "requests/s", True, "http",
              {"conns": 50, "split": True, "duration": 2.0, "warmup": 0.5},
              {"conns": 10, "duration": 0.3, "warmup": 0.1}, (), True),
+    Workload("scope_cancel", "scopes",
+             "100,000 tasks blocked in one cancel scope, cancelled together "
+             "(treadle's native scope; anyio's CancelScope on other loops)",
+             "tasks/s", True, "scope_cancel",
+             {"tasks": 100_000}, {"tasks": 2000}, ("tasks",)),
+    Workload("scope_enter_exit", "scopes",
+             "enter+leave a timeout around `await sleep(0)` (treadle."
+             "move_on_after on treadle, asyncio.timeout elsewhere)",
+             "scopes/s", True, "scope_enter_exit",
+             {"scopes": 200_000}, {"scopes": 3000}, ("scopes",)),
     Workload("mem_tasks", "memory", "RSS per idle task (100,000 tasks)",
              "bytes/task", False, "mem_tasks",
              {"tasks": 100_000}, {"tasks": 5000}, ("tasks",)),
