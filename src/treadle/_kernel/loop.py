@@ -86,7 +86,9 @@ _get_running_loop = asyncio.events._get_running_loop
 _set_running_loop = asyncio.events._set_running_loop
 
 
-def _fileobj_to_fd(fileobj: Any) -> int:
+def fileobj_to_fd(fileobj: Any) -> int:
+    """The fd of an int or an object with ``fileno()`` (asyncio's rules and
+    messages); the transports use it too."""
     if isinstance(fileobj, int):
         fd = fileobj
     else:
@@ -760,7 +762,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def _add_reader(self, fd: Any, callback: Callable[..., object],
                     *args: Any) -> Handle:
         self._check_closed()
-        fd = _fileobj_to_fd(fd)
+        fd = fileobj_to_fd(fd)
         handle = Handle(callback, args, self, None)
         old = self._readers.get(fd)
         self._readers[fd] = handle
@@ -780,7 +782,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def _remove_reader(self, fd: Any) -> bool:
         if self._closed:
             return False
-        fd = _fileobj_to_fd(fd)
+        fd = fileobj_to_fd(fd)
         handle = self._readers.pop(fd, None)
         if handle is None:
             return False
@@ -794,7 +796,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def _add_writer(self, fd: Any, callback: Callable[..., object],
                     *args: Any) -> Handle:
         self._check_closed()
-        fd = _fileobj_to_fd(fd)
+        fd = fileobj_to_fd(fd)
         handle = Handle(callback, args, self, None)
         old = self._writers.get(fd)
         self._writers[fd] = handle
@@ -814,7 +816,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def _remove_writer(self, fd: Any) -> bool:
         if self._closed:
             return False
-        fd = _fileobj_to_fd(fd)
+        fd = fileobj_to_fd(fd)
         handle = self._writers.pop(fd, None)
         if handle is None:
             return False
@@ -888,7 +890,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             assert self._default_executor is not None
             self._default_executor.shutdown(wait=True)
             if not self.is_closed():
-                self.call_soon_threadsafe(_set_result_unless_cancelled, future, None)
+                self.call_soon_threadsafe(set_result_unless_cancelled, future, None)
         except Exception as ex:
             if not self.is_closed() and not future.cancelled():
                 self.call_soon_threadsafe(future.set_exception, ex)
@@ -1036,7 +1038,7 @@ def _no_op() -> None:
     pass
 
 
-def _set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
+def set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
     if not fut.cancelled():
         fut.set_result(result)
 

@@ -20,9 +20,11 @@ import socket
 import ssl
 import sys
 from asyncio import constants as _aio_constants
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._kernel import _compat
+from .._kernel.loop import fileobj_to_fd as fileobj_to_fd
+from .._kernel.loop import set_result_unless_cancelled as set_result_unless_cancelled
 
 PY312: Final = sys.version_info >= (3, 12)
 PY313: Final = sys.version_info >= (3, 13)
@@ -94,21 +96,6 @@ def set_reuseport(sock: socket.socket) -> None:
                          "SO_REUSEPORT defined but not implemented.") from None
 
 
-def fileobj_to_fd(fileobj: Any) -> int:
-    """The fd of an int or an object with ``fileno()`` (asyncio's rules
-    and messages)."""
-    if isinstance(fileobj, int):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"Invalid file object: {fileobj!r}") from None
-    if fd < 0:
-        raise ValueError(f"Invalid file descriptor: {fd}")
-    return fd
-
-
 def bind_error_text(exc: OSError) -> str:
     """The lower-cased error text asyncio puts in its bind errors (3.13
     uses ``str(exc)``, earlier versions ``strerror``)."""
@@ -117,6 +104,116 @@ def bind_error_text(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
-    if not fut.cancelled():
-        fut.set_result(result)
+class TransportCommon:
+    """What the socket transports (stream and datagram) share, as asyncio's
+    transports share ``_FlowControlMixin`` and ``_SelectorTransport``:
+    write-buffer limits, pausing and resuming the protocol, and closing.
+    Put first in a transport's bases; the attributes below are the
+    transport's own slots."""
+
+    if not TYPE_CHECKING:   # (mypy would check assignments against it)
+        __slots__ = ()
+
+    _loop: Any
+    _protocol: Any
+    _buffer: Any
+    _buffer_size: int
+    _high_water: int
+    _low_water: int
+    _protocol_paused: bool
+    _closing: bool
+    _reading: bool
+    _writing: bool
+    _conn_lost: int
+    _sock_fd: int
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        raise NotImplementedError  # each transport closes its own way
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        raise NotImplementedError  # each transport closes its own way
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low_water, self._high_water)
+
+    def set_write_buffer_limits(self, high: int | None = None,
+                                low: int | None = None) -> None:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water = high
+        self._low_water = low
+        self._maybe_pause_protocol()
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._buffer_size <= self._high_water or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and self._buffer_size <= self._low_water:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler({
+                    "message": "protocol.resume_writing() failed",
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                })
+
+    # ------------------------------------------------------------------
+    # closing
+    # ------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._reading:
+            self._reading = False
+            self._loop._remove_reader(self._sock_fd)
+        if not self._buffer:
+            self._conn_lost += 1
+            if self._writing:
+                self._writing = False
+                self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException,
+                     message: str = "Fatal error on transport") -> None:
+        if isinstance(exc, OSError):
+            if self._loop._debug:
+                logger().debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+

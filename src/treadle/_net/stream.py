@@ -83,7 +83,7 @@ def _stable(data: Any) -> Any:
     return bytes(data)
 
 
-class SocketTransport(asyncio.Transport):
+class SocketTransport(base.TransportCommon, asyncio.Transport):
     """A connected stream socket (TCP or Unix) as an ``asyncio.Transport``."""
 
     __slots__ = (
@@ -666,92 +666,8 @@ class SocketTransport(asyncio.Transport):
             self._sock.shutdown(_SHUT_WR)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------
-    # flow control (asyncio's _FlowControlMixin semantics)
+    # closing (flow control, close(), abort(): base.TransportCommon)
     # ------------------------------------------------------------------
-
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low_water, self._high_water)
-
-    def set_write_buffer_limits(self, high: int | None = None,
-                                low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
-        self._maybe_pause_protocol()
-
-    def _maybe_pause_protocol(self) -> None:
-        if self._buffer_size <= self._high_water or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and self._buffer_size <= self._low_water:
-            self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.resume_writing() failed",
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                })
-
-    # ------------------------------------------------------------------
-    # closing
-    # ------------------------------------------------------------------
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        if self._reading:
-            self._reading = False
-            self._loop._remove_reader(self._sock_fd)
-        if not self._buffer:
-            self._conn_lost += 1
-            if self._writing:
-                self._writing = False
-                self._loop._remove_writer(self._sock_fd)
-            self._loop.call_soon(self._call_connection_lost, None)
-
-    def abort(self) -> None:
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException,
-                     message: str = "Fatal error on transport") -> None:
-        if isinstance(exc, OSError):
-            if self._loop._debug:
-                base.logger().debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-        self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:

@@ -41,6 +41,7 @@ import warnings
 from typing import Any, Callable
 
 from .._kernel import _compat
+from .._kernel.loop import set_result_unless_cancelled
 from .flow import IOV_MAX, WriteBuffer
 
 #: asyncio warns after this many writes to a transport that has lost its
@@ -48,9 +49,6 @@ from .flow import IOV_MAX, WriteBuffer
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 
-def _set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
-    if not fut.cancelled():
-        fut.set_result(result)
 
 
 def _byte_length(data: Any) -> int:
@@ -112,7 +110,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
         # Reading starts only after connection_made (asyncio's order).
         loop.call_soon(self._start_reading)
         if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+            loop.call_soon(set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
         info = [type(self).__name__]
@@ -291,7 +289,7 @@ class WritePipeTransport(asyncio.WriteTransport):
         if is_socket or (is_fifo and not sys.platform.startswith("aix")):
             loop.call_soon(self._watch_peer)
         if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+            loop.call_soon(set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
         info = [type(self).__name__]
