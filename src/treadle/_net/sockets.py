@@ -89,6 +89,9 @@ class SocketMixin(DNSMixin):
     # receiving
     # ------------------------------------------------------------------
 
+    # Each receive tries the syscall at once; only if the socket has nothing
+    # does it wait, through _read_when_ready, for the fd to become readable.
+
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         _check_ssl_socket(sock)
         if self._debug:
@@ -97,16 +100,7 @@ class SocketMixin(DNSMixin):
             return self._recv(sock, n)
         except (BlockingIOError, InterruptedError):
             pass
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, self._sock_recv, fut, sock, n)
-        try:
-            return await fut  # type: ignore[no-any-return]
-        finally:
-            if not handle._cancelled:
-                self._remove_reader(fd)
-            del fut
+        return await self._read_when_ready(sock, self._recv, sock, n)  # type: ignore[no-any-return]
 
     def _recv(self, sock: socket.socket, n: int) -> bytes:
         """``sock.recv(n)``, through the loop's buffer when *n* is large
@@ -117,20 +111,6 @@ class SocketMixin(DNSMixin):
         got = sock.recv_into(view, n)
         return view[:got].tobytes()
 
-    def _sock_recv(self, fut: asyncio.Future[Any], sock: socket.socket, n: int) -> None:
-        if fut.done():
-            return
-        try:
-            data = self._recv(sock, n)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(data)
-
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         _check_ssl_socket(sock)
         if self._debug:
@@ -139,31 +119,7 @@ class SocketMixin(DNSMixin):
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, self._sock_recv_into, fut, sock, buf)
-        try:
-            return await fut  # type: ignore[no-any-return]
-        finally:
-            if not handle._cancelled:
-                self._remove_reader(fd)
-            del fut
-
-    def _sock_recv_into(self, fut: asyncio.Future[Any], sock: socket.socket,
-                        buf: Any) -> None:
-        if fut.done():
-            return
-        try:
-            nbytes = sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(nbytes)
+        return await self._read_when_ready(sock, sock.recv_into, buf)  # type: ignore[no-any-return]
 
     async def sock_recvfrom(self, sock: socket.socket,
                             bufsize: int) -> tuple[bytes, Any]:
@@ -174,31 +130,7 @@ class SocketMixin(DNSMixin):
             return sock.recvfrom(bufsize)
         except (BlockingIOError, InterruptedError):
             pass
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, self._sock_recvfrom, fut, sock, bufsize)
-        try:
-            return await fut  # type: ignore[no-any-return]
-        finally:
-            if not handle._cancelled:
-                self._remove_reader(fd)
-            del fut
-
-    def _sock_recvfrom(self, fut: asyncio.Future[Any], sock: socket.socket,
-                       bufsize: int) -> None:
-        if fut.done():
-            return
-        try:
-            result = sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
+        return await self._read_when_ready(sock, sock.recvfrom, bufsize)  # type: ignore[no-any-return]
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
                                  nbytes: int = 0) -> tuple[int, Any]:
@@ -211,24 +143,27 @@ class SocketMixin(DNSMixin):
             return sock.recvfrom_into(buf, nbytes)
         except (BlockingIOError, InterruptedError):
             pass
+        return await self._read_when_ready(sock, sock.recvfrom_into, buf, nbytes)  # type: ignore[no-any-return]
+
+    async def _read_when_ready(self, sock: socket.socket, op: Any, *args: Any) -> Any:
+        """Wait until *sock* is readable and ``op(*args)`` succeeds."""
         fut = self.create_future()
         fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, self._sock_recvfrom_into, fut, sock, buf,
-                                  nbytes)
+        handle = self._add_reader(fd, self._retry_read, fut, op, args)
         try:
-            return await fut  # type: ignore[no-any-return]
+            return await fut
         finally:
             if not handle._cancelled:
                 self._remove_reader(fd)
             del fut
 
-    def _sock_recvfrom_into(self, fut: asyncio.Future[Any], sock: socket.socket,
-                            buf: Any, nbytes: int) -> None:
+    def _retry_read(self, fut: asyncio.Future[Any], op: Any,
+                    args: tuple[Any, ...]) -> None:
         if fut.done():
             return
         try:
-            result = sock.recvfrom_into(buf, nbytes)
+            result = op(*args)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
