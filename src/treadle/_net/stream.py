@@ -178,39 +178,6 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         # callback instead of asyncio's three, in asyncio's order.
         loop.call_soon(self._start, waiter)
 
-    def _start(self, waiter: asyncio.Future[Any] | None) -> None:
-        protocol = self._protocol
-        try:
-            protocol.connection_made(self)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {protocol!r}.connection_made()",
-                "exception": exc,
-                "transport": self,
-                "protocol": protocol,
-            })
-        if not self._closing and not self._paused and not self._reading:
-            self._reading = True
-            self._loop._add_reader(self._sock_fd, self._read_ready)
-        if waiter is not None and not waiter.cancelled():
-            waiter.set_result(None)
-
-    def __repr__(self) -> str:
-        info = [type(self).__name__]
-        if self._sock is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._sock_fd}")
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            info.append("read=polling" if self._reading else "read=idle")
-            state = "polling" if self._writing else "idle"
-            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
-        return "<{}>".format(" ".join(info))
-
     def __del__(self) -> None:
         # (no default-argument binding of warnings.warn: mypyc mis-compiles
         # __del__ with extra parameters)
