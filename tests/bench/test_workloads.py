@@ -41,7 +41,10 @@ def test_select_by_name_group_and_pattern():
     assert select(["io"], ["echo"]) == ["http", "http_split"]
     assert select(["http"], None) == ["http"]             # the name, not the group
     assert select(["http*"], None) == ["http", "http_split"]
-    assert select(None, ["cpu", "io"]) == ["mem_tasks", "mem_conns"]
+    assert select(None, ["cpu", "io"]) == ["scope_cancel", "scope_enter_exit",
+                                           "mem_tasks", "mem_conns"]
+    assert select(None, ["cpu", "io", "scopes"]) == ["mem_tasks", "mem_conns"]
+    assert select(["scopes"], None) == ["scope_cancel", "scope_enter_exit"]
     with pytest.raises(ValueError, match="no workload matches 'nope'"):
         select(["nope"], None)
 
