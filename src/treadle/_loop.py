@@ -13,12 +13,13 @@ from typing import Any
 
 from ._io.backend import IOBackend
 from ._kernel.seams import Clock
+from ._kernel.shutdown import ShutdownMixin
 from ._net.loop import NetworkMixin
 from ._proc.loop import ProcessMixin
 from ._proc.signals import SignalMixin
 
 
-class EventLoop(ProcessMixin, NetworkMixin, SignalMixin):
+class EventLoop(ShutdownMixin, ProcessMixin, NetworkMixin, SignalMixin):
     """treadle's asyncio event loop.  Create it with ``new_event_loop()``."""
 
 

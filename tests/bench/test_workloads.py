@@ -64,7 +64,8 @@ def test_resolve_quick_scale_and_durations():
 TINY = {"call_soon": {"callbacks": 200}, "switch": {"tasks": 10, "iters": 10},
         "spawn": {"tasks": 50}, "spawn_eager": {"tasks": 50}, "spawn_eager_own": {"tasks": 50},
         "timers": {"tasks": 50, "max_ms": 2.0}, "timer_cancel": {"timers": 300, "batch": 100},
-        "queue": {"items": 100}, "future": {"rounds": 100}, "mem_tasks": {"tasks": 500}}
+        "queue": {"items": 100}, "future": {"rounds": 100}, "mem_tasks": {"tasks": 500},
+        "scope_cancel": {"tasks": 200}, "scope_enter_exit": {"scopes": 200}}
 
 
 @pytest.mark.parametrize("name", list(TINY))
@@ -95,5 +96,28 @@ def test_workload_runs_and_reports(name, loop_factory):
         e = res["extra"]
         assert e["late_ms_p50"] <= e["late_ms_p99"] <= e["late_ms_max"]
         assert e["early"] == 0
+    if name == "scope_cancel":
+        native = loop_factory is not asyncio.new_event_loop
+        assert res["extra"]["scope"] == ("treadle.CancelScope" if native
+                                         else "anyio.CancelScope")
+        assert res["extra"]["turns"] >= 1
     if name.startswith("spawn_eager_own") and loop_factory is not asyncio.new_event_loop:
         assert res["extra"]["task_factory"] == "treadle.eager_task_factory"
+
+
+def test_counting_turns_counts_and_tolerates_c_loops():
+    loop = asyncio.new_event_loop()
+    try:
+        turns = _workloads._counting_turns(loop)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert turns[0] is not None and turns[0] >= 2
+
+        class CLoop:                       # like uvloop's: no settable _run_once
+            __slots__ = ()
+
+            def _run_once(self) -> None:
+                pass
+        assert _workloads._counting_turns(CLoop()) == [None]  # type: ignore[arg-type]
+        assert _workloads._counting_turns(object()) == [None]  # type: ignore[arg-type]
+    finally:
+        loop.close()

@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
+import warnings
 
 import pytest
 
@@ -166,11 +167,17 @@ def test_shutdown_default_executor_timeout(loop):
     release = threading.Event()
 
     async def main():
-        loop.run_in_executor(None, release.wait)
-        with pytest.warns(RuntimeWarning, match="did not finishing joining"):
-            await loop.shutdown_default_executor(timeout=0.05)
-        release.set()
-    loop.run_until_complete(main())
+        loop.run_in_executor(None, release.wait, 30)
+        try:
+            with pytest.warns(RuntimeWarning, match="did not finishing joining"):
+                await loop.shutdown_default_executor(timeout=0.05)
+        finally:
+            release.set()
+    # Nothing else is said: a compiled coroutine once passed the timeout on
+    # with the three-argument throw() that 3.12 deprecates.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        loop.run_until_complete(main())
 
 
 def test_shutdown_asyncgens(loop):

@@ -865,26 +865,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
-    async def shutdown_default_executor(self, timeout: Any = None) -> None:
-        """Shut the default executor down, waiting up to *timeout* seconds
-        for its threads (None: as long as they take)."""
-        self._executor_shutdown_called = True
-        if self._default_executor is None:
-            return
-        future = self.create_future()
-        thread = threading.Thread(target=self._do_shutdown, args=(future,))
-        thread.start()
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError:
-            warnings.warn("The executor did not finishing joining "
-                          f"its threads within {timeout} seconds.",
-                          RuntimeWarning, stacklevel=2)
-            self._default_executor.shutdown(wait=False)
-        else:
-            thread.join()
-
     def _do_shutdown(self, future: asyncio.Future[Any]) -> None:
         try:
             assert self._default_executor is not None
@@ -911,23 +891,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 f"loop.shutdown_asyncgens() call",
                 ResourceWarning, source=self)
         self._asyncgens.add(agen)
-
-    async def shutdown_asyncgens(self) -> None:
-        self._asyncgens_shutdown_called = True
-        if not len(self._asyncgens):
-            return
-        closing = list(self._asyncgens)
-        self._asyncgens.clear()
-        results = await asyncio.gather(*[ag.aclose() for ag in closing],
-                                       return_exceptions=True)
-        for result, agen in zip(results, closing):
-            if isinstance(result, Exception):
-                self.call_exception_handler({
-                    "message": f"an error occurred during closing of "
-                               f"asynchronous generator {agen!r}",
-                    "exception": result,
-                    "asyncgen": agen,
-                })
 
     # ------------------------------------------------------------------
     # errors and debug mode

@@ -123,7 +123,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
     _in_callback: bool
     _sent_serial: int
     _flush_queued: bool
-    _batch_end_cb: Callable[[], None]
+    _batch_end_cb: Callable[[], None] | None
     _sendfile_compatible: Any
     _recv_view: memoryview | None
 
@@ -165,7 +165,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         self._in_callback = False
         self._sent_serial = -1
         self._flush_queued = False
-        self._batch_end_cb = self._on_batch_end
+        self._batch_end_cb = None
         self._sendfile_compatible = base.SendfileMode.TRY_NATIVE
         # A socket subclass may override recv(): call it, as asyncio does.
         self._recv_view = loop._recv_view if type(sock) is socket.socket else None
@@ -498,7 +498,10 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
                 # together at its end.
                 if not self._flush_queued:
                     self._flush_queued = True
-                    loop._call_at_batch_end(self._batch_end_cb)
+                    cb = self._batch_end_cb
+                    if cb is None:      # made on first use: idle connections
+                        cb = self._batch_end_cb = self._on_batch_end   # stay small
+                    loop._call_at_batch_end(cb)
             else:
                 # Nothing else would flush it (no batch is running).
                 self._flush_held(True)

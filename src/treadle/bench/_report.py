@@ -141,6 +141,10 @@ def _details(cells: dict[tuple[str, str], Cell], workloads: Sequence[str],
                 text = _pct(v)
                 return text + " (client-bound?)" if v is not None and v >= CLIENT_BOUND else text
             row(w, "load generator CPU", client)
+        elif g == "scopes":
+            row(w, "scope", lambda c: str(c.extra_first("scope") or ""))
+            row(w, "loop turns", lambda c: "" if c.extra_median("turns") is None
+                else f"{c.extra_median('turns'):g}")
         elif g == "memory":
             row(w, "RSS delta MiB",
                 lambda c: "" if c.extra_median("rss_delta_mib") is None

@@ -82,6 +82,13 @@ class Cell:
                 if isinstance(e.get(key), (int, float)) and not isinstance(e.get(key), bool)]
         return median(vals)
 
+    def extra_first(self, key: str) -> Any:
+        """The first run's value of an extra that is the same in every run."""
+        for e in self.extras:
+            if key in e:
+                return e[key]
+        return None
+
     def extra_notes(self) -> list[str]:
         seen: list[str] = []
         for e in self.extras:

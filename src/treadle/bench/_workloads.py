@@ -21,7 +21,7 @@ import gc
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from ._measure import Meter, peak_rss, rss_probe
 
@@ -334,17 +334,24 @@ def mem_tasks(factory: LoopFactory, p: Params) -> Result:
 # ----------------------------------------------------------- cancel scopes
 
 
-def _counting_turns(loop: asyncio.AbstractEventLoop) -> list[int]:
+def _counting_turns(loop: asyncio.AbstractEventLoop) -> list[int | None]:
     """Count the loop's turns (asyncio's and treadle's run_forever both call
-    ``self._run_once()`` once per turn)."""
-    count = [0]
-    original = loop._run_once  # type: ignore[attr-defined]
+    ``self._run_once()`` once per turn).  ``[None]`` where a turn cannot be
+    seen from Python (uvloop's loop is a C type)."""
+    count: list[int | None] = [0]
+    original = getattr(loop, "_run_once", None)
+    if original is None:
+        return [None]
 
     def counted() -> None:
-        count[0] += 1
+        n = count[0]
+        count[0] = 1 if n is None else n + 1
         original()
 
-    loop._run_once = counted  # type: ignore[attr-defined]
+    try:
+        loop._run_once = counted  # type: ignore[attr-defined]
+    except AttributeError:
+        return [None]
     return count
 
 
@@ -354,29 +361,15 @@ def scope_cancel(factory: LoopFactory, p: Params) -> Result:
     loop turn) on other loops.  Times cancel() to the last task done."""
     n = int(p["tasks"])
 
-    async def on_treadle() -> tuple[Meter, int]:
-        import treadle
+    async def cancel_all(make_group: Callable[[], Any],
+                         sleep: Callable[[float], Awaitable[None]],
+                         ) -> tuple[Meter, int | None]:
         loop = asyncio.get_running_loop()
-        async with treadle.TaskGroup() as tg:
+        async with make_group() as tg:
             for _ in range(n):
-                tg.start_soon(asyncio.sleep, 3600)
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            turns = _counting_turns(loop)
-            m = Meter()
-            m.__enter__()
-            tg.cancel_scope.cancel()
-        m.__exit__(None, None, None)
-        return m, turns[0]
-
-    async def on_anyio() -> tuple[Meter, int]:
-        import anyio
-        loop = asyncio.get_running_loop()
-        async with anyio.create_task_group() as tg:
-            for _ in range(n):
-                tg.start_soon(anyio.sleep, 3600)
-            await anyio.sleep(0)
-            await anyio.sleep(0)
+                tg.start_soon(sleep, 3600)
+            await sleep(0)
+            await sleep(0)
             turns = _counting_turns(loop)
             m = Meter()
             m.__enter__()
@@ -387,13 +380,17 @@ def scope_cancel(factory: LoopFactory, p: Params) -> Result:
     probe = factory()
     native = _is_treadle_loop(probe)
     probe.close()
-    if not native:
+    if native:
+        import treadle
+        main = cancel_all(treadle.TaskGroup, asyncio.sleep)
+    else:
         try:
-            import anyio  # noqa: F401
+            import anyio
         except ImportError:
             raise NotApplicable("anyio is not installed (the comparison "
                                 "uses anyio's CancelScope)") from None
-    m, turns = run_on(factory, on_treadle() if native else on_anyio())
+        main = cancel_all(anyio.create_task_group, anyio.sleep)
+    m, turns = run_on(factory, main)
     return throughput(n, m, turns=turns,
                       scope="treadle.CancelScope" if native else "anyio.CancelScope")
 

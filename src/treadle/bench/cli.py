@@ -21,7 +21,8 @@ DESCRIPTION = ("Run the benchmark suite side by side on asyncio, uvloop and trea
 EPILOG = """\
 workloads: cpu (call_soon, switch, spawn, spawn_eager, spawn_eager_own, timers,
 timer_cancel, queue, future), echo (echo_{sockets,streams,protocol}_{1k,64k}),
-http (http, http_split), memory (mem_tasks, mem_conns); io = echo + http.
+http (http, http_split), scopes (scope_cancel, scope_enter_exit),
+memory (mem_tasks, mem_conns); io = echo + http.
 --only/--skip take names, groups or patterns (echo_*_64k, http*); a name wins
 over the group of the same name (http is one workload); see --list.
 
