@@ -372,3 +372,40 @@ def test_a_socket_subclass_recv_override_is_honoured(run):
             assert await loop.sock_recv(spy2, 65536) == b"HELLO"
         b.close()
     run(main())
+
+
+def test_peer_sees_data_two_turns_after_write(run):
+    """write() then two sleep(0)s: the peer's data_received has run by then
+    on asyncio (the loop polls I/O on every turn); websockets' test suite
+    relies on this.  treadle used to poll only every 64 callbacks while
+    busy, so the data arrived a turn late."""
+
+    class Sink(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.got: list[bytes] = []
+
+        def data_received(self, data: bytes) -> None:
+            self.got.append(data)
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        ta, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        tb, sink = await loop.create_connection(Sink, sock=b)
+        turns = []
+        try:
+            for _ in range(3):
+                ta.write(b"x")
+                for turn in range(5):
+                    if sink.got:
+                        break
+                    await asyncio.sleep(0)
+                turns.append(turn)
+                sink.got.clear()
+        finally:
+            ta.close()
+            tb.close()
+            await asyncio.sleep(0)
+        return turns
+
+    assert run(main()) == [2, 2, 2]

@@ -10,15 +10,13 @@ through ``_add_reader``/``_add_writer`` and ``call_soon``.
 
 One turn of the loop (``_run_once``) does, in this order:
 
-1. **Poll I/O**, if needed.  With nothing ready, block in the backend until
-   the next timer is due (or forever).  With callbacks ready, asyncio polls
-   with a zero timeout on *every* turn, one syscall per turn even for a
-   chain of ``call_soon``; treadle polls only after ``POLL_EVERY``
-   callbacks have run since the last poll (and always when stopping or
-   when the turn is the first of ``run_forever``).  I/O waits at most
-   ``POLL_EVERY`` callbacks, never starves, and a busy loop saves almost all
-   of its poll syscalls.  Ready fds put their reader/writer handles on the
-   ready queue.
+1. **Poll I/O**.  With nothing ready, block in the backend until the next
+   timer is due (or forever).  With callbacks ready, poll with a zero
+   timeout, on every turn, as asyncio does: programs (and libraries' test
+   suites) count on data that reached a socket being delivered within a
+   turn or two, e.g. "write, then ``await asyncio.sleep(0)`` twice, then
+   the peer's ``data_received`` has run".  Ready fds put their
+   reader/writer handles on the ready queue, after what was already ready.
 2. **Move due timers** to the ready queue, earliest first.
 3. **Run the batch**: exactly the callbacks and tasks that were ready when
    the batch began.  Anything they schedule runs next turn, after another
@@ -71,10 +69,6 @@ from .task import TaskCore, Wakeup
 from .taskclass import Task
 from .timers import TimerQueue
 from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
-
-#: Callbacks that may run between two polls of the I/O backend while the
-#: loop is busy.  Bounds I/O latency under load; see step 1 above.
-POLL_EVERY = 64
 
 #: The longest the loop blocks in one poll (asyncio's MAXIMUM_SELECT_TIMEOUT).
 MAX_POLL_TIMEOUT = 24 * 3600.0
@@ -162,8 +156,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._slow = self._debug
         #: What call_soon returns when it queues a task for a Wakeup.
         self._wakeup_handle = Handle(_no_op, (), self, None)
-        # Poll scheduling (step 1).
-        self._since_poll = POLL_EVERY
         #: Counts batches: a transport compares it with the number it noted
         #: when it last sent to know "I already sent in this batch" without
         #: registering anything (see _net/stream.py).
@@ -377,9 +369,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
         sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                finalizer=self._asyncgen_finalizer_hook)
         _set_running_loop(self)
-        # The first turn always polls, so I/O that is already pending is
-        # seen before the first batch, as on asyncio.
-        self._since_poll = POLL_EVERY
 
     def _run_forever_cleanup(self) -> None:
         self._stopping = False
@@ -449,8 +438,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
         timers = self._timers
         # -- 1. I/O --------------------------------------------------------
         if ready or self._stopping:
-            if self._since_poll >= POLL_EVERY or self._stopping:
-                KernelLoop._poll(self, 0.0)
+            # Every turn, not every so many callbacks: delivering I/O turns
+            # later than asyncio does changes the order programs observe.
+            KernelLoop._poll(self, 0.0)
         else:
             # Publish "may block" *before* looking at the ready queue: a
             # thread appending after our look then sees the flag and writes
@@ -489,7 +479,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
         n = len(ready)
         if not n:
             return
-        self._since_poll += n
         self._batch_serial += 1
         if self._slow:
             KernelLoop._run_batch_slow(self, n)
@@ -579,7 +568,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 events = self._backend.poll(timeout)
             finally:
                 self._waiting = False
-        self._since_poll = 0
         if hooks is not None:
             self._call_hooks("after_io_wait", timeout)
         if not events:
