@@ -143,3 +143,29 @@ def test_set_debug_while_running(loop):
     assert debug is True and depth > 0
     loop.set_debug(False)
     assert loop.get_debug() is False
+
+
+def test_debug_source_traceback_makes_no_path_syscalls(loop, monkeypatch):
+    """Recording where a handle was created reads the stack only: no
+    abspath()/getcwd() for every callback scheduled in debug mode (asyncio
+    makes none; aiohttp's tests run blockbuster, which flags them as
+    blocking calls in the event loop)."""
+    loop.set_debug(True)
+    calls: list[str] = []
+    real_abspath, real_getcwd = os.path.abspath, os.getcwd
+
+    def abspath(path: str) -> str:
+        calls.append("abspath")
+        return real_abspath(path)
+
+    def getcwd() -> str:
+        calls.append("getcwd")
+        return real_getcwd()
+
+    monkeypatch.setattr(os.path, "abspath", abspath)
+    monkeypatch.setattr(os, "getcwd", getcwd)
+    handle = loop.call_soon(lambda: None)
+    monkeypatch.undo()
+    handle.cancel()
+    assert handle._source_traceback
+    assert calls == []

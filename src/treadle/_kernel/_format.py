@@ -70,7 +70,11 @@ def callback_source(func: Any, args: Sequence[Any] | None) -> str:
     return text
 
 
-_KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
+# No abspath(): a frame's co_filename is spelled like the __file__ of the
+# module it came from, so plain string comparison finds the kernel's frames,
+# and debug mode makes no getcwd() syscall for every callback it schedules
+# (asyncio makes none; blockbuster, for one, reports it as a blocking call).
+_KERNEL_DIR = os.path.dirname(__file__)
 
 
 def caller_stack(limit: int = DEBUG_STACK_DEPTH) -> traceback.StackSummary:
@@ -79,7 +83,7 @@ def caller_stack(limit: int = DEBUG_STACK_DEPTH) -> traceback.StackSummary:
     kernel functions have no frames, and uncompiled, where they do."""
     frame: FrameType | None = sys._getframe(0)
     while frame is not None and os.path.dirname(
-            os.path.abspath(frame.f_code.co_filename)) == _KERNEL_DIR:
+            frame.f_code.co_filename) == _KERNEL_DIR:
         frame = frame.f_back
     return extract_stack(frame, limit)
 
