@@ -160,3 +160,25 @@ def test_tiny_and_negative_delays_run_next_turn(loop, delay):
     loop.call_soon(loop.call_soon, loop.stop)
     loop.run_forever()
     assert out == [0, 1]
+
+
+def test_time_patched_on_the_instance_drives_timers(run):
+    """asyncio's loop reads self.time() to compute call_later()'s deadline
+    and to decide which timers are due, so a test that patches time() on
+    the loop instance moves timers (aiohttp's keep-alive test does)."""
+    from unittest import mock
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        fired: list[str] = []
+        with mock.patch.object(loop, "time") as fake_time:
+            fake_time.return_value = now
+            handle = loop.call_later(3600, fired.append, "late")
+            assert handle.when() == now + 3600
+            fake_time.return_value = now + 3600
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        return fired
+
+    assert run(main()) == ["late"]

@@ -316,7 +316,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise TypeError("delay must not be None")
         if delay != delay:
             raise ValueError("delay must not be NaN")
-        timer = KernelLoop._call_at(self, self._time() + delay, callback, args, context)
+        # self.time(), not self._time(): as on asyncio, a time() replaced on
+        # the instance (tests patch it to steer timers) is what counts.
+        timer = KernelLoop._call_at(self, self.time() + delay, callback, args, context)
         return timer
 
     def call_at(self, when: Any, callback: Callable[..., object],  # type: ignore[override]
@@ -452,7 +454,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             elif deadline is None:
                 timeout = None
             elif self._clock is None:
-                timeout = deadline - _monotonic()
+                timeout = deadline - self.time()
                 if timeout < 0.0:
                     timeout = 0.0
                 elif timeout > MAX_POLL_TIMEOUT:
@@ -474,7 +476,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
                     self._clock.idle(deadline)
         # -- 2. timers -----------------------------------------------------
         if timers._heap:
-            timers.pop_due(self._time() + self._clock_resolution, ready)
+            # Through self.time() as asyncio does, so that a time() patched
+            # on the instance decides which timers are due.
+            timers.pop_due(self.time() + self._clock_resolution, ready)
         # -- 3. the batch --------------------------------------------------
         n = len(ready)
         if not n:
