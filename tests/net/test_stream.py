@@ -409,3 +409,45 @@ def test_peer_sees_data_two_turns_after_write(run):
         return turns
 
     assert run(main()) == [2, 2, 2]
+
+
+def test_transport_methods_can_be_patched_per_instance(run):
+    """asyncio's socket transports carry an instance __dict__, so a test can
+    mock.patch.object(transport, "write", ...) and code can set attributes
+    on a transport (aiohttp's heartbeat test does the former)."""
+    from unittest import mock
+
+    async def main() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        ta, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        tb, _ = await loop.create_connection(asyncio.Protocol, sock=b)
+        try:
+            ta.note = "set by the program"
+            with mock.patch.object(ta, "write") as fake_write:
+                ta.write(b"intercepted")
+            assert fake_write.call_args_list == [mock.call(b"intercepted")]
+            assert ta.note == "set by the program"
+            ta.write(b"real")        # the class's write() is back
+            return [b"ok"]
+        finally:
+            ta.close()
+            tb.close()
+            await asyncio.sleep(0)
+
+    assert run(main()) == [b"ok"]
+
+
+def test_datagram_transport_takes_instance_attributes(run):
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        try:
+            transport.note = "set by the program"
+            return transport.note
+        finally:
+            transport.close()
+            await asyncio.sleep(0)
+
+    assert run(main()) == "set by the program"

@@ -38,6 +38,10 @@ class DatagramTransport(base.TransportCommon, asyncio.DatagramTransport,
         "_address", "_buffer", "_buffer_size", "_conn_lost", "_closing",
         "_paused", "_reading", "_writing", "_protocol_paused", "_high_water",
         "_low_water", "_connected", "_recv_view", "__weakref__",
+        # A __dict__ besides the slots: asyncio's transports have one, and
+        # programs and tests set attributes on them or patch their methods
+        # per instance (mock.patch.object(transport, "write", ...)).
+        "__dict__",
     )
 
     max_size = base.READ_SIZE

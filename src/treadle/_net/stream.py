@@ -94,6 +94,10 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         "_in_callback", "_sent_serial", "_flush_queued", "_batch_end_cb",
         "_sendfile_compatible",
         "_recv_view", "__weakref__",
+        # A __dict__ besides the slots: asyncio's transports have one, and
+        # programs and tests set attributes on them or patch their methods
+        # per instance (mock.patch.object(transport, "write", ...)).
+        "__dict__",
     )
 
     #: Bytes asked for per recv() (asyncio's value).
