@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
 import treadle
+from treadle._kernel.loop import POLL_EVERY
 
 
 class Recorder:
@@ -296,3 +298,41 @@ def test_busy_loop_polls_io_on_every_turn():
     assert all(t == 0.0 for t in polls[1:])
     # sent during one turn, read in the next: the chain took one more step
     assert got == [(b"x", n // 2 - 1)]
+
+
+def test_busy_loop_watching_no_fd_polls_at_a_bounded_interval():
+    """With no fd watched but the loop's own wake-up pipe, a chain of
+    call_soon callbacks polls once per POLL_EVERY callbacks, not per turn:
+    there is nothing a poll could find, and a call_soon_threadsafe from
+    another thread still runs (its callback is queued, the pipe only wakes)."""
+    loop = treadle.new_event_loop()
+    polls = []
+
+    class Waits:
+        def before_io_wait(self, timeout):
+            polls.append(timeout)
+
+    n = 2000
+    remaining = [n]
+    got = []
+
+    def chain():
+        remaining[0] -= 1
+        if remaining[0] == n // 2:
+            t = threading.Thread(target=loop.call_soon_threadsafe,
+                                 args=(got.append, "threadsafe"))
+            t.start()
+            t.join()
+        if remaining[0]:
+            loop.call_soon(chain)
+        else:
+            loop.stop()
+
+    try:
+        loop.add_instrument(Waits())
+        loop.call_soon(chain)
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert len(polls) <= n // POLL_EVERY + 3
+    assert got == ["threadsafe"]

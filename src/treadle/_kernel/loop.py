@@ -12,10 +12,16 @@ One turn of the loop (``_run_once``) does, in this order:
 
 1. **Poll I/O**.  With nothing ready, block in the backend until the next
    timer is due (or forever).  With callbacks ready, poll with a zero
-   timeout, on every turn, as asyncio does: programs (and libraries' test
-   suites) count on data that reached a socket being delivered within a
-   turn or two, e.g. "write, then ``await asyncio.sleep(0)`` twice, then
-   the peer's ``data_received`` has run".  Ready fds put their
+   timeout on every turn while the loop watches any fd for its users, as
+   asyncio does: programs (and libraries' test suites) count on data that
+   reached a socket being delivered within a turn or two ("write, then
+   ``await asyncio.sleep(0)`` twice, then the peer's ``data_received`` has
+   run").  A loop that watches nothing but its own wake-up pipe has nothing
+   to find there (``call_soon_threadsafe`` queues its callback before it
+   writes the pipe), so it polls only every ``POLL_EVERY`` callbacks, to
+   drain the pipe: pure computation (chains of callbacks, task switches,
+   futures, queues) makes no syscall per turn.  Always poll when stopping
+   and on the first turn of ``run_forever``.  Ready fds put their
    reader/writer handles on the ready queue, after what was already ready.
 2. **Move due timers** to the ready queue, earliest first.
 3. **Run the batch**: exactly the callbacks and tasks that were ready when
@@ -69,6 +75,10 @@ from .task import TaskCore, Wakeup
 from .taskclass import Task
 from .timers import TimerQueue
 from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
+
+#: Callbacks that may run between two polls of a busy loop that watches no
+#: fd but its own wake-up pipe (see step 1 above).
+POLL_EVERY = 64
 
 #: The longest the loop blocks in one poll (asyncio's MAXIMUM_SELECT_TIMEOUT).
 MAX_POLL_TIMEOUT = 24 * 3600.0
@@ -156,6 +166,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._slow = self._debug
         #: What call_soon returns when it queues a task for a Wakeup.
         self._wakeup_handle = Handle(_no_op, (), self, None)
+        # Poll scheduling (step 1).
+        self._since_poll = POLL_EVERY
         #: Counts batches: a transport compares it with the number it noted
         #: when it last sent to know "I already sent in this batch" without
         #: registering anything (see _net/stream.py).
@@ -371,6 +383,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
         sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                finalizer=self._asyncgen_finalizer_hook)
         _set_running_loop(self)
+        # The first turn always polls, so I/O that is already pending is
+        # seen before the first batch, as on asyncio.
+        self._since_poll = POLL_EVERY
 
     def _run_forever_cleanup(self) -> None:
         self._stopping = False
@@ -440,9 +455,12 @@ class KernelLoop(asyncio.AbstractEventLoop):
         timers = self._timers
         # -- 1. I/O --------------------------------------------------------
         if ready or self._stopping:
-            # Every turn, not every so many callbacks: delivering I/O turns
-            # later than asyncio does changes the order programs observe.
-            KernelLoop._poll(self, 0.0)
+            # Watching users' fds: every turn, as asyncio (delivering I/O
+            # turns later changes the order programs observe).  Watching
+            # only the wake-up pipe: every POLL_EVERY callbacks.
+            if (len(self._readers) + len(self._writers) > self._internal_fds
+                    or self._since_poll >= POLL_EVERY or self._stopping):
+                KernelLoop._poll(self, 0.0)
         else:
             # Publish "may block" *before* looking at the ready queue: a
             # thread appending after our look then sees the flag and writes
@@ -483,6 +501,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         n = len(ready)
         if not n:
             return
+        self._since_poll += n
         self._batch_serial += 1
         if self._slow:
             KernelLoop._run_batch_slow(self, n)
@@ -572,6 +591,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 events = self._backend.poll(timeout)
             finally:
                 self._waiting = False
+        self._since_poll = 0
         if hooks is not None:
             self._call_hooks("after_io_wait", timeout)
         if not events:
