@@ -161,6 +161,30 @@ def test_cancelled_accept_leaves_nothing_registered(run):
     run(main())
 
 
+def test_watcher_of_a_closed_socket_is_removed_by_the_socket(run):
+    # anyio removes a reader/writer with the socket object after another
+    # task closed it (fileno() is then -1); asyncio's selector finds the
+    # registration by the object, so removal succeeds instead of raising.
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        c, d = _pair()
+        with b, d:
+            loop.add_writer(a, print)
+            a.close()
+            assert loop.remove_writer(a) is True
+            loop.add_reader(c, print)
+            c.close()
+            assert loop.remove_reader(c) is True
+            # A closed socket that was never added is still invalid.
+            e, f = _pair()
+            e.close()
+            f.close()
+            with pytest.raises(ValueError):
+                loop.remove_reader(e)
+    run(main())
+
+
 def test_ssl_sockets_are_rejected(run):
     async def main():
         loop = asyncio.get_running_loop()

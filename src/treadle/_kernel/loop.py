@@ -149,6 +149,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._backend: IOBackend = default_backend() if backend is None else backend
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
+        # The file object (not an int) each watched fd was last added with.
+        # Once that object is closed its fileno() is -1, and asyncio's
+        # selector still finds the registration by the object itself, so
+        # remove_reader(sock)/remove_writer(sock) after sock.close() works.
+        self._fd_objects: dict[int, Any] = {}
         self._exception_handler: Callable[[Any, dict[str, Any]], object] | None = None
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_shutdown_called = False
@@ -440,6 +445,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._close_self_pipe()
         self._readers.clear()
         self._writers.clear()
+        self._fd_objects.clear()
         self._backend.close()
 
     def __del__(self) -> None:
@@ -774,6 +780,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def _add_reader(self, fd: Any, callback: Callable[..., object],
                     *args: Any) -> Handle:
         self._check_closed()
+        fileobj = fd
         fd = fileobj_to_fd(fd)
         handle = Handle(callback, args, self, None)
         old = self._readers.get(fd)
@@ -789,12 +796,13 @@ class KernelLoop(asyncio.AbstractEventLoop):
                     raise
         else:
             old.cancel()
+        self._remember_fileobj(fd, fileobj)
         return handle
 
     def _remove_reader(self, fd: Any) -> bool:
         if self._closed:
             return False
-        fd = fileobj_to_fd(fd)
+        fd = self._registered_fd(fd)
         handle = self._readers.pop(fd, None)
         if handle is None:
             return False
@@ -802,12 +810,14 @@ class KernelLoop(asyncio.AbstractEventLoop):
             self._backend.modify(fd, WRITABLE)
         else:
             self._backend.unregister(fd)
+            self._fd_objects.pop(fd, None)
         handle.cancel()
         return True
 
     def _add_writer(self, fd: Any, callback: Callable[..., object],
                     *args: Any) -> Handle:
         self._check_closed()
+        fileobj = fd
         fd = fileobj_to_fd(fd)
         handle = Handle(callback, args, self, None)
         old = self._writers.get(fd)
@@ -823,12 +833,13 @@ class KernelLoop(asyncio.AbstractEventLoop):
                     raise
         else:
             old.cancel()
+        self._remember_fileobj(fd, fileobj)
         return handle
 
     def _remove_writer(self, fd: Any) -> bool:
         if self._closed:
             return False
-        fd = fileobj_to_fd(fd)
+        fd = self._registered_fd(fd)
         handle = self._writers.pop(fd, None)
         if handle is None:
             return False
@@ -836,8 +847,28 @@ class KernelLoop(asyncio.AbstractEventLoop):
             self._backend.modify(fd, READABLE)
         else:
             self._backend.unregister(fd)
+            self._fd_objects.pop(fd, None)
         handle.cancel()
         return True
+
+    def _remember_fileobj(self, fd: int, fileobj: Any) -> None:
+        if isinstance(fileobj, int):
+            self._fd_objects.pop(fd, None)
+        else:
+            self._fd_objects[fd] = fileobj
+
+    def _registered_fd(self, fileobj: Any) -> int:
+        """The fd *fileobj* is watched under.  A closed socket's fileno()
+        is -1: it is then looked up by identity among the objects that
+        were added, as asyncio's selector does, and ValueError is raised
+        only if it was never added."""
+        try:
+            return fileobj_to_fd(fileobj)
+        except ValueError:
+            for fd, obj in self._fd_objects.items():
+                if obj is fileobj:
+                    return fd
+            raise
 
     def add_reader(self, fd: Any, callback: Callable[..., object],  # type: ignore[override]
                    *args: Any) -> None:
