@@ -185,6 +185,30 @@ def test_watcher_of_a_closed_socket_is_removed_by_the_socket(run):
     run(main())
 
 
+def test_refused_connect_error_is_not_kept_alive_by_a_cycle(run):
+    # No frame in the error's traceback (the connect callback's, the task
+    # step's) may hold the future that holds the error once the task is
+    # done: that cycle kept refused-connection errors (and everything their
+    # tracebacks reference) alive until the cycle collector ran.  anyio's
+    # suite checks this.
+    async def main() -> OSError:
+        loop = asyncio.get_running_loop()
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            with pytest.raises(OSError) as info:
+                await loop.sock_connect(sock, ("127.0.0.1", closed_port()))
+        return info.value
+
+    exc = run(main())
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            assert not (isinstance(value, asyncio.Future) and value.done()
+                        and not value.cancelled() and value.exception() is exc), \
+                tb.tb_frame
+        tb = tb.tb_next
+
+
 def test_ssl_sockets_are_rejected(run):
     async def main():
         loop = asyncio.get_running_loop()

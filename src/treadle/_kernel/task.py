@@ -193,6 +193,7 @@ class TaskCore:
         after a bare yield (no waiter), when a treadle task it waited on
         finished, or when a future it waited on called back (the kernel's
         call_soon queues the task itself for a ``Wakeup``)."""
+        waiter: Any = None
         try:
             waiter = self._fut_waiter
             if waiter is None:
@@ -218,8 +219,10 @@ class TaskCore:
             # their call (as its f_back chain).  None of them may end up
             # holding the task: that would make a cycle task -> exception ->
             # traceback -> frame -> task, and a failed task would only be
-            # freed (and its exception reported) by the cyclic GC.
-            del self
+            # freed (and its exception reported) by the cyclic GC.  Nor the
+            # failed waiter: the exception thrown in holds this frame, and
+            # the waiter holds the exception.
+            del self, waiter
 
     def _wakeup(self, future: Any) -> None:
         """Done-callback on a foreign future (runs inside our context)."""

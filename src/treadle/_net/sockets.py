@@ -303,6 +303,11 @@ class SocketMixin(DNSMixin):
             fut.set_exception(exc)
         else:
             fut.set_result(None)
+        finally:
+            # The exception's traceback holds this frame, and the frame the
+            # future that holds the exception: without this the error stays
+            # alive until the cycle collector runs (asyncio breaks it too).
+            del fut
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         _check_ssl_socket(sock)
