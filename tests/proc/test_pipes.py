@@ -312,6 +312,27 @@ def test_write_buffer_limits_validation(run):
     run(main())
 
 
+def test_write_pipe_is_a_full_transport(run):
+    # asyncio's write pipe transport is an asyncio.Transport: code that
+    # probes the read side gets NotImplementedError, not AttributeError
+    # (uvloop's test_process_streams_basic_1 checks this on a child's stdin).
+    async def main():
+        loop = asyncio.get_running_loop()
+        r, w = os.pipe()
+        proto = WriteProto()
+        transport, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
+        assert isinstance(transport, asyncio.Transport)
+        assert isinstance(transport, asyncio.ReadTransport)
+        for method in (transport.pause_reading, transport.resume_reading,
+                       transport.is_reading):
+            with pytest.raises(NotImplementedError):
+                method()
+        transport.close()
+        await proto.lost
+        os.close(r)
+    run(main())
+
+
 def test_close_with_pending_data_drains_first(run):
     async def main():
         loop = asyncio.get_running_loop()

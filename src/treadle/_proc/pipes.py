@@ -248,9 +248,16 @@ class ReadPipeTransport(asyncio.ReadTransport):
             pipe.close()
 
 
-class WritePipeTransport(asyncio.WriteTransport):
+class WritePipeTransport(asyncio.Transport):
     """The write end of a pipe (asyncio's ``_UnixWritePipeTransport``), with
-    treadle's write rule (module docstring)."""
+    treadle's write rule (module docstring).
+
+    Based on ``asyncio.Transport``, not just ``WriteTransport``: asyncio's
+    write pipe transport is a full ``Transport`` too, so it passes
+    ``isinstance(t, asyncio.ReadTransport)`` checks and its
+    ``pause_reading()``/``resume_reading()``/``is_reading()`` raise
+    ``NotImplementedError`` rather than ``AttributeError``.
+    """
 
     _extra: dict[str, Any]
 
