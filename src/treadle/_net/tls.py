@@ -443,6 +443,9 @@ class TLSProtocol(_BufferedProtocol):
         self._held_size = 0
         self._in_app_call = False
         self._batch_hold = False
+        #: Set while the data received before close() is delivered (see
+        #: _read_before_shutdown): writes are refused as after close().
+        self._draining = False
         self._at_batch_end: Any = getattr(loop, "_call_at_batch_end", None)
 
         self._app_transport_created = True
@@ -723,6 +726,11 @@ class TLSProtocol(_BufferedProtocol):
         self._flush_held()
         if tls.state != WRAPPED:
             return
+        if not self._app_reading_paused and (tls.bytes_received
+                                             or tls.ssl_object.pending()):
+            self._read_before_shutdown()
+            if tls.state != WRAPPED:
+                return
         self._shutdown_timeout_handle = self._loop.call_later(
             self._ssl_shutdown_timeout, self._check_shutdown_timeout)
         try:
@@ -735,6 +743,35 @@ class TLSProtocol(_BufferedProtocol):
         if done:
             self._call_eof_received()
             self._on_shutdown_complete(None)
+
+    def _read_before_shutdown(self) -> None:
+        """Deliver the application data that arrived before close().
+
+        asyncio's SSLProtocol reads once more when it starts flushing, so a
+        protocol that is reading gets the records already received (and
+        OpenSSL does not meet them after our close_notify, where it fails
+        the close with APPLICATION_DATA_AFTER_CLOSE_NOTIFY).  The
+        application closed: what it writes from these callbacks is dropped,
+        as asyncio drops it."""
+        tls = self._tls
+        outer = self._in_app_call
+        self._in_app_call = True
+        self._draining = True
+        try:
+            if self._app_is_buffered:
+                self._read_buffered(tls)
+            else:
+                self._read_copied(tls)
+        except Exception as exc:
+            self._fatal_error(exc, "Fatal error on SSL protocol")
+        finally:
+            self._draining = False
+            self._in_app_call = outer
+        if tls.state == WRAPPED:
+            if tls.bytes_to_send:
+                self._process_outgoing()
+            if tls.close_notify_received:
+                self._call_eof_received()
 
     def _do_shutdown(self) -> None:
         tls = self._tls
@@ -790,7 +827,7 @@ class TLSProtocol(_BufferedProtocol):
     def _write(self, data: Any) -> None:
         tls = self._tls
         state = tls.state
-        if state != WRAPPED:
+        if state != WRAPPED or self._draining:
             if state == HANDSHAKING:
                 self._send_now(data)          # queued until the handshake is done
             else:
@@ -809,7 +846,7 @@ class TLSProtocol(_BufferedProtocol):
     def _write_appdata(self, pieces: list[Any]) -> None:
         tls = self._tls
         state = tls.state
-        if state != WRAPPED and state != HANDSHAKING:
+        if (state != WRAPPED and state != HANDSHAKING) or self._draining:
             self._write_refused()
             return
         pieces = [data for data in pieces if data]
