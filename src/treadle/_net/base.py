@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._kernel import _compat
 from .._kernel.loop import fileobj_to_fd as fileobj_to_fd
 from .._kernel.loop import set_result_unless_cancelled as set_result_unless_cancelled
+from .._writeflow import tell_protocol, water_marks
 
 PY312: Final = sys.version_info >= (3, 12)
 PY313: Final = sys.version_info >= (3, 13)
@@ -147,46 +148,19 @@ class TransportCommon:
 
     def set_write_buffer_limits(self, high: int | None = None,
                                 low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
+        self._high_water, self._low_water = water_marks(high, low)
         self._maybe_pause_protocol()
 
     def _maybe_pause_protocol(self) -> None:
         if self._buffer_size <= self._high_water or self._protocol_paused:
             return
         self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        tell_protocol(self._loop, self, self._protocol, "pause_writing")
 
     def _maybe_resume_protocol(self) -> None:
         if self._protocol_paused and self._buffer_size <= self._low_water:
             self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.resume_writing() failed",
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                })
+            tell_protocol(self._loop, self, self._protocol, "resume_writing")
 
     # ------------------------------------------------------------------
     # closing

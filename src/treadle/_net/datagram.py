@@ -19,6 +19,7 @@ from asyncio import trsock
 from collections import deque
 from typing import Any
 
+from .._writeflow import DEFAULT_HIGH_WATER
 from . import base
 
 _TransportSocket = trsock.TransportSocket
@@ -97,8 +98,7 @@ class DatagramTransport(base.TransportCommon, asyncio.DatagramTransport,
         self._reading = False
         self._writing = False
         self._protocol_paused = False
-        self._high_water = 64 * 1024
-        self._low_water = 16 * 1024
+        self._high_water, self._low_water = DEFAULT_HIGH_WATER, DEFAULT_HIGH_WATER // 4
         # A socket subclass may override recvfrom(): call it, as asyncio does.
         self._recv_view = loop._recv_view if type(sock) is socket.socket else None
         loop._transports[self._sock_fd] = self

@@ -57,6 +57,7 @@ import warnings
 from asyncio import trsock
 from typing import Any, Callable
 
+from .._writeflow import DEFAULT_HIGH_WATER
 from . import base
 
 _BufferedProtocol = asyncio.BufferedProtocol
@@ -164,8 +165,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         self._eof = False
         self._empty_waiter = None
         self._protocol_paused = False
-        self._high_water = 64 * 1024
-        self._low_water = 16 * 1024
+        self._high_water, self._low_water = DEFAULT_HIGH_WATER, DEFAULT_HIGH_WATER // 4
         self._in_callback = False
         self._sent_serial = -1
         self._flush_queued = False

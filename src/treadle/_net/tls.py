@@ -67,6 +67,7 @@ from asyncio.transports import _FlowControlMixin
 from typing import Any, ClassVar, Iterable
 
 from .._kernel._compat import mypyc_attr
+from .._writeflow import water_marks
 from ._tlsstate import (CLOSED, FLUSHING, HANDSHAKING, SHUTDOWN, WRAPPED, HandshakeComplete,
                         TLSConnection)
 
@@ -139,19 +140,6 @@ def _thread_read_buffer(size: int) -> _ReadBuffer:
     if buffer is None:
         buffer = buffers[size] = _ReadBuffer(size)
     return buffer
-
-
-def _flow_limits(high: int | None, low: int | None, kib: int) -> tuple[int, int]:
-    """(high, low) with asyncio's defaults: high = *kib* KiB, or 4 * low
-    when only low is given; low = high // 4."""
-    if high is None:
-        hi = kib * 1024 if low is None else 4 * low
-    else:
-        hi = high
-    lo = hi // 4 if low is None else low
-    if not hi >= lo >= 0:
-        raise ValueError(f"high ({hi!r}) must be >= low ({lo!r}) must be >= 0")
-    return hi, lo
 
 
 def _default_context(server_side: bool, server_hostname: str | None) -> ssl.SSLContext:
@@ -262,7 +250,7 @@ class SSLTransport(_FlowControlMixin):
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         protocol = self._ssl_protocol
         if protocol is None:
-            _flow_limits(high, low, WRITE_HIGH_WATER_KIB)    # still validated
+            water_marks(high, low, WRITE_HIGH_WATER_KIB * 1024)    # still validated
             return
         protocol._set_write_buffer_limits(high, low)
         protocol._control_app_writing()
@@ -282,7 +270,7 @@ class SSLTransport(_FlowControlMixin):
     def set_read_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         protocol = self._ssl_protocol
         if protocol is None:
-            _flow_limits(high, low, READ_HIGH_WATER_KIB)
+            water_marks(high, low, READ_HIGH_WATER_KIB * 1024)
             return
         protocol._set_read_buffer_limits(high, low)
         protocol._control_wire_reading()
@@ -1057,8 +1045,8 @@ class TLSProtocol(_BufferedProtocol):
         return tls.bytes_to_send + tls.queued + self._held_size
 
     def _set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._outgoing_high_water, self._outgoing_low_water = _flow_limits(
-            high, low, WRITE_HIGH_WATER_KIB)
+        self._outgoing_high_water, self._outgoing_low_water = water_marks(
+            high, low, WRITE_HIGH_WATER_KIB * 1024)
 
     def _resume_reading(self) -> None:
         if self._app_reading_paused:
@@ -1085,8 +1073,8 @@ class TLSProtocol(_BufferedProtocol):
             transport.resume_reading()
 
     def _set_read_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._incoming_high_water, self._incoming_low_water = _flow_limits(
-            high, low, READ_HIGH_WATER_KIB)
+        self._incoming_high_water, self._incoming_low_water = water_marks(
+            high, low, READ_HIGH_WATER_KIB * 1024)
 
     # -- errors ----------------------------------------------------------------
 

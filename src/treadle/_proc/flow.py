@@ -21,8 +21,7 @@ from __future__ import annotations
 import os
 from collections import deque
 
-#: Defaults of asyncio's transports: pause above 64 KiB, resume at a quarter.
-DEFAULT_HIGH_WATER = 64 * 1024
+from .._writeflow import DEFAULT_HIGH_WATER, water_marks
 
 
 def _iov_max() -> int:
@@ -70,18 +69,8 @@ class WriteBuffer:
     # -- limits ----------------------------------------------------------
 
     def set_limits(self, high: int | None = None, low: int | None = None) -> None:
-        """asyncio's rule: *high* defaults to 64 KiB (or four times *low*),
-        *low* to a quarter of *high*; ``ValueError`` unless
-        ``high >= low >= 0``."""
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(
-                f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self.high = high
-        self.low = low
+        """asyncio's rule (``water_marks``)."""
+        self.high, self.low = water_marks(high, low)
 
     def limits(self) -> tuple[int, int]:
         """``(low, high)``, the order of ``get_write_buffer_limits()``."""

@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 from .._kernel import _compat
 from .._kernel.loop import set_result_unless_cancelled
+from .._writeflow import tell_protocol
 from .flow import IOV_MAX, WriteBuffer
 
 #: asyncio warns after this many writes to a transport that has lost its
@@ -517,32 +518,13 @@ class WritePipeTransport(asyncio.Transport):
 
     def _maybe_pause(self) -> None:
         if self._buffer.pause_due():
-            try:
-                self._protocol.pause_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.pause_writing() failed",
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                })
+            tell_protocol(self._loop, self, self._protocol, "pause_writing")
 
     def _maybe_resume(self) -> None:
         if self._buffer.resume_due():
             self._in_callback += 1
             try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.resume_writing() failed",
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                })
+                tell_protocol(self._loop, self, self._protocol, "resume_writing")
             finally:
                 self._in_callback -= 1
 

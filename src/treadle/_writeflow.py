@@ -1,0 +1,45 @@
+"""asyncio's write flow-control rules, shared by every transport treadle
+has (stream and datagram sockets, TLS, pipes).
+
+Owns: the water-mark rule of ``set_write_buffer_limits()`` and how a
+transport tells its protocol to pause or resume writing.
+Never: keeps state; each transport keeps its own buffer and flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Defaults of asyncio's transports: pause above 64 KiB, resume at a quarter.
+DEFAULT_HIGH_WATER = 64 * 1024
+
+
+def water_marks(high: int | None, low: int | None,
+                default_high: int = DEFAULT_HIGH_WATER) -> tuple[int, int]:
+    """``(high, low)`` by asyncio's rule: *high* defaults to *default_high*
+    (or four times *low* when only *low* is given), *low* to a quarter of
+    *high*; ``ValueError`` unless ``high >= low >= 0``."""
+    if high is None:
+        high = default_high if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+    return high, low
+
+
+def tell_protocol(loop: Any, transport: Any, protocol: Any, method: str) -> None:
+    """Call ``protocol.pause_writing()`` or ``resume_writing()`` (*method*);
+    a failure goes to the loop's exception handler, as on asyncio, and the
+    transport carries on."""
+    try:
+        getattr(protocol, method)()
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        loop.call_exception_handler({
+            "message": f"protocol.{method}() failed",
+            "exception": exc,
+            "transport": transport,
+            "protocol": protocol,
+        })
