@@ -28,10 +28,12 @@ def water_marks(high: int | None, low: int | None,
     return high, low
 
 
-def tell_protocol(loop: Any, transport: Any, protocol: Any, method: str) -> None:
+def tell_protocol(loop: Any, transport: Any, protocol: Any, method: str,
+                  report_as: Any = None) -> None:
     """Call ``protocol.pause_writing()`` or ``resume_writing()`` (*method*);
-    a failure goes to the loop's exception handler, as on asyncio, and the
-    transport carries on."""
+    a failure goes to the loop's exception handler, as on asyncio, naming
+    *transport* and *protocol* (or *report_as*: TLS names its own protocol
+    object, as asyncio's SSLProtocol does), and the transport carries on."""
     try:
         getattr(protocol, method)()
     except (SystemExit, KeyboardInterrupt):
@@ -41,5 +43,5 @@ def tell_protocol(loop: Any, transport: Any, protocol: Any, method: str) -> None
             "message": f"protocol.{method}() failed",
             "exception": exc,
             "transport": transport,
-            "protocol": protocol,
+            "protocol": protocol if report_as is None else report_as,
         })

@@ -67,7 +67,7 @@ from asyncio.transports import _FlowControlMixin
 from typing import Any, ClassVar, Iterable
 
 from .._kernel._compat import mypyc_attr
-from .._writeflow import water_marks
+from .._writeflow import tell_protocol, water_marks
 from ._tlsstate import (CLOSED, FLUSHING, HANDSHAKING, SHUTDOWN, WRAPPED, HandshakeComplete,
                         TLSConnection)
 
@@ -1025,20 +1025,8 @@ class TLSProtocol(_BufferedProtocol):
                 return
             self._app_writing_paused = False
             name = "resume_writing"
-        try:
-            if name == "pause_writing":
-                self._app_protocol.pause_writing()
-            else:
-                self._app_protocol.resume_writing()
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": f"protocol.{name}() failed",
-                "exception": exc,
-                "transport": self._app_transport,
-                "protocol": self,
-            })
+        tell_protocol(self._loop, self._app_transport, self._app_protocol, name,
+                      report_as=self)
 
     def _get_write_buffer_size(self) -> int:
         tls = self._tls
