@@ -81,6 +81,15 @@ def _frozen(data: Any, start: int = 0) -> bytes | memoryview:
     return view[start:].tobytes()
 
 
+def _close_unclosed(transport: Any) -> None:
+    """Both pipe transports' ``__del__``: warn about, and close, a pipe the
+    program never closed (asyncio's ResourceWarning)."""
+    if getattr(transport, "_pipe", None) is not None:
+        warnings.warn(f"unclosed transport {transport!r}", ResourceWarning,
+                      source=transport)
+        transport._pipe.close()
+
+
 class ReadPipeTransport(asyncio.ReadTransport):
     """The read end of a pipe (asyncio's ``_UnixReadPipeTransport``)."""
 
@@ -130,12 +139,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
             info.append("closed")
         return f"<{' '.join(info)}>"
 
-    def __del__(self) -> None:
-        # (no default-argument binding of warnings.warn: mypyc mis-compiles
-        # __del__ with extra parameters)
-        if getattr(self, "_pipe", None) is not None:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._pipe.close()
+    __del__ = _close_unclosed
 
     # -- reading ---------------------------------------------------------
 
@@ -317,12 +321,7 @@ class WritePipeTransport(asyncio.Transport):
             info.append("closed")
         return f"<{' '.join(info)}>"
 
-    def __del__(self) -> None:
-        # (no default-argument binding of warnings.warn: mypyc mis-compiles
-        # __del__ with extra parameters)
-        if getattr(self, "_pipe", None) is not None:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._pipe.close()
+    __del__ = _close_unclosed
 
     # -- protocol callbacks (rule 3) -----------------------------------------
 
