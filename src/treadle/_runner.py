@@ -25,11 +25,7 @@ def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None,
     """
     if asyncio.events._get_running_loop() is not None:
         raise RuntimeError("treadle.run() cannot be called from a running event loop")
-    factory: Any = new_event_loop
-    if clock is not None or seed is not None:
-        if seed is not None:
-            from .testing.order import SeededOrder
-            SeededOrder(seed)           # bad seeds fail here, before any loop
-        factory = functools.partial(new_event_loop, clock=clock, seed=seed)
+    # (a bad seed fails in new_event_loop before any loop exists)
+    factory = functools.partial(new_event_loop, clock=clock, seed=seed)
     with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
         return runner.run(main)

@@ -22,11 +22,13 @@ import math
 import time
 from typing import Any, Callable, Iterator
 
+from .._kernel.loop import MAX_POLL_TIMEOUT
 
-#: The longest single wait the clock asks for (asyncio's select limit): a
-#: longer real wait is made of several polls, and time jumps only after the
-#: last one.
-MAX_WAIT = 24 * 3600.0
+
+#: The longest single wait the clock asks for (the kernel's, asyncio's
+#: select limit): a longer real wait is made of several polls, and time jumps
+#: only after the last one.
+MAX_WAIT = MAX_POLL_TIMEOUT
 
 # Read once: ``--virtual-time`` may replace the ``time`` module's functions,
 # and the clock itself must always read real time.
