@@ -51,7 +51,7 @@ import inspect
 import math
 import sys
 from types import TracebackType
-from typing import Any, Iterator
+from typing import Any
 
 from .._kernel import _compat
 from .._kernel.loop import KernelLoop
@@ -189,9 +189,7 @@ class CancelScope:
             return
         self._cancel_called = True
         self._reason = reason
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         if self._state == "entered":
             self._propagate(self)
 
@@ -259,9 +257,7 @@ class CancelScope:
 
     def _unlink(self, task: TaskCore) -> None:
         self._state = "exited"
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         if self._tasks is not None:
             self._tasks.discard(task)
         parent = self._parent
@@ -345,7 +341,7 @@ class CancelScope:
     def _refresh(self, effective: bool) -> None:
         """Recompute effective cancellation below a shield that changed."""
         if effective and not self._cancelled:
-            source = self._source() if not self._cancel_called else self
+            source = self._source()     # (self, once cancel() was called)
             if source is not None:
                 self._propagate(source)
             return
@@ -359,12 +355,15 @@ class CancelScope:
                 if scope._children:
                     stack.extend(c for c in scope._children if not c._shield)
 
-    def _arm_deadline(self) -> None:
-        loop = self._loop
-        assert loop is not None
+    def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _arm_deadline(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._disarm()
         if self._deadline == _INF:
             return
         if self._deadline <= loop.time():
@@ -470,10 +469,3 @@ def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
     if seconds != seconds:
         raise ValueError("seconds must not be NaN")
     return _FailScope(deadline=_now() + seconds, shield=shield)
-
-
-def _scopes_of(task: TaskCore) -> Iterator[CancelScope]:
-    scope = task._scope
-    while scope is not None:
-        yield scope
-        scope = scope._parent

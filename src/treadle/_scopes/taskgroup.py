@@ -34,7 +34,7 @@ from typing import Any, Awaitable, Callable
 
 from .._kernel.taskclass import Task
 from .._kernel.task import TaskCore
-from .scope import CancelScope, _host
+from .scope import CancelScope
 
 _CancelledError = asyncio.CancelledError
 
@@ -88,9 +88,9 @@ class TaskGroup:
     async def __aenter__(self) -> TaskGroup:
         if self._entered:
             raise RuntimeError(f"TaskGroup {self!r} has already been entered")
-        self._loop, _ = _host()
+        self._scope.__enter__()         # (checks the loop and the task)
         self._entered = True
-        self._scope.__enter__()
+        self._loop = self._scope._loop
         return self
 
     # -- spawning ----------------------------------------------------------
@@ -175,12 +175,11 @@ class TaskGroup:
                 # From outside or from our own scope: either way the
                 # children must not outlive the body (asyncio's _abort).
                 cancelled = exc
-                self._scope.cancel()
             else:
                 if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                     self._base_error = self._base_error or exc
                 self._errors.append(exc)
-                self._scope.cancel()
+            self._scope.cancel()
         # Rule 3: wait for the children.
         while self._tasks:
             self._waiter = self._loop.create_future()
@@ -198,11 +197,8 @@ class TaskGroup:
         self._waiter = None
         # Leave the scope with the cancellation, if any: it decides whether
         # the cancellation was its own (swallowed) or came from outside.
-        try:
-            swallowed = self._scope.__exit__(
-                type(cancelled) if cancelled is not None else None, cancelled, None)
-        except BaseException:
-            raise
+        swallowed = self._scope.__exit__(
+            type(cancelled) if cancelled is not None else None, cancelled, None)
         if self._base_error is not None:
             raise self._base_error
         if self._errors:
