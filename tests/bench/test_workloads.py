@@ -101,6 +101,10 @@ def test_workload_runs_and_reports(name, loop_factory):
         assert res["extra"]["scope"] == ("treadle.CancelScope" if native
                                          else "anyio.CancelScope")
         assert res["extra"]["turns"] >= 1
+    if name == "scope_enter_exit":
+        native = loop_factory is not asyncio.new_event_loop
+        assert res["extra"]["scope"] == ("treadle.move_on_after" if native
+                                         else "asyncio.timeout")
     if name.startswith("spawn_eager_own") and loop_factory is not asyncio.new_event_loop:
         assert res["extra"]["task_factory"] == "treadle.eager_task_factory"
 

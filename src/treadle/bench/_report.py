@@ -111,6 +111,10 @@ def _pct(v: float | None) -> str:
     return "" if v is None else f"{v * 100:.0f}%"
 
 
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:g}"
+
+
 def _pair(a: float | None, b: float | None) -> str:
     if a is None and b is None:
         return ""
@@ -143,12 +147,9 @@ def _details(cells: dict[tuple[str, str], Cell], workloads: Sequence[str],
             row(w, "load generator CPU", client)
         elif g == "scopes":
             row(w, "scope", lambda c: str(c.extra_first("scope") or ""))
-            row(w, "loop turns", lambda c: "" if c.extra_median("turns") is None
-                else f"{c.extra_median('turns'):g}")
+            row(w, "loop turns", lambda c: _num(c.extra_median("turns")))
         elif g == "memory":
-            row(w, "RSS delta MiB",
-                lambda c: "" if c.extra_median("rss_delta_mib") is None
-                else f"{c.extra_median('rss_delta_mib'):g}")
+            row(w, "RSS delta MiB", lambda c: _num(c.extra_median("rss_delta_mib")))
     return rows
 
 

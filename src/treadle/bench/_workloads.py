@@ -422,7 +422,8 @@ def scope_enter_exit(factory: LoopFactory, p: Params) -> Result:
     native = _is_treadle_loop(probe)
     probe.close()
     m = run_on(factory, with_treadle() if native else with_asyncio())
-    return throughput(n, m, api="treadle.move_on_after" if native else "asyncio.timeout")
+    return throughput(n, m,
+                      scope="treadle.move_on_after" if native else "asyncio.timeout")
 
 
 # ---------------------------------------------------------------- registry
