@@ -28,6 +28,9 @@ class LoopSpec:
     factory: str                      # "module:attribute"
     env: dict[str, str | None] = field(default_factory=dict)
     description: str = ""
+    #: The interpreter the child runs under (None: the one running the
+    #: suite).  It must have treadle installed, for treadle.bench._child.
+    python: str | None = None
 
     @property
     def module(self) -> str:
@@ -65,7 +68,11 @@ class PlanError(ValueError):
 def parse_loops(text: str | None) -> tuple[list[LoopSpec], list[str]]:
     """The loops named by a ``--loops`` value, and notes for the report.
 
-    Entries are built-in names or ``LABEL=MODULE:FACTORY``.  Without
+    Entries are built-in names or ``LABEL=MODULE:FACTORY``, optionally
+    followed by ``@PYTHON``: that column's children run under the
+    interpreter PYTHON (another virtual environment, say one with an
+    earlier build of treadle, so two builds are compared in one
+    interleaved run).  Without
     *text*, the default set, minus uvloop when it is not importable (a
     note says so).  Naming uvloop explicitly when it is missing is an
     error: the user asked for a comparison that cannot be made.
@@ -79,17 +86,24 @@ def parse_loops(text: str | None) -> tuple[list[LoopSpec], list[str]]:
             continue
         if "=" in entry:
             label, _, factory = entry.partition("=")
-            label, factory = label.strip(), factory.strip()
+            factory, _, python = factory.partition("@")
+            label, factory, python = label.strip(), factory.strip(), python.strip()
             if not label or ":" not in factory or factory.startswith(":") \
                     or factory.endswith(":"):
-                raise PlanError(f"bad loop {entry!r}: expected LABEL=MODULE:FACTORY")
-            spec = LoopSpec(label, factory, description=f"custom: {factory}")
+                raise PlanError(f"bad loop {entry!r}: expected "
+                                f"LABEL=MODULE:FACTORY or LABEL=MODULE:FACTORY@PYTHON")
+            if "@" in entry and not python:
+                raise PlanError(f"bad loop {entry!r}: no interpreter after '@'")
+            spec = LoopSpec(label, factory, python=python or None,
+                            description=f"custom: {factory}"
+                                        + (f" under {python}" if python else ""))
         elif entry in BUILTIN_LOOPS:
             spec = BUILTIN_LOOPS[entry]
         else:
             raise PlanError(f"unknown loop {entry!r}: choose from "
                             f"{', '.join(BUILTIN_LOOPS)} or LABEL=MODULE:FACTORY")
-        if spec.module == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        if (spec.module == "uvloop" and spec.python is None
+                and importlib.util.find_spec("uvloop") is None):
             if explicit:
                 raise PlanError("uvloop is not installed (pip install uvloop)")
             notes.append("uvloop is not installed: its column is left out "

@@ -113,7 +113,8 @@ def run_one(run: Run, loop: LoopSpec, opts: Options) -> dict[str, Any]:
     spec = {"workload": w.name, "factory": loop.factory, "params": params}
     limit = time_limit(w, params, opts)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([opts.python, "-m", "treadle.bench._child", json.dumps(spec)],
+    python = loop.python or opts.python
+    proc = subprocess.Popen([python, "-m", "treadle.bench._child", json.dumps(spec)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=child_env(loop),
                             start_new_session=True)

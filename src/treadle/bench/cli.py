@@ -27,7 +27,9 @@ memory (mem_tasks, mem_conns); io = echo + http.
 over the group of the same name (http is one workload); see --list.
 
 loops: asyncio, uvloop (when installed), treadle (as installed), treadle-pure
-(TREADLE_PURE=1), or LABEL=MODULE:FACTORY for any other asyncio loop factory.
+(TREADLE_PURE=1), or LABEL=MODULE:FACTORY for any other asyncio loop factory
+(LABEL=MODULE:FACTORY@PYTHON: run that column under another interpreter,
+such as a venv with another build of treadle).
 
 examples:
   treadle bench                       the whole suite, 3 rounds (about 10 minutes)
