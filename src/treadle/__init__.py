@@ -11,7 +11,7 @@ if _purity.requested():
     _purity.prefer_source()
 
 from ._kernel import Handle, Task, TimerHandle, eager_task_factory, task_factory
-from ._loop import EventLoop, EventLoopPolicy, new_event_loop
+from ._loop import EventLoop, new_event_loop
 from ._runner import run
 from ._scopes import (CancelScope, TaskGroup, TaskStatus, current_effective_deadline,
                       fail_after, fail_at, move_on_after, move_on_at)
@@ -25,6 +25,14 @@ def _is_compiled() -> bool:
 
 #: True when the runtime runs as compiled extension modules.
 __compiled__: bool = _is_compiled()
+
+
+def __getattr__(name: str) -> object:
+    # treadle.EventLoopPolicy is built on first use (see _loop.py).
+    if name == "EventLoopPolicy":
+        from . import _loop
+        return _loop.EventLoopPolicy
+    raise AttributeError(f"module 'treadle' has no attribute {name!r}")
 
 __all__ = [
     "CancelScope", "EventLoop", "EventLoopPolicy", "Handle", "Task", "TaskGroup",

@@ -87,11 +87,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 def install(*, clock: Any = None, seed: int | None = None) -> None:
     """Make asyncio build treadle loops wherever it builds one itself
     (each with *clock* and *seed*, see ``treadle.new_event_loop``)."""
-    from ._loop import EventLoopPolicy
+    if sys.version_info >= (3, 14):
+        # Policies are deprecated from 3.14 and gone in 3.16.  Every loop
+        # asyncio makes by itself (asyncio.run() and Runner() without a
+        # factory, asyncio.new_event_loop()) comes from
+        # asyncio.events.new_event_loop(), which is replaced instead.
+        from ._loop import new_event_loop
+
+        def treadle_new_event_loop() -> asyncio.AbstractEventLoop:
+            """Create a treadle event loop (installed by ``treadle run``)."""
+            return new_event_loop(clock=clock, seed=seed)
+
+        asyncio.events.new_event_loop = treadle_new_event_loop
+        asyncio.new_event_loop = treadle_new_event_loop
+        return
+    # Up to 3.13: through the policy, as asyncio itself does.
+    from . import _loop
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(EventLoopPolicy(clock=clock, seed=seed))
+        asyncio.set_event_loop_policy(_loop.EventLoopPolicy(clock=clock, seed=seed))
 
 
 def _run_program(script: str | None, module: str | None, argv: list[str],

@@ -9,6 +9,7 @@ this module.
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 from ._io.backend import IOBackend
@@ -45,18 +46,47 @@ def new_event_loop(*, clock: Clock | None = None,
     return loop
 
 
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
-    """An event loop policy whose loops are treadle's, for code that still
-    sets policies (``asyncio.set_event_loop_policy(treadle.EventLoopPolicy())``).
-    Prefer ``loop_factory=treadle.new_event_loop``: policies are deprecated
-    from Python 3.14."""
+def _policy_base() -> type:
+    """asyncio's default policy class, without the DeprecationWarning that
+    naming ``asyncio.DefaultEventLoopPolicy`` gives on 3.14+."""
+    if sys.version_info >= (3, 14):
+        from asyncio import unix_events
+        return unix_events._DefaultEventLoopPolicy  # type: ignore[no-any-return, attr-defined, unused-ignore]
+    return asyncio.DefaultEventLoopPolicy
 
-    def __init__(self, *, clock: Clock | None = None, seed: int | None = None) -> None:
-        super().__init__()
-        # Loop options for every loop this policy makes (``treadle run
-        # --virtual-time`` / ``--seed``); one clock shared by all of them.
-        self._loop_clock = clock
-        self._loop_seed = seed
 
-    def new_event_loop(self) -> Any:
-        return new_event_loop(clock=self._loop_clock, seed=self._loop_seed)
+def _make_policy_class() -> type:
+    class EventLoopPolicy(_policy_base()):  # type: ignore[misc]
+        """An event loop policy whose loops are treadle's, for code that
+        still sets policies
+        (``asyncio.set_event_loop_policy(treadle.EventLoopPolicy())``).
+        Prefer ``loop_factory=treadle.new_event_loop``: asyncio deprecates
+        policies in 3.14 and removes them in 3.16."""
+
+        def __init__(self, *, clock: Clock | None = None,
+                     seed: int | None = None) -> None:
+            super().__init__()
+            # Loop options for every loop this policy makes (``treadle run
+            # --virtual-time`` / ``--seed``); one clock shared by all of them.
+            self._loop_clock = clock
+            self._loop_seed = seed
+
+        def new_event_loop(self) -> Any:
+            return new_event_loop(clock=self._loop_clock, seed=self._loop_seed)
+
+    EventLoopPolicy.__module__ = "treadle"
+    return EventLoopPolicy
+
+
+_policy_class: type | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``EventLoopPolicy`` is built on first use: defining it at import would
+    # touch asyncio's deprecated policy classes in every program.
+    global _policy_class
+    if name == "EventLoopPolicy":
+        if _policy_class is None:
+            _policy_class = _make_policy_class()
+        return _policy_class
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -558,7 +558,9 @@ def test_stock_asyncio_task_factory_on_treadle():
 
 
 def test_task_switch_allocates_no_handle():
-    """Rule 1 of the kernel's task: a bare yield requeues the task itself."""
+    """Rule 1 of the kernel's task: a bare yield requeues the task itself
+    (its kernel core, no Handle)."""
+    from treadle._kernel.task import TaskCore
     seen = []
 
     async def main():
@@ -573,7 +575,7 @@ def test_task_switch_allocates_no_handle():
         seen.extend(type(item) for item in loop._ready)
         await t
     treadle.run(main())
-    assert seen and all(cls is treadle.Task for cls in seen), seen
+    assert seen and all(cls is TaskCore for cls in seen), seen
 
 
 def test_task_to_task_wait_is_direct():
@@ -590,12 +592,12 @@ def test_task_to_task_wait_is_direct():
         i = asyncio.create_task(inner())
         o = asyncio.create_task(outer(i))
         await asyncio.sleep(0)
-        callbacks = i._callback_entries()
+        callbacks = i._core.callback_entries()
         gate.set()
         await o
-        return callbacks, o
-    callbacks, o = treadle.run(main())
-    assert callbacks == [o]
+        return callbacks, o._core
+    callbacks, o_core = treadle.run(main())
+    assert callbacks == [o_core]
 
 
 def test_failed_task_freed_without_cyclic_gc(loop):

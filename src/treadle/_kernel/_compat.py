@@ -30,17 +30,103 @@ else:
 
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
+PY314 = sys.version_info >= (3, 14)
 
-#: loop -> the task running on it right now.  asyncio.current_task() reads it.
-current_tasks: dict[Any, Any] = _aio_tasks._current_tasks  # type: ignore[attr-defined]
+# -- the current task -------------------------------------------------------
+#
+# Up to 3.13 asyncio.current_task() reads a dict {loop: task}, which treadle
+# writes directly (two dict operations per step, no call).  From 3.14 the
+# running task lives in the C thread state, written only by _enter_task /
+# _leave_task / _swap_current_task (which also check that the loop is the
+# one registered with _set_running_loop); the dict is no longer read.
+
+#: True where the running task lives in the thread state (3.14+).
+THREAD_STATE_TASKS = PY314
+
+#: loop -> the task running on it right now (up to 3.13).
+current_tasks: dict[Any, Any] = getattr(_aio_tasks, "_current_tasks", {})
+
+
+def _dict_swap_current_task(loop: Any, task: Any) -> Any:
+    prev = current_tasks.get(loop)
+    if task is None:
+        current_tasks.pop(loop, None)
+    else:
+        current_tasks[loop] = task
+    return prev
+
+
+# The C module, typed loosely: its private functions take any object, where
+# typeshed knows only asyncio.Task.
+_asyncio: Any = None
+if PY314:
+    import _asyncio as _c_asyncio
+    _asyncio = _c_asyncio
+    enter_task: Callable[[Any, Any], None] = _asyncio._enter_task
+    leave_task: Callable[[Any, Any], None] = _asyncio._leave_task
+    swap_current_task: Callable[[Any, Any], Any] = _asyncio._swap_current_task
+    current_task: Callable[[Any], Any] = _asyncio.current_task
+else:
+    enter_task = _aio_tasks._enter_task
+    leave_task = _aio_tasks._leave_task
+    swap_current_task = _dict_swap_current_task
+    current_task = current_tasks.get
+
+# -- "awaited by" edges (3.14+, asyncio.capture_call_graph()) ---------------
+
+
+def _no_edge(fut: Any, waiter: Any) -> None:
+    pass
+
+
+future_add_to_awaited_by: Callable[[Any, Any], None] = (
+    _asyncio.future_add_to_awaited_by if PY314 else _no_edge)
+future_discard_from_awaited_by: Callable[[Any, Any], None] = (
+    _asyncio.future_discard_from_awaited_by if PY314 else _no_edge)
+
+# -- the task registry ------------------------------------------------------
 
 #: Tasks that ran their first step eagerly and are still inside it (3.12+).
-eager_tasks: set[Any] | None = getattr(_aio_tasks, "_eager_tasks", None)
+eager_tasks: set[Any] | None = (
+    None if PY314 else getattr(_aio_tasks, "_eager_tasks", None))
 
-# The WeakSet asyncio.all_tasks() reads: _scheduled_tasks on 3.12+,
-# _all_tasks on 3.11.
-_registry: weakref.WeakSet[Any] = (
-    _aio_tasks._scheduled_tasks if PY312  # type: ignore[attr-defined]
+#: 3.14+: register/unregister an eagerly running task, the C module's way.
+register_eager_task: Callable[[Any], None] | None = (
+    _asyncio._register_eager_task if PY314 else None)
+unregister_eager_task: Callable[[Any], None] | None = (
+    _asyncio._unregister_eager_task if PY314 else None)
+
+
+def _c_registry() -> weakref.WeakSet[Any] | None:
+    """3.14+: the WeakSet in which the C module keeps tasks that are not
+    its own (what asyncio.all_tasks() reads for them).  It is not exposed;
+    it is found through the weak reference it holds to a probe object, and
+    checked.  None if that fails: then every task goes through
+    _asyncio._register_task, the public (slower) way."""
+    class Probe:
+        def done(self) -> bool:
+            return True
+    probe = Probe()
+    _asyncio._register_task(probe)
+    try:
+        for ref in weakref.getweakrefs(probe):
+            remove = getattr(ref, "__callback__", None)
+            defaults = getattr(remove, "__defaults__", None) or ()
+            for selfref in defaults:
+                owner = selfref() if isinstance(selfref, weakref.ref) else None
+                if (isinstance(owner, weakref.WeakSet) and probe in owner
+                        and getattr(owner, "_remove", None) is remove):
+                    return owner
+    finally:
+        _asyncio._unregister_task(probe)
+    return None
+
+
+# The WeakSet asyncio.all_tasks() reads: the C module's own on 3.14+,
+# _scheduled_tasks on 3.12 and 3.13, _all_tasks on 3.11.
+_registry: weakref.WeakSet[Any] | None = (
+    _c_registry() if PY314
+    else _aio_tasks._scheduled_tasks if PY312  # type: ignore[attr-defined]
     else _aio_tasks._all_tasks)  # type: ignore[attr-defined]
 
 
@@ -57,7 +143,9 @@ registry_set_add: Callable[[Any], None] | None = (
 registry_remove: Any = _remove
 
 #: Make a pending task visible to asyncio.all_tasks() (the slow, public way).
-register_task: Callable[[Any], None] = _registry.add
+register_task: Callable[[Any], None] = (
+    _asyncio._register_task if PY314 or _registry is None
+    else _registry.add)
 
 CancelledError = asyncio.CancelledError
 InvalidStateError = asyncio.InvalidStateError

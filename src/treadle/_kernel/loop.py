@@ -66,12 +66,12 @@ import traceback
 import warnings
 import weakref
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 from . import _compat, _format
 from .handles import Handle, TimerHandle
 from .seams import Clock, ReadyOrder, hooks_of
-from .task import TaskCore, Wakeup
+from .task import TaskCore, Wakeup, new_task
 from .taskclass import Task
 from .timers import TimerQueue
 from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
@@ -82,6 +82,16 @@ POLL_EVERY = 64
 
 #: The longest the loop blocks in one poll (asyncio's MAXIMUM_SELECT_TIMEOUT).
 MAX_POLL_TIMEOUT = 24 * 3600.0
+
+class _Unset:
+    """The default of create_task()'s keywords: "not given" (3.14 passes
+    only the keywords it was given on to the task factory)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_UNSET: Final = _Unset()
 
 _Future = asyncio.Future
 _monotonic = time.monotonic
@@ -646,9 +656,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
             return
         hooks = self._hooks
         if hooks is not None:
-            task = item if isinstance(item, TaskCore) else getattr(
-                getattr(item, "_callback", None), "__self__", None)
-            step = isinstance(task, TaskCore)
+            # Instruments see the Task users hold, never the kernel's core.
+            step = isinstance(item, TaskCore)
+            task = item._task if step else None
             self._call_hooks("before_task_step" if step else "before_callback",
                              task if step else item)
         try:
@@ -743,25 +753,41 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return _Future(loop=self)
 
-    def create_task(self, coro: Any, *, name: Any = None, context: Any = None,
-                    eager_start: Any = None) -> Any:
-        """Wrap *coro* in a task.  *eager_start* (Python 3.14's keyword,
-        accepted on every version) runs its first step at once when true,
-        never when false, and as the task factory decides when None."""
+    def create_task(self, coro: Any, *, name: Any = _UNSET, context: Any = _UNSET,
+                    eager_start: Any = _UNSET, **kwargs: Any) -> Any:
+        """Wrap *coro* in a task.
+
+        As on each Python's asyncio: from 3.14 a task factory receives
+        exactly the keyword arguments given here, whatever they are; up to
+        3.13 it receives *context* (when given) and the task is named
+        afterwards.  *eager_start* (3.14's keyword) is accepted on every
+        version: true runs the first step at once, false never does, and
+        when it is not given the task factory decides."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
         factory = self._task_factory
         if factory is None:
-            task: Any = Task(coro, loop=self, name=name, context=context,
-                             eager_start=bool(eager_start))
-            return task
-        if eager_start is not None:
-            task = factory(self, coro, context=context, eager_start=eager_start)
-        elif context is None:
+            if kwargs:
+                # Task's own constructor names the unexpected keyword.
+                task: Any = Task(coro, loop=self, **_given(name, context, eager_start),
+                                 **kwargs)
+                return task
+            return new_task(Task, coro, self, None if name is _UNSET else name,
+                            None if context is _UNSET else context,
+                            eager_start is not _UNSET and bool(eager_start))
+        if _PASS_ALL_KWARGS:
+            return factory(self, coro, **_given(name, context, eager_start), **kwargs)
+        if kwargs:
+            raise TypeError(f"create_task() got an unexpected keyword argument "
+                            f"{next(iter(kwargs))!r}")
+        if eager_start is not _UNSET:
+            task = factory(self, coro, context=None if context is _UNSET else context,
+                           eager_start=eager_start)
+        elif context is _UNSET or context is None:
             task = factory(self, coro)
         else:
             task = factory(self, coro, context=context)
-        if name is not None:
+        if name is not _UNSET and name is not None:
             task.set_name(name)
         return task
 
@@ -1042,6 +1068,21 @@ class KernelLoop(asyncio.AbstractEventLoop):
 
 def _no_op() -> None:
     pass
+
+
+#: 3.14+: create_task() hands every keyword argument to the task factory.
+_PASS_ALL_KWARGS: Final = _compat.PY314
+
+
+def _given(name: Any, context: Any, eager_start: Any) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    if name is not _UNSET:
+        given["name"] = name
+    if context is not _UNSET:
+        given["context"] = context
+    if eager_start is not _UNSET:
+        given["eager_start"] = eager_start
+    return given
 
 
 def set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:

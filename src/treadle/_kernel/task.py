@@ -7,19 +7,36 @@ Never: polls I/O or reads the clock.
 
 Why a task of our own instead of asyncio's C task.  Stepping the C task costs
 a Handle and a ``Context.run`` per step, and the kernel cannot see inside it.
-This task is a plain object the ready queue holds directly:
+This task is a plain object the ready queue holds directly.
+
+Two objects make one task.  ``treadle.Task`` (``taskclass.py``), the object
+users hold, is a subclass of ``asyncio.Future``: asyncio's own functions
+(``capture_call_graph()``, ``future_add_to_awaited_by()``, ...) accept only
+real Future instances.  A natively compiled class cannot subclass the C
+Future (its instance layout is the C module's), so everything a task *does*
+lives here, in ``TaskCore``, a compiled object that the ready queue, the
+wait lists and cancel scopes hold; ``Task``'s methods forward to it.  The
+core points back to its ``Task`` while the task is pending (the cycle keeps
+an abandoned pending task collectable as one unit, so it is reported as
+destroyed while pending, as asyncio does) and lets go of it after the step
+that finished it, so a finished task is freed by reference counting alone.
+(A task that finishes in a step the kernel does not run itself, on another
+loop or through a throw scheduled with ``call_soon``, keeps the cycle and is
+freed by the cyclic GC.)
 
 * **Rule 1 - no allocation on a switch.**  A coroutine that yields bare
   (``await asyncio.sleep(0)``) puts its task straight back on the ready
   queue: no Handle, no Future, no bound method.
 * **Rule 2 - task-to-task waits are direct.**  A task awaiting another
-  treadle task is stored in that task's callback list as itself; when the
+  treadle task is stored in that task's callback list as its core; when the
   awaited task finishes, the waiter goes straight onto the ready queue.
   Everything else (asyncio futures, foreign futures, done-callbacks added by
   user code) goes through ``loop.call_soon`` exactly as asyncio does.
-* **Rule 3 - asyncio sees a Task.**  The current-task map and the task
+* **Rule 3 - asyncio sees a Task.**  The current task and the task
   registry asyncio's functions read are written as the C task writes them
-  (see ``_compat``); ``asyncio.isfuture()`` is true; the private attributes
+  (see ``_compat``), always with the ``Task`` (never the core); the task is
+  an ``asyncio.Future``; on 3.14+ its waits are recorded as asyncio's
+  "awaited by" edges, as the C task records them; the private attributes
   widely used libraries read (``_must_cancel``, ``_fut_waiter``,
   ``_source_traceback``, ``_log_destroy_pending``, ``_loop``, ``_coro``)
   exist and mean what they mean on asyncio's task.
@@ -27,8 +44,9 @@ This task is a plain object the ready queue holds directly:
 The state machine is asyncio's (see the invariant on ``_fut_waiter`` below);
 only the transport of wake-ups differs.  A task is in exactly one of:
 
-1. waiting: ``_fut_waiter`` is a pending future and one of its callbacks
-   will wake us (a ``(_wakeup, context)`` pair, or this task itself);
+1. waiting: ``_fut_waiter`` is a pending future (a ``Task`` for a treadle
+   task) and one of its callbacks will wake us (a ``Wakeup``, or this core
+   itself);
 2. scheduled: on the ready queue (as itself, or as a Handle for ``_wakeup``
    or an error to throw in);
 3. running: inside ``_step``, ``_fut_waiter`` is None.
@@ -58,6 +76,12 @@ _FINISHED: Final = "FINISHED"
 _CancelledError: Final = _compat.CancelledError
 _InvalidStateError: Final = _compat.InvalidStateError
 _current_tasks: Final = _compat.current_tasks
+_THREAD_STATE_TASKS: Final = _compat.THREAD_STATE_TASKS
+_ENTER_TASK: Final = _compat.enter_task
+_LEAVE_TASK: Final = _compat.leave_task
+_SWAP_CURRENT_TASK: Final = _compat.swap_current_task
+_REGISTER_EAGER: Final = _compat.register_eager_task
+_UNREGISTER_EAGER: Final = _compat.unregister_eager_task
 _REGISTRY_ADD: Final = _compat.registry_set_add
 _REGISTRY_REMOVE: Final = _compat.registry_remove
 _WEAKREF: Final = weakref.ref
@@ -71,26 +95,43 @@ _CTX_RUN: Final = contextvars.Context.run
 _task_numbers: Final = itertools.count(1)
 _FUTURE_TYPE: Final = asyncio.Future
 _FUTURE_RESULT: Final = asyncio.Future.result
+_FUTURE_NEW: Final = asyncio.Future.__new__
 _repr_running: Final[set[int]] = set()
+# 3.14+: asyncio's "awaited by" edges (asyncio.capture_call_graph()).
+_AWAITED_BY: Final = _compat.PY314
+_ADD_AWAITED_BY: Final = _compat.future_add_to_awaited_by
+_DISCARD_AWAITED_BY: Final = _compat.future_discard_from_awaited_by
 
 
-@_compat.mypyc_attr(allow_interpreted_subclasses=True)
+class _Known:
+    """The one class compiled code here cannot import: ``treadle.Task``
+    (interpreted, ``taskclass.py``), filled in when that module loads."""
+
+    __slots__ = ("task_class",)
+
+    task_class: Any
+
+    def __init__(self) -> None:
+        self.task_class = None
+
+
+known: Final = _Known()
+
+
 class TaskCore:
-    """Everything a task does.  ``treadle.Task`` (``taskclass.py``) is this
-    class plus weak-reference support and an instance ``__dict__``, which a
-    natively compiled class cannot give itself; code here never creates
-    tasks, so it never needs to name the final class.
-    """
+    """Everything a task does, for one ``treadle.Task`` (``_task``)."""
 
     __slots__ = (
-        "_loop", "_ready", "_coro", "_context", "_state", "_result",
+        "_task", "_loop", "_ready", "_coro", "_context", "_state", "_result",
         "_exception", "_exception_tb", "_cb0", "_ctx0", "_callbacks",
         "_fut_waiter",
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
-        "_source_traceback", "_asyncio_future_blocking", "_scope",
+        "_source_traceback", "_scope",
     )
 
+    #: The Task users hold; None once the task is done (see the header).
+    _task: Any
     _loop: Any
     _ready: Any
     _coro: Any
@@ -103,7 +144,7 @@ class TaskCore:
     # callback): it is kept inline in _cb0/_ctx0, with no list and no tuple
     # allocated; further ones go to _callbacks, in order after it.  An entry
     # is either a treadle task waiting on us (Rule 2, no context) or a
-    # callable with its context.
+    # callable with its context.  Callbacks are called with the Task.
     _cb0: Any
     _ctx0: Any
     _callbacks: list[Any] | None
@@ -116,18 +157,19 @@ class TaskCore:
     _log_tb: bool
     _log_destroy_pending: bool
     _source_traceback: Any
-    _asyncio_future_blocking: bool
     #: The innermost treadle cancel scope the task is in (None: none).  The
     #: kernel only ever calls three methods on it (``treadle._scopes``
     #: defines them): at every suspension, when the task is cancelled, and
     #: when it finishes.  A task in no scope pays one attribute test.
     _scope: Any
 
-    def __init__(self, coro: Any, *, loop: Any = None, name: object = None,
-                 context: contextvars.Context | None = None,
-                 eager_start: Any = False) -> None:
-        # Every attribute __del__ and __repr__ read is set before anything
-        # can raise.
+    def __init__(self, task: Any, coro: Any, loop: Any, name: object,
+                 context: contextvars.Context | None, eager_start: Any,
+                 scope: Any = None) -> None:
+        # Every attribute the Task's __del__ and __repr__ read is set before
+        # anything can raise.
+        self._task = task
+        task._core = self
         self._state = _PENDING
         self._cb0 = None
         self._ctx0 = None
@@ -137,7 +179,6 @@ class TaskCore:
         self._exception_tb = None
         self._log_tb = False
         self._log_destroy_pending = True
-        self._asyncio_future_blocking = False
         self._cancel_message = None
         self._cancelled_exc = None
         self._num_cancels_requested = 0
@@ -163,13 +204,18 @@ class TaskCore:
         self._coro = coro
         # The number is formatted only if someone asks for the name.
         self._name = next(_task_numbers) if name is None else str(name)
+        if scope is not None:
+            # Born inside a cancel scope (a treadle TaskGroup's child), before
+            # its first step, which may be eager.
+            self._scope = scope
+            scope._add_task(self)
         if self._ready is not None and loop._hooks is not None:
-            loop._call_hooks("task_spawned", self)
+            loop._call_hooks("task_spawned", task)
         if eager_start and loop.is_running():
-            TaskCore._eager_start(self)
+            self._eager_start()
         else:
-            TaskCore._schedule(self)
-            _register(self)
+            self._schedule()
+            _register(task)
 
     # ------------------------------------------------------------------
     # scheduling
@@ -183,11 +229,6 @@ class TaskCore:
         else:
             self._loop.call_soon(self._step, context=self._context)
 
-    # Calls between TaskCore's own methods are written ``TaskCore.m(self)``:
-    # compiled, that is a direct native call, while ``self.m()`` on an
-    # instance of the (interpreted) Task subclass goes through Python-level
-    # dispatch, which mypyc must use so that subclasses can override.
-
     def _run(self) -> None:
         """Called by the kernel when it pops this task off the ready queue:
         after a bare yield (no waiter), when a treadle task it waited on
@@ -199,8 +240,11 @@ class TaskCore:
             if waiter is None:
                 _CTX_RUN(self._context, _STEP, self, None)
                 return
-            if isinstance(waiter, TaskCore):
-                if waiter._state is _FINISHED and waiter._exception is None:
+            if _AWAITED_BY and isinstance(waiter, _FUTURE_TYPE):
+                _DISCARD_AWAITED_BY(waiter, self._task)
+            if isinstance(waiter, known.task_class):
+                core: TaskCore = waiter._core
+                if core._state is _FINISHED and core._exception is None:
                     _CTX_RUN(self._context, _STEP, self, None)
                     return
             # The waiter failed or was cancelled: throw its exception in,
@@ -215,6 +259,12 @@ class TaskCore:
             else:
                 _CTX_RUN(self._context, _STEP, self, None)
         finally:
+            if self._state is not _PENDING:
+                # Done: let go of the Task (see the module header).  Here,
+                # outside the task's context: dropping the last reference
+                # runs the Task's finalizer, whose report may run the
+                # exception handler in that context.
+                self._task = None
             # Frames on the stack when a coroutine frame finishes outlive
             # their call (as its f_back chain).  None of them may end up
             # holding the task: that would make a cycle task -> exception ->
@@ -227,32 +277,45 @@ class TaskCore:
     def _wakeup(self, future: Any) -> None:
         """Done-callback on a foreign future (runs inside our context)."""
         try:
-            future.result()
-        except BaseException as exc:
-            TaskCore._step(self, exc)
-        else:
-            TaskCore._step(self, None)
+            if _AWAITED_BY and isinstance(future, _FUTURE_TYPE):
+                _DISCARD_AWAITED_BY(future, self._task)
+            try:
+                future.result()
+            except BaseException as exc:
+                self._step(exc)
+            else:
+                self._step(None)
         finally:
             del self, future
 
     def _step(self, exc: BaseException | None = None) -> None:
         if self._state is not _PENDING:
-            raise _InvalidStateError(f"_step(): already done: {self!r}, {exc!r}")
+            raise _InvalidStateError(
+                f"_step(): already done: {self._task_repr()}, {exc!r}")
         if self._must_cancel:
             if not isinstance(exc, _CancelledError):
-                exc = TaskCore._make_cancelled_error(self)
+                exc = self._make_cancelled_error()
             self._must_cancel = False
         self._fut_waiter = None
         loop = self._loop
-        current = _current_tasks.setdefault(loop, self)
-        if current is not self:
-            raise RuntimeError(f"Cannot enter into task {self!r} while another "
+        task = self._task
+        if _THREAD_STATE_TASKS:
+            _ENTER_TASK(loop, task)
+            try:
+                self._step_body(exc)
+            finally:
+                _LEAVE_TASK(loop, task)
+                del self, task, exc
+            return
+        current = _current_tasks.setdefault(loop, task)
+        if current is not task:
+            raise RuntimeError(f"Cannot enter into task {task!r} while another "
                                f"task {current!r} is being executed.")
         try:
-            TaskCore._step_body(self, exc)
+            self._step_body(exc)
         finally:
             del _current_tasks[loop]
-            del self, current, exc
+            del self, task, current, exc
 
     def _step_body(self, exc: BaseException | None) -> None:
         coro = self._coro
@@ -268,19 +331,19 @@ class TaskCore:
             if self._must_cancel:
                 # Cancelled right before the coroutine returned.
                 self._must_cancel = False
-                TaskCore._cancel_self(self, self._cancel_message)
+                self._cancel_self(self._cancel_message)
             else:
-                TaskCore._finish(self, stop.value, None)
+                self._finish(stop.value, None)
         except _CancelledError as cancelled:
             _drop_own_frame(cancelled)
             self._cancelled_exc = cancelled
-            TaskCore._cancel_self(self, None)
+            self._cancel_self(None)
         except (KeyboardInterrupt, SystemExit) as fatal:
-            TaskCore._finish(self, None, fatal)
+            self._finish(None, fatal)
             raise
         except BaseException as error:
             _drop_own_frame(error)
-            TaskCore._finish(self, None, error)
+            self._finish(None, error)
         else:
             if result is None:
                 # Bare yield: give up the rest of this turn (Rule 1).
@@ -289,10 +352,10 @@ class TaskCore:
                     ready(self)
                 else:
                     self._loop.call_soon(self._step, context=self._context)
-            elif isinstance(result, TaskCore):
-                TaskCore._wait_task(self, result)
+            elif isinstance(result, known.task_class):
+                self._wait_task(result)
             else:
-                TaskCore._wait_other(self, result)
+                self._wait_other(result)
             del result
             scope = self._scope
             if scope is not None:
@@ -302,29 +365,34 @@ class TaskCore:
         finally:
             del self, coro, exc
 
-    def _wait_task(self, other: TaskCore) -> None:
-        """The coroutine yielded a treadle task (``await other``): Rule 2."""
+    def _wait_task(self, other: Any) -> None:
+        """The coroutine yielded a treadle Task (``await other``): Rule 2."""
+        core: TaskCore = other._core
         if not other._asyncio_future_blocking:
-            TaskCore._throw_later(self, RuntimeError(
-                f"yield was used instead of yield from in task {self!r} "
-                f"with {other!r}"))
-        elif other._loop is not self._loop:
-            TaskCore._throw_later(self, RuntimeError(
-                f"Task {self!r} got Future {other!r} attached to a different loop"))
-        elif other is self:
-            TaskCore._throw_later(self, RuntimeError(f"Task cannot await on itself: {self!r}"))
+            self._throw_later(RuntimeError(
+                f"yield was used instead of yield from in task "
+                f"{self._task_repr()} with {other!r}"))
+        elif core._loop is not self._loop:
+            self._throw_later(RuntimeError(
+                f"Task {self._task_repr()} got Future {other!r} attached to a "
+                f"different loop"))
+        elif core is self:
+            self._throw_later(RuntimeError(
+                f"Task cannot await on itself: {self._task_repr()}"))
         else:
             other._asyncio_future_blocking = False
-            if self._ready is not None and other._state is _PENDING:
-                if other._cb0 is None and not other._callbacks:
-                    other._cb0 = self
-                elif other._callbacks is None:
-                    other._callbacks = [self]
+            if self._ready is not None and core._state is _PENDING:
+                if core._cb0 is None and not core._callbacks:
+                    core._cb0 = self
+                elif core._callbacks is None:
+                    core._callbacks = [self]
                 else:
-                    other._callbacks.append(self)
+                    core._callbacks.append(self)
             else:
                 other.add_done_callback(Wakeup(self), context=self._context)
             self._fut_waiter = other
+            if _AWAITED_BY:
+                _ADD_AWAITED_BY(other, self._task)
             if self._must_cancel:
                 if other.cancel(msg=self._cancel_message):
                     self._must_cancel = False
@@ -340,30 +408,32 @@ class TaskCore:
             else:
                 result_loop = get_loop()
             if result_loop is not self._loop:
-                TaskCore._throw_later(self, RuntimeError(
-                    f"Task {self!r} got Future {result!r} attached to a "
-                    f"different loop"))
+                self._throw_later(RuntimeError(
+                    f"Task {self._task_repr()} got Future {result!r} attached "
+                    f"to a different loop"))
             elif blocking:
-                if result is self:
-                    TaskCore._throw_later(self, RuntimeError(
-                        f"Task cannot await on itself: {self!r}"))
+                if result is self._task:
+                    self._throw_later(RuntimeError(
+                        f"Task cannot await on itself: {self._task_repr()}"))
                 else:
                     result._asyncio_future_blocking = False
                     result.add_done_callback(Wakeup(self), context=self._context)
                     self._fut_waiter = result
+                    if _AWAITED_BY and isinstance(result, _FUTURE_TYPE):
+                        _ADD_AWAITED_BY(result, self._task)
                     if self._must_cancel:
                         if result.cancel(msg=self._cancel_message):
                             self._must_cancel = False
             else:
-                TaskCore._throw_later(self, RuntimeError(
-                    f"yield was used instead of yield from in task {self!r} "
-                    f"with {result!r}"))
+                self._throw_later(RuntimeError(
+                    f"yield was used instead of yield from in task "
+                    f"{self._task_repr()} with {result!r}"))
         elif inspect.isgenerator(result):
-            TaskCore._throw_later(self, RuntimeError(
+            self._throw_later(RuntimeError(
                 f"yield was used instead of yield from for generator in task "
-                f"{self!r} with {result!r}"))
+                f"{self._task_repr()} with {result!r}"))
         else:
-            TaskCore._throw_later(self, RuntimeError(f"Task got bad yield: {result!r}"))
+            self._throw_later(RuntimeError(f"Task got bad yield: {result!r}"))
 
     def _throw_later(self, exc: BaseException) -> None:
         self._loop.call_soon(self._step, exc, context=self._context)
@@ -371,26 +441,29 @@ class TaskCore:
     def _eager_start(self) -> None:
         """Run the first step inside the constructor (eager task factory)."""
         loop = self._loop
-        prev = _current_tasks.get(loop)
-        _current_tasks[loop] = self
+        task = self._task
+        prev = _SWAP_CURRENT_TASK(loop, task)
         eager = _eager_tasks
         try:
             if eager is not None:
-                eager.add(self)
+                eager.add(task)
+            elif _REGISTER_EAGER is not None:
+                _REGISTER_EAGER(task)
             try:
                 _CTX_RUN(self._context, _STEP_BODY, self, None)
             finally:
                 if eager is not None:
-                    eager.discard(self)
+                    eager.discard(task)
+                elif _UNREGISTER_EAGER is not None:
+                    _UNREGISTER_EAGER(task)
         finally:
-            if prev is None:
-                del _current_tasks[loop]
-            else:
-                _current_tasks[loop] = prev
+            _SWAP_CURRENT_TASK(loop, prev)
             if self._state is _PENDING:
-                _register(self)
+                _register(task)
             else:
                 self._coro = None
+                self._task = None       # as in _run
+            del task
 
     # ------------------------------------------------------------------
     # completion
@@ -406,7 +479,7 @@ class TaskCore:
             self._exception = exc
             self._exception_tb = exc.__traceback__
             self._log_tb = True
-        TaskCore._schedule_callbacks(self)
+        self._schedule_callbacks()
 
     def _cancel_self(self, msg: Any) -> bool:
         """Future.cancel() applied to the task itself: it is now cancelled."""
@@ -417,13 +490,15 @@ class TaskCore:
         if self._scope is not None:
             self._scope._task_done(self)
         self._cancel_message = msg
-        TaskCore._schedule_callbacks(self)
+        self._schedule_callbacks()
         return True
 
     def _schedule_callbacks(self) -> None:
+        """The task is done: schedule its done-callbacks."""
         loop = self._loop
+        task = self._task
         if self._ready is not None and loop._hooks is not None:
-            loop._call_hooks("task_exited", self)
+            loop._call_hooks("task_exited", task)
         first = self._cb0
         callbacks = self._callbacks
         if first is None and not callbacks:
@@ -431,33 +506,30 @@ class TaskCore:
         context = self._ctx0
         self._cb0 = self._ctx0 = self._callbacks = None
         if first is not None:
-            TaskCore._dispatch(self, first, context)
+            self._dispatch(task, first, context)
         if callbacks:
             for entry in callbacks:
                 if isinstance(entry, TaskCore):
-                    TaskCore._dispatch(self, entry, None)
+                    self._dispatch(task, entry, None)
                 else:
-                    TaskCore._dispatch(self, entry[0], entry[1])
+                    self._dispatch(task, entry[0], entry[1])
 
-    def _dispatch(self, fn: Any, context: Any) -> None:
-        """Schedule one done-callback."""
+    def _dispatch(self, task: Any, fn: Any, context: Any) -> None:
+        """Schedule one done-callback (called with the Task)."""
         if isinstance(fn, TaskCore):
             # A treadle task waiting on us (Rule 2).
             fn._ready(fn)
         elif self._ready is not None:
-            # What loop.call_soon(fn, self, context=ctx) does, without the
+            # What loop.call_soon(fn, task, context=ctx) does, without the
             # method lookup and argument parsing: a task only finishes while
             # its loop runs, so the loop is open.
-            self._ready(Handle(fn, (self,), self._loop, context))
+            self._ready(Handle(fn, (task,), self._loop, context))
         else:
-            self._loop.call_soon(fn, self, context=context)
+            self._loop.call_soon(fn, task, context=context)
 
     # ------------------------------------------------------------------
-    # the asyncio.Future API
+    # the asyncio.Future API (``Task`` forwards here)
     # ------------------------------------------------------------------
-
-    def get_loop(self) -> Any:
-        return self._loop
 
     def done(self) -> bool:
         return self._state is not _PENDING
@@ -474,7 +546,7 @@ class TaskCore:
                 raise exc.with_traceback(self._exception_tb)
             return self._result
         if state is _CANCELLED:
-            raise TaskCore._make_cancelled_error(self)
+            raise self._make_cancelled_error()
         raise _InvalidStateError("Result is not set.")
 
     def exception(self) -> BaseException | None:
@@ -483,13 +555,13 @@ class TaskCore:
             self._log_tb = False
             return self._exception
         if state is _CANCELLED:
-            raise TaskCore._make_cancelled_error(self)
+            raise self._make_cancelled_error()
         raise _InvalidStateError("Exception is not set.")
 
-    def add_done_callback(self, fn: Callable[[Any], object], *,
-                          context: contextvars.Context | None = None) -> None:
+    def add_done_callback(self, task: Any, fn: Callable[[Any], object],
+                          context: contextvars.Context | None) -> None:
         if self._state is not _PENDING:
-            self._loop.call_soon(fn, self, context=context)
+            self._loop.call_soon(fn, task, context=context)
             return
         if context is None:
             context = _copy_context()
@@ -515,8 +587,10 @@ class TaskCore:
                 callbacks[:] = kept
         return removed
 
-    def _callback_entries(self) -> list[Any]:
-        """All done-callbacks in order (for reprs and introspection)."""
+    def callback_entries(self) -> list[Any]:
+        """All done-callbacks in order: ``(fn, context)`` pairs, and the
+        cores of treadle tasks waiting on this one (for reprs and the
+        ``_callbacks`` attribute)."""
         entries: list[Any] = []
         first = self._cb0
         if first is not None:
@@ -524,12 +598,6 @@ class TaskCore:
         if self._callbacks:
             entries.extend(self._callbacks)
         return entries
-
-    def set_result(self, result: Any) -> None:
-        raise RuntimeError("Task does not support set_result operation")
-
-    def set_exception(self, exception: Any) -> None:
-        raise RuntimeError("Task does not support set_exception operation")
 
     def _make_cancelled_error(self) -> BaseException:
         """The CancelledError to raise for a cancelled task: the one the
@@ -541,34 +609,21 @@ class TaskCore:
         msg = self._cancel_message
         return _CancelledError() if msg is None else _CancelledError(msg)
 
-    @property
-    def _log_traceback(self) -> bool:
-        return self._log_tb
-
-    @_log_traceback.setter
-    def _log_traceback(self, val: bool) -> None:
-        if val:
-            raise ValueError("_log_traceback can only be set to False")
-        self._log_tb = False
-
-    def __await__(self) -> Generator[Any, None, Any]:
+    def _await(self) -> Generator[Any, None, Any]:
+        """``Task.__await__``: yield the Task to the runner, once."""
         if self._state is _PENDING:
-            self._asyncio_future_blocking = True
-            yield self  # The kernel parks the awaiting task on us.
+            task = self._task
+            # The flag lives on the Task (see taskclass.py): any runner,
+            # treadle's or a foreign one, reads it there.
+            task._asyncio_future_blocking = True
+            yield task  # The kernel parks the awaiting task on us.
+            del task
         if self._state is _PENDING:
             raise RuntimeError("await wasn't used with future")
         return self.result()
 
-    def __iter__(self) -> Generator[Any, None, Any]:
-        return self.__await__()
-
-    @classmethod
-    def __class_getitem__(cls, item: Any) -> GenericAlias:
-        """``Task[int]`` in annotations, as with asyncio.Task."""
-        return GenericAlias(cls, item)
-
     # ------------------------------------------------------------------
-    # the asyncio.Task API
+    # the asyncio.Task API (``Task`` forwards here)
     # ------------------------------------------------------------------
 
     def cancel(self, msg: Any = None) -> bool:
@@ -579,7 +634,7 @@ class TaskCore:
         if scope is not None and scope._defer_cancel(self, msg):
             # Inside a shielded scope: delivered when the shield ends.
             return True
-        return TaskCore._request_cancel(self, msg)
+        return self._request_cancel(msg)
 
     def _request_cancel(self, msg: Any) -> bool:
         """Task.cancel() minus shields: count the request and interrupt the
@@ -606,26 +661,18 @@ class TaskCore:
                 self._must_cancel = False
         return self._num_cancels_requested
 
-    def get_coro(self) -> Any:
-        return self._coro
-
-    def get_context(self) -> contextvars.Context:
-        return self._context
-
     def get_name(self) -> str:
         name = self._name
         if type(name) is int:
             name = self._name = f"Task-{name}"
         return str(name)
 
-    def set_name(self, value: object) -> None:
-        self._name = str(value)
-
-    def get_stack(self, *, limit: Any = None) -> list[Any]:
+    def get_stack(self, limit: Any) -> list[Any]:
         return _format.frames_of(self._coro, self._exception, limit)
 
-    def print_stack(self, *, limit: Any = None, file: Any = None) -> None:
-        _format.print_stack(self, self.get_stack(limit=limit), self._exception, file)
+    def _task_repr(self) -> str:
+        """repr() of the Task: the same text as the core's own."""
+        return TaskCore.__repr__(self)
 
     def __repr__(self) -> str:
         # A task waiting on a task that waits on it would recurse forever.
@@ -652,7 +699,7 @@ class TaskCore:
                 info.append(f"exception={self._exception!r}")
             else:
                 info.append(f"result={reprlib.repr(self._result)}")
-        entries = self._callback_entries()
+        entries = self.callback_entries()
         if entries:
             info.append(_format.callbacks_repr(entries))
         if self._source_traceback:
@@ -660,11 +707,12 @@ class TaskCore:
             info.append(f"created at {frame[0]}:{frame[1]}")
         return f"<Task {' '.join(info)}>"
 
-    def __del__(self) -> None:
+    def finalize(self, task: Any) -> None:
+        """The Task is being freed: report what asyncio's task reports."""
         if self._state is _PENDING:
             if self._log_destroy_pending and self._coro is not None:
                 context: dict[str, Any] = {
-                    "task": self,
+                    "task": task,
                     "message": "Task was destroyed but it is pending!",
                 }
                 if self._source_traceback:
@@ -674,17 +722,28 @@ class TaskCore:
             context = {
                 "message": "Task exception was never retrieved",
                 "exception": self._exception,
-                "future": self,
+                "future": task,
             }
             if self._source_traceback:
                 context["source_traceback"] = self._source_traceback
             self._loop.call_exception_handler(context)
 
 
+def new_task(cls: Any, coro: Any, loop: Any, name: object,
+             context: contextvars.Context | None, eager_start: Any,
+             scope: Any = None) -> Any:
+    """A ``treadle.Task`` (of class *cls*) without running Python-level
+    ``__init__``: what ``loop.create_task()`` makes.  *scope*: the cancel
+    scope it starts in."""
+    task = _FUTURE_NEW(cls)
+    TaskCore(task, coro, loop, name, context, eager_start, scope)
+    return task
+
+
 _UNCANCEL_CLEARS_MUST_CANCEL: Final = _compat.PY313
 
 
-def _register(task: TaskCore) -> None:
+def _register(task: Any) -> None:
     """Make a pending task visible to asyncio.all_tasks()."""
     if _REGISTRY_ADD is not None:
         _REGISTRY_ADD(_WEAKREF(task, _REGISTRY_REMOVE))
@@ -720,7 +779,7 @@ class Wakeup:
         return "Task.task_wakeup"
 
     def __repr__(self) -> str:
-        return f"<Task.task_wakeup of {self.task!r}>"
+        return f"<Task.task_wakeup of {self.task._task_repr()}>"
 
 # The frame of _step_body heads the traceback of every exception a
 # coroutine raises (compiled, mypyc adds an entry of the same name);

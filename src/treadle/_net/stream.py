@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import warnings
 from asyncio import trsock
 from typing import Any, Callable
@@ -63,6 +64,11 @@ from . import base
 _BufferedProtocol = asyncio.BufferedProtocol
 _TransportSocket = trsock.TransportSocket
 _SHUT_WR = socket.SHUT_WR
+
+# asyncio's message for write(<not bytes>), which 3.14 reworded.
+_NOT_BYTES = ("data argument must be a bytes, bytearray, or memoryview object, not {!r}"
+              if sys.version_info >= (3, 14) else
+              "data argument must be a bytes-like object, not {!r}")
 
 
 def _byte_view(data: Any) -> Any:
@@ -389,8 +395,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
 
     def write(self, data: Any) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data argument must be a bytes-like object, "
-                            f"not {type(data).__name__!r}")
+            raise TypeError(_NOT_BYTES.format(type(data).__name__))
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._empty_waiter is not None:
@@ -447,8 +452,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         chunks = []
         for data in list_of_data:
             if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"data argument must be a bytes-like object, "
-                                f"not {type(data).__name__!r}")
+                raise TypeError(_NOT_BYTES.format(type(data).__name__))
             data = _byte_view(data)
             if len(data):
                 chunks.append(data)

@@ -60,7 +60,7 @@ def _policy_child_watcher() -> Any:
             watcher = getattr(policy, "_watcher", None)
         else:
             try:
-                watcher = policy.get_child_watcher()
+                watcher = getattr(policy, "get_child_watcher")()
             except (NotImplementedError, AttributeError):
                 return None
     if watcher is None or type(watcher) in _HARMLESS_WATCHERS:

@@ -69,14 +69,15 @@ def _host() -> tuple[KernelLoop, TaskCore]:
             f"treadle cancel scopes need treadle's event loop; the running loop "
             f"is {type(loop).__module__}.{type(loop).__qualname__} (run with "
             f"treadle.run() or loop_factory=treadle.new_event_loop)")
-    task = _compat.current_tasks.get(loop)
-    if not isinstance(task, TaskCore):
+    task = _compat.current_task(loop)
+    core = getattr(task, "_core", None)
+    if not isinstance(core, TaskCore):
         raise RuntimeError(
             f"treadle cancel scopes must be used inside a treadle task, not "
             f"{task!r} (the loop's task factory makes {type(task).__name__})"
             if task is not None else
             "treadle cancel scopes must be used inside a task")
-    return loop, task
+    return loop, core
 
 
 def _only_cancellations(exc: BaseException | None) -> bool:

@@ -32,8 +32,9 @@ import contextvars
 from types import TracebackType
 from typing import Any, Awaitable, Callable
 
+from .._kernel import _compat
 from .._kernel.taskclass import Task
-from .._kernel.task import TaskCore
+from .._kernel.task import new_task
 from .scope import CancelScope
 
 _CancelledError = asyncio.CancelledError
@@ -59,8 +60,9 @@ class TaskGroup:
 
     def __init__(self) -> None:
         self._scope = CancelScope()
-        self._tasks: set[TaskCore] = set()
-        self._starting: dict[TaskCore, TaskStatus] = {}
+        self._tasks: set[Task] = set()
+        self._starting: dict[Task, TaskStatus] = {}
+        self._parent_task: Task | None = None
         self._errors: list[BaseException] = []
         self._base_error: BaseException | None = None
         self._loop: Any = None
@@ -91,13 +93,17 @@ class TaskGroup:
         self._scope.__enter__()         # (checks the loop and the task)
         self._entered = True
         self._loop = self._scope._loop
+        self._parent_task = _compat.current_task(self._loop)
         return self
 
     # -- spawning ----------------------------------------------------------
 
     def create_task(self, coro: Any, *, name: Any = None,
-                    context: contextvars.Context | None = None) -> Task:
-        """Start *coro* as a child task (asyncio's TaskGroup.create_task)."""
+                    context: contextvars.Context | None = None,
+                    eager_start: Any = False) -> Task:
+        """Start *coro* as a child task (asyncio's TaskGroup.create_task).
+        With ``eager_start=True`` (3.14's keyword, on every version) its
+        first step runs here, already inside the group's scope."""
         if not self._entered:
             if asyncio.iscoroutine(coro):
                 coro.close()
@@ -106,13 +112,23 @@ class TaskGroup:
             if asyncio.iscoroutine(coro):
                 coro.close()
             raise RuntimeError(f"TaskGroup {self!r} is finished")
-        task = Task(coro, loop=self._loop, name=name, context=context)
-        # Rule 1 (the task has not run yet: create_task is never eager here).
-        task._scope = self._scope
-        self._scope._add_task(task)
+        # Rule 1: the child is in the scope from its first step on.
+        task: Task = new_task(Task, coro, self._loop, name, context,
+                              eager_start, self._scope)
+        _compat.future_add_to_awaited_by(task, self._parent_task)
+        # Always, even if an eager first step already finished it (asyncio's
+        # rule too): its error must still cancel the group.
         self._tasks.add(task)
         task.add_done_callback(self._on_task_done)
         return task
+
+    def cancel(self) -> None:
+        """Cancel the group: every child and the body (3.15's
+        ``TaskGroup.cancel()``).  The ``async with`` block then ends without
+        raising CancelledError.  Called before the group is entered, it
+        cancels the group as it enters; calling it again, or after the group
+        exited, does nothing."""
+        self._scope.cancel()
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any,
                    name: Any = None) -> None:
@@ -137,8 +153,9 @@ class TaskGroup:
         finally:
             self._starting.pop(task, None)
 
-    def _on_task_done(self, task: TaskCore) -> None:
+    def _on_task_done(self, task: Task) -> None:
         self._tasks.discard(task)
+        _compat.future_discard_from_awaited_by(task, self._parent_task)
         waiter = self._waiter
         if waiter is not None and not self._tasks and not waiter.done():
             waiter.set_result(None)

@@ -103,11 +103,13 @@ def sources_of(item: Any) -> list[object]:
     """The objects a ready item comes from (see the module docstring)."""
     callback = getattr(item, "_callback", _NO_CALLBACK)
     if callback is _NO_CALLBACK:
-        # Not a Handle: a task queued as itself.  If a future it awaited
-        # woke it (the kernel queues the task directly, without a Handle),
-        # that future is a source too: its callbacks keep their order.
+        # Not a Handle: a task queued as itself (its kernel core, which
+        # stands for the Task users hold).  If a future it awaited woke it
+        # (the kernel queues the task directly, without a Handle), that
+        # future is a source too: its callbacks keep their order.
+        task = getattr(item, "_task", None) or item
         waiter = getattr(item, "_fut_waiter", None)
-        return [item] if waiter is None else [item, waiter]
+        return [task] if waiter is None else [task, waiter]
     out: list[object] = []
     _add_callable(callback, out)
     loop = getattr(item, "_loop", None)
@@ -123,7 +125,8 @@ def task_of(item: Any) -> object | None:
     """The task a ready item steps or wakes (None: a plain callback)."""
     callback = getattr(item, "_callback", _NO_CALLBACK)
     if callback is _NO_CALLBACK:
-        task: object = item             # a task queued as itself
+        # a task queued as itself (its core, which stands for the Task)
+        task: object = getattr(item, "_task", None) or item
         return task
     owner: object = getattr(callback, "__self__", None)
     if owner is not None and _is_task(owner):
