@@ -622,3 +622,21 @@ def test_failed_task_freed_without_cyclic_gc(loop):
     finally:
         gc.enable()
     assert "Task exception was never retrieved" in seen
+
+
+def test_task_defines_every_attribute_of_asyncio_task():
+    """treadle.Task subclasses the C asyncio.Task without ever running its
+    __init__ (its fields stay zero): every method and attribute of the Task
+    and Future APIs must therefore be treadle's own (taskclass.py's rule).
+    The one exception is the awaited-by set, which asyncio's own functions
+    write into the C fields on 3.14+."""
+    own: set[str] = set()
+    for cls in treadle.Task.__mro__:
+        if cls is asyncio.Task:
+            break
+        own |= set(vars(cls))
+    must = [n for n in dir(asyncio.Task)
+            if not n.startswith("__")
+            or n in ("__repr__", "__del__", "__await__", "__iter__", "__init__")]
+    left_to_c = [n for n in must if n not in own and n != "_asyncio_awaited_by"]
+    assert left_to_c == []

@@ -90,11 +90,6 @@ future_discard_from_awaited_by: Callable[[Any, Any], None] = (
 eager_tasks: set[Any] | None = (
     None if PY314 else getattr(_aio_tasks, "_eager_tasks", None))
 
-#: 3.14+: register/unregister an eagerly running task, the C module's way.
-register_eager_task: Callable[[Any], None] | None = (
-    _asyncio._register_eager_task if PY314 else None)
-unregister_eager_task: Callable[[Any], None] | None = (
-    _asyncio._unregister_eager_task if PY314 else None)
 
 
 def _c_registry() -> weakref.WeakSet[Any] | None:

@@ -10,10 +10,11 @@ a Handle and a ``Context.run`` per step, and the kernel cannot see inside it.
 This task is a plain object the ready queue holds directly.
 
 Two objects make one task.  ``treadle.Task`` (``taskclass.py``), the object
-users hold, is a subclass of ``asyncio.Future``: asyncio's own functions
-(``capture_call_graph()``, ``future_add_to_awaited_by()``, ...) accept only
-real Future instances.  A natively compiled class cannot subclass the C
-Future (its instance layout is the C module's), so everything a task *does*
+users hold, is a subclass of ``asyncio.Task``: asyncio's own functions
+(``capture_call_graph()``, ``future_add_to_awaited_by()``,
+``format_call_graph()``, ...) accept only real Future and Task instances.
+A natively compiled class cannot subclass the C Task (its instance layout is
+the C module's), so everything a task *does*
 lives here, in ``TaskCore``, a compiled object that the ready queue, the
 wait lists and cancel scopes hold; ``Task``'s methods forward to it.  The
 core points back to its ``Task`` while the task is pending (the cycle keeps
@@ -35,7 +36,7 @@ freed by the cyclic GC.)
 * **Rule 3 - asyncio sees a Task.**  The current task and the task
   registry asyncio's functions read are written as the C task writes them
   (see ``_compat``), always with the ``Task`` (never the core); the task is
-  an ``asyncio.Future``; on 3.14+ its waits are recorded as asyncio's
+  an ``asyncio.Task``; on 3.14+ its waits are recorded as asyncio's
   "awaited by" edges, as the C task records them; the private attributes
   widely used libraries read (``_must_cancel``, ``_fut_waiter``,
   ``_source_traceback``, ``_log_destroy_pending``, ``_loop``, ``_coro``)
@@ -80,8 +81,6 @@ _THREAD_STATE_TASKS: Final = _compat.THREAD_STATE_TASKS
 _ENTER_TASK: Final = _compat.enter_task
 _LEAVE_TASK: Final = _compat.leave_task
 _SWAP_CURRENT_TASK: Final = _compat.swap_current_task
-_REGISTER_EAGER: Final = _compat.register_eager_task
-_UNREGISTER_EAGER: Final = _compat.unregister_eager_task
 _REGISTRY_ADD: Final = _compat.registry_set_add
 _REGISTRY_REMOVE: Final = _compat.registry_remove
 _WEAKREF: Final = weakref.ref
@@ -95,7 +94,7 @@ _CTX_RUN: Final = contextvars.Context.run
 _task_numbers: Final = itertools.count(1)
 _FUTURE_TYPE: Final = asyncio.Future
 _FUTURE_RESULT: Final = asyncio.Future.result
-_FUTURE_NEW: Final = asyncio.Future.__new__
+_TASK_NEW: Final = asyncio.Task.__new__
 _repr_running: Final[set[int]] = set()
 # 3.14+: asyncio's "awaited by" edges (asyncio.capture_call_graph()).
 _AWAITED_BY: Final = _compat.PY314
@@ -447,19 +446,22 @@ class TaskCore:
         try:
             if eager is not None:
                 eager.add(task)
-            elif _REGISTER_EAGER is not None:
-                _REGISTER_EAGER(task)
+            else:
+                # 3.14+: the C module's eager registration would link a
+                # subclass of its Task into its list of C tasks (see
+                # taskclass.py); the registry of other tasks serves (it
+                # skips done tasks).  3.11: no eager registry at all.
+                _register(task)
             try:
                 _CTX_RUN(self._context, _STEP_BODY, self, None)
             finally:
                 if eager is not None:
                     eager.discard(task)
-                elif _UNREGISTER_EAGER is not None:
-                    _UNREGISTER_EAGER(task)
         finally:
             _SWAP_CURRENT_TASK(loop, prev)
             if self._state is _PENDING:
-                _register(task)
+                if eager is not None:
+                    _register(task)
             else:
                 self._coro = None
                 self._task = None       # as in _run
@@ -735,7 +737,7 @@ def new_task(cls: Any, coro: Any, loop: Any, name: object,
     """A ``treadle.Task`` (of class *cls*) without running Python-level
     ``__init__``: what ``loop.create_task()`` makes.  *scope*: the cancel
     scope it starts in."""
-    task = _FUTURE_NEW(cls)
+    task = _TASK_NEW(cls)
     TaskCore(task, coro, loop, name, context, eager_start, scope)
     return task
 

@@ -1,13 +1,19 @@
 """``treadle.Task``, the class users see, and the task factories.
 
-Owns: the object users hold.  ``Task`` is a subclass of ``asyncio.Future``
-(asyncio's introspection, ``isinstance(task, asyncio.Future)`` and its
-"awaited by" bookkeeping accept nothing else) and forwards everything to its
-``TaskCore`` (``task.py``), the compiled object the kernel steps.  This
-module is never compiled: a natively compiled class cannot subclass the C
-Future.  The C Future's own fields are never used (``Future.__init__`` is
-not called); every method and attribute of the Future and Task APIs is
-defined here, over the core.
+Owns: the object users hold.  ``Task`` is a subclass of ``asyncio.Task``
+(asyncio's introspection - ``capture_call_graph()``, ``format_call_graph()``
+- its "awaited by" bookkeeping and ``isinstance(task, asyncio.Task)`` accept
+nothing else) and forwards everything to its ``TaskCore`` (``task.py``), the
+compiled object the kernel steps.  This module is never compiled: a natively
+compiled class cannot subclass the C Task.
+
+Rule: the C Task's own fields are never used (its ``__init__`` is never
+called, they stay zero), so *every* method and attribute of the Future and
+Task APIs is defined here, over the core; ``tests/kernel/test_task.py``
+checks that none is left to the C class.  Nor is the task ever given to
+``_asyncio._register_task``, which would link it into the C module's
+per-thread list of C tasks (read by ``python -m asyncio ps``); it goes into
+the registry asyncio keeps for other tasks (see ``_compat``).
 """
 
 from __future__ import annotations
@@ -26,20 +32,20 @@ def _forwarded(name: str, doc: str) -> Any:
     return property(attrgetter(f"_core.{name}"), doc=doc)
 
 
-class Task(asyncio.Future[Any]):
+class Task(asyncio.Task[Any]):
     """A coroutine wrapped in a future, stepped by the treadle kernel.
 
     Same constructor and API as ``asyncio.Task``.  Use ``loop.create_task()``
     (or ``asyncio.create_task()``) rather than the constructor.
     """
 
-    # The C Future already gives instances a __dict__ and weak references.
+    # The C Task already gives instances a __dict__ and weak references.
     __slots__ = ("_core",)
 
     _core: TaskCore
 
     #: asyncio's "this future was yielded by await" flag: a plain class
-    #: attribute shadowing the C Future's, so asyncio.isfuture(task) and
+    #: attribute shadowing the C Task's, so asyncio.isfuture(task) and
     #: the runners read it at C speed; set on the instance while a
     #: runner picks up the yielded task.
     _asyncio_future_blocking = False
