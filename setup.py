@@ -1,18 +1,26 @@
 """Build script: compiles treadle's typed Python source with mypyc.
 
 The same source runs uncompiled.  Set TREADLE_PURE=1 to install the
-pure-Python build; it is also what you get, with a warning, when mypyc or a
-C compiler is not available or compiling fails.  At run time, TREADLE_PURE=1
-makes an installed compiled build import its Python source instead.
+pure-Python build.  Without it, a failure to compile fails the install,
+loudly: a pure build installed in its place would run slower without
+saying so.  The one exception is a machine with no C compiler at all, which
+gets the pure build with a warning.  At run time, TREADLE_PURE=1 makes an
+installed compiled build import its Python source instead.
 """
 
 import os
 import re
+import shlex
 import shutil
 import sys
+import sysconfig
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+
+def _pure_requested():
+    return os.environ.get("TREADLE_PURE", "") not in ("", "0")
+
 
 # Modules compiled to native code: the hot paths.  Everything else stays
 # Python (slow paths, the CLI, the pytest plugin, ...).
@@ -32,54 +40,50 @@ COMPILED = [
 # benchmarks; correctness on every version comes first.
 
 
-def _pure_requested():
-    return os.environ.get("TREADLE_PURE", "") not in ("", "0")
+class CompileFailed(SystemExit):
+    """Compiling failed: stop the install with a message that says why
+    and how to install the pure-Python build on purpose."""
+
+    def __init__(self, what):
+        super().__init__(
+            f"\ntreadle: {what}\n"
+            f"treadle: the compiled build could not be made, so nothing was "
+            f"installed.\n"
+            f"treadle: to install the (slower) pure-Python build instead, set "
+            f"TREADLE_PURE=1.\n")
 
 
-class OptionalBuildExt(build_ext):
-    """Compile if we can; otherwise fall back to the pure-Python build."""
+def _have_c_compiler():
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    words = shlex.split(cc)
+    return bool(words) and shutil.which(words[0]) is not None
+
+
+class CheckedBuildExt(build_ext):
+    """build_ext that turns any compile error into CompileFailed."""
 
     def run(self):
         try:
             super().run()
-        except Exception as exc:  # compiler missing or failing
-            self._fall_back(exc)
-
-    def build_extension(self, ext):
-        try:
-            super().build_extension(ext)
+        except CompileFailed:
+            raise
         except Exception as exc:
-            self._fall_back(exc)
-            raise _FellBack from exc
-
-    def _fall_back(self, exc):
-        if isinstance(exc, _FellBack):
-            return
-        print(f"treadle: compiling failed ({exc}); installing the pure-Python "
-              f"build", file=sys.stderr)
-        # Remove whatever was built, so no half-compiled package is installed.
-        for ext in self.extensions:
-            path = self.get_ext_fullpath(ext.name)
-            if os.path.exists(path):
-                os.remove(path)
-        self.extensions = []
-        if os.path.isdir(self.build_temp):
-            shutil.rmtree(self.build_temp, ignore_errors=True)
-
-
-class _FellBack(Exception):
-    pass
+            raise CompileFailed(f"compiling the C extension failed: {exc}") from exc
 
 
 def ext_modules():
     if _pure_requested():
         return []
+    if not _have_c_compiler():
+        print("treadle: WARNING: no C compiler found; installing the pure-Python "
+              "build (slower).  Install a C compiler and reinstall to get the "
+              "compiled build.", file=sys.stderr)
+        return []
     try:
         from mypyc.build import mypycify
-    except ImportError:
-        print("treadle: mypyc is not available; installing the pure-Python build",
-              file=sys.stderr)
-        return []
+    except ImportError as exc:
+        raise CompileFailed(f"mypyc is not available ({exc}); it comes with the "
+                            f"mypy version pinned in pyproject.toml") from exc
     try:
         # Type errors anywhere in the import graph stop mypyc; an unused
         # "type: ignore" (an error under the project's strict settings,
@@ -88,9 +92,8 @@ def ext_modules():
                               only_compile_paths=COMPILED,
                               opt_level="3", debug_level="0")
     except (Exception, SystemExit) as exc:  # mypyc refused the source
-        print(f"treadle: mypyc failed ({exc}); installing the pure-Python build",
-              file=sys.stderr)
-        return []
+        raise CompileFailed(f"mypyc failed on this Python "
+                            f"({sys.version.split()[0]}): {exc!r}") from exc
     for ext in extensions:
         for source in ext.sources:
             _no_traceback_entries(source)
@@ -145,4 +148,4 @@ def _no_traceback_entries(path):
         f.write(_clear_weakrefs_on_dealloc(text[:end] + _NO_TB + text[end:]))
 
 
-setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": CheckedBuildExt})

@@ -10,7 +10,8 @@ from . import _purity
 if _purity.requested():
     _purity.prefer_source()
 
-from ._kernel import Handle, Task, TimerHandle, eager_task_factory, task_factory
+from ._kernel import (Handle, Task, TimerHandle, c_task_factory, eager_task_factory,
+                      task_factory)
 from ._loop import EventLoop, new_event_loop
 from ._runner import run
 from ._scopes import (CancelScope, TaskGroup, TaskStatus, current_effective_deadline,
@@ -36,7 +37,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "CancelScope", "EventLoop", "EventLoopPolicy", "Handle", "Task", "TaskGroup",
-    "TaskStatus", "TimerHandle", "__compiled__", "__version__",
+    "TaskStatus", "TimerHandle", "__compiled__", "__version__", "c_task_factory",
     "current_effective_deadline", "eager_task_factory", "fail_after", "fail_at",
     "move_on_after", "move_on_at", "new_event_loop", "run", "task_factory",
 ]

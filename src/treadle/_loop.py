@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from ._io.backend import IOBackend
 from ._kernel.seams import Clock
@@ -26,7 +26,8 @@ class EventLoop(ShutdownMixin, ProcessMixin, NetworkMixin, SignalMixin):
 
 def new_event_loop(*, clock: Clock | None = None,
                    backend: IOBackend | None = None,
-                   seed: int | None = None) -> EventLoop:
+                   seed: int | None = None,
+                   task_factory: Callable[..., Any] | None = None) -> EventLoop:
     """A new treadle event loop.
 
     *clock* replaces ``time.monotonic`` as the loop's time source (see
@@ -34,8 +35,13 @@ def new_event_loop(*, clock: Clock | None = None,
     (epoll on Linux, ``selectors`` elsewhere).  *seed* turns on seeded
     scheduling: tasks ready in the same turn run in an order drawn from
     ``random.Random(seed)`` (callbacks of one task, future or transport keep
-    their order); the same seed gives the same order.
+    their order); the same seed gives the same order.  *task_factory*
+    is set with ``loop.set_task_factory()`` before anything runs (so it
+    makes ``asyncio.run()``'s main task too), for example
+    ``treadle.c_task_factory``.
     """
+    if task_factory is not None and not callable(task_factory):
+        raise TypeError("task factory must be a callable or None")
     order = None
     if seed is not None:
         from .testing.order import SeededOrder
@@ -43,6 +49,8 @@ def new_event_loop(*, clock: Clock | None = None,
     loop = EventLoop(clock=clock, backend=backend)  # type: ignore[abstract, unused-ignore]
     if order is not None:
         order.install(loop)
+    if task_factory is not None:
+        loop.set_task_factory(task_factory)
     return loop
 
 

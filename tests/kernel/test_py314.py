@@ -352,3 +352,70 @@ def test_event_loop_policy_is_still_there():
     finally:
         loop.close()
     assert type(policy).__module__ == "treadle"
+
+
+# -- python -m asyncio ps / pstree (3.14+) ----------------------------------------
+
+_PS_TARGET = """
+import asyncio, os, sys, treadle
+async def worker():
+    await asyncio.sleep(60)
+async def main():
+    async with asyncio.TaskGroup() as tg:
+        for i in range(2):
+            tg.create_task(worker(), name=f"ps-worker-{i}")
+        print(os.getpid(), flush=True)
+factory = treadle.c_task_factory if sys.argv[1] == "c" else None
+treadle.run(main()) if factory is None else asyncio.run(
+    main(), loop_factory=lambda: treadle.new_event_loop(task_factory=factory))
+"""
+
+
+def _asyncio_ps(tmp_path, which: str) -> tuple[str, str]:
+    script = tmp_path / "target.py"
+    script.write_text(_PS_TARGET)
+    proc = subprocess.Popen([sys.executable, str(script), which],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        pid = proc.stdout.readline().strip()
+        ps = subprocess.run([sys.executable, "-m", "asyncio", "ps", pid],
+                            capture_output=True, text=True, timeout=60)
+        tree = subprocess.run([sys.executable, "-m", "asyncio", "pstree", pid],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    if ps.returncode != 0 and "ermission" in ps.stderr:
+        pytest.skip(f"python -m asyncio ps needs ptrace rights here: {ps.stderr.strip()}")
+    assert ps.returncode == 0, ps.stderr
+    return ps.stdout, tree.stdout
+
+
+@needs_314
+def test_asyncio_ps_lists_tasks_with_the_c_task_factory(tmp_path):
+    ps, tree = _asyncio_ps(tmp_path, "c")
+    assert "ps-worker-0" in ps and "ps-worker-1" in ps
+    assert "ps-worker-0" in tree and "worker" in tree
+
+
+@needs_314
+def test_asyncio_ps_sees_no_treadle_tasks_by_default(tmp_path):
+    # What the README says: asyncio's ps reads C task structures only;
+    # treadle's own tasks are listed by `treadle ps` instead.
+    ps, _ = _asyncio_ps(tmp_path, "treadle")
+    assert "ps-worker" not in ps
+
+
+def test_new_event_loop_task_factory():
+    loop = treadle.new_event_loop(task_factory=treadle.c_task_factory)
+    try:
+        assert loop.get_task_factory() is treadle.c_task_factory
+
+        async def main():
+            return type(asyncio.current_task())
+        assert loop.run_until_complete(main()) is asyncio.Task
+    finally:
+        loop.close()
+    with pytest.raises(TypeError, match="task factory"):
+        treadle.new_event_loop(task_factory=42)

@@ -6,7 +6,7 @@ the shape of one turn and ``seams.py`` for what can be plugged in.
 
 from .handles import Handle, TimerHandle
 from .loop import KernelLoop
-from .taskclass import Task, eager_task_factory, task_factory
+from .taskclass import Task, c_task_factory, eager_task_factory, task_factory
 
-__all__ = ["Handle", "KernelLoop", "Task", "TimerHandle", "eager_task_factory",
-           "task_factory"]
+__all__ = ["Handle", "KernelLoop", "Task", "TimerHandle", "c_task_factory",
+           "eager_task_factory", "task_factory"]

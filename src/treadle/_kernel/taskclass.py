@@ -218,4 +218,15 @@ def task_factory(loop: Any, coro: Any, *, name: object = None,
     return task
 
 
-__all__ = ["Task", "eager_task_factory", "task_factory"]
+def c_task_factory(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+    """A task factory making asyncio's own C tasks on a treadle loop
+    (``treadle.new_event_loop(task_factory=treadle.c_task_factory)``).
+
+    What it is for: ``python -m asyncio ps``/``pstree`` (3.14+) read C task
+    structures out of the target process's memory and list only asyncio's C
+    tasks.  Those tasks are stepped through a Handle per step, as on
+    asyncio's loop, and cannot enter treadle's cancel scopes."""
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+__all__ = ["Task", "c_task_factory", "eager_task_factory", "task_factory"]
