@@ -41,9 +41,10 @@ had nothing to do for their *cushion* of real seconds; what
 ``idle()`` (a virtual clock jumps to the next deadline there).  Idle waiters
 go first.
 
-The ready queue holds two kinds of item, both with a ``_run()`` method:
-``Handle`` (a callback) and ``Task`` (a task step, queued without any
-wrapper, see ``task.py``).
+The ready queue holds three kinds of item, all with a ``_run()`` method:
+``Handle`` (a callback), ``TaskCore`` (a task step, queued without any
+wrapper, see ``task.py``) and, on 3.14+, asyncio's own thread-safe handle
+from ``call_soon_threadsafe()`` (skipped when cancelled, as asyncio does).
 
 Invariants of the hot path (``call_soon``, the batch loop, task switches):
 no allocation beyond the Handle and its context copy; no clock read when no
@@ -94,6 +95,7 @@ class _Unset:
 _UNSET: Final = _Unset()
 
 _Future = asyncio.Future
+_ThreadSafeHandle: Any = getattr(asyncio.events, "_ThreadSafeHandle", None)
 _monotonic = time.monotonic
 _perf_counter = time.perf_counter
 _get_running_loop = asyncio.events._get_running_loop
@@ -325,11 +327,19 @@ class KernelLoop(asyncio.AbstractEventLoop):
         return handle
 
     def call_soon_threadsafe(self, callback: Callable[..., object],  # type: ignore[override]
-                             *args: Any, context: Any = None) -> Handle:
+                             *args: Any, context: Any = None) -> Any:
         if self._closed:
             raise RuntimeError("Event loop is closed")
         self._check_callback(callback, "call_soon_threadsafe")
-        handle = Handle(callback, args, self, context)
+        handle: Any
+        if _ThreadSafeHandle is not None:
+            # 3.14+: asyncio's own thread-safe handle, whose cancel() from
+            # another thread waits for a callback that is running (a lock
+            # per handle; the threads that call this pay a thread switch
+            # anyway).  Before 3.14 asyncio hands out plain handles.
+            handle = _ThreadSafeHandle(callback, args, self, context)
+        else:
+            handle = Handle(callback, args, self, context)
         self._ready.append(handle)
         # Only a loop that may be blocked needs the pipe (see _run_once for
         # why reading the flag after appending is race-free under the GIL).
@@ -530,7 +540,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                     TaskCore._run(item)
                 elif isinstance(item, Handle):
                     Handle._run(item)
-                else:
+                elif not item._cancelled:       # one of asyncio's handles
                     item._run()
             item = None  # no frame may keep a task alive (see Task._run)
         # -- 4. end of batch -------------------------------------------------

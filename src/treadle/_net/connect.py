@@ -317,6 +317,16 @@ class ConnectMixin(SendfileMixin):
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
             call_connection_made=False)
+        if server_side:
+            # Bytes the client sent right after its plain-text part (the
+            # start of its handshake) may already sit in a stream reader's
+            # buffer: they belong to TLS now (as 3.14's asyncio, gh-142352).
+            reader = getattr(protocol, "_stream_reader", None)
+            if isinstance(protocol, asyncio.StreamReaderProtocol) and reader is not None:
+                buffered = reader._buffer
+                if buffered:
+                    tls._tls.receive(bytes(buffered))
+                    buffered.clear()
         # Pause first: the TLS protocol must not see data before its
         # connection_made.
         transport.pause_reading()
@@ -329,6 +339,10 @@ class ConnectMixin(SendfileMixin):
             transport.close()
             conmade_cb.cancel()
             resume_cb.cancel()
+            # The exception's traceback holds this frame: without these the
+            # frame -> waiter/protocol -> exception cycle would keep the
+            # transport alive until the cyclic GC runs.
+            waiter = tls = None  # type: ignore[assignment]
             raise
         return tls._app_transport
 

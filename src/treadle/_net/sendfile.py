@@ -35,6 +35,17 @@ _SOCK_FALLBACK_CHUNK = 1024 * 256
 _TRANSPORT_FALLBACK_CHUNK = 16384
 
 
+#: 3.14 made sendfile's file position exact: the fallbacks seek to *offset*
+#: even when it is 0, and the native path leaves the position after what it
+#: sent even when it sent nothing.  Up to 3.13 both only move it when needed.
+_SEEK_ALWAYS = sys.version_info >= (3, 14)
+
+
+def _seek_to_start(file: Any, offset: int) -> None:
+    if offset or (_SEEK_ALWAYS and hasattr(file, "seek")):
+        file.seek(offset)
+
+
 def _check_sendfile_params(sock: Any, file: Any, offset: Any, count: Any) -> None:
     if "b" not in getattr(file, "mode", "b"):
         raise ValueError("file should be opened in binary mode")
@@ -105,8 +116,7 @@ class SendfileMixin(SocketMixin):
 
     async def _sock_sendfile_fallback(self, sock: socket.socket, file: Any,
                                       offset: int, count: int | None) -> int:
-        if offset:
-            file.seek(offset)
+        _seek_to_start(file, offset)
         blocksize = min(count, _SOCK_FALLBACK_CHUNK) if count else _SOCK_FALLBACK_CHUNK
         buf = bytearray(blocksize)
         total_sent = 0
@@ -172,8 +182,7 @@ class SendfileMixin(SocketMixin):
 
     async def _sendfile_fallback(self, transp: Any, file: Any, offset: int,
                                  count: int | None) -> int:
-        if offset:
-            file.seek(offset)
+        _seek_to_start(file, offset)
         blocksize = min(count, _TRANSPORT_FALLBACK_CHUNK) if count else _TRANSPORT_FALLBACK_CHUNK
         buf = bytearray(blocksize)
         total_sent = 0
@@ -219,7 +228,9 @@ class _SendfileJob:
         self.registered = False
 
     def update_filepos(self) -> None:
-        if self.total_sent > 0:
+        # 3.14+: the file position ends after what was sent even when
+        # nothing was (asyncio's rule of each version).
+        if self.total_sent > 0 or _SEEK_ALWAYS:
             os.lseek(self.fileno, self.start + self.total_sent, os.SEEK_SET)
 
     def finish(self, loop: Any, result: Any = None,

@@ -41,6 +41,10 @@ from .connect import ConnectMixin
 _copy_context = contextvars.copy_context
 
 
+#: Python 3.14's serve_forever() closes the clients when it is cancelled.
+_CLOSE_CLIENTS_ON_CANCEL = sys.version_info >= (3, 14)
+
+
 class Server(asyncio.AbstractServer):
     """A listening server on a treadle loop."""
 
@@ -163,6 +167,11 @@ class Server(asyncio.AbstractServer):
         except asyncio.CancelledError:
             try:
                 self.close()
+                if _CLOSE_CLIENTS_ON_CANCEL:
+                    # 3.14+: cancelling serve_forever() also closes the
+                    # connections (a hanging client no longer holds
+                    # wait_closed() up).
+                    self.close_clients()
                 await self.wait_closed()
             finally:
                 raise

@@ -517,6 +517,11 @@ class TLSProtocol(_BufferedProtocol):
         self._app_get_buffer = None
         self._app_buffer_updated = None
         self._wakeup_waiter(exc)
+        # Nor may the error outlive its report: its traceback holds the
+        # frames of the call that failed, whose locals hold this protocol.
+        self._close_exc = None
+        tls.error = None
+        exc = None
         if self._shutdown_timeout_handle is not None:
             self._shutdown_timeout_handle.cancel()
             self._shutdown_timeout_handle = None
@@ -673,7 +678,17 @@ class TLSProtocol(_BufferedProtocol):
             else:
                 message = "SSL handshake failed"
             self._fatal_error(exc, message, deliver_alert=True)
-            self._wakeup_waiter(exc)
+            at_batch_end = self._at_batch_end
+            if at_batch_end is not None and self._waiter is not None:
+                # The alert is still held for the end of the batch, and the
+                # wire's connection_lost() is scheduled when it leaves.
+                # Wake the waiter after that, in asyncio's order: by the
+                # time start_tls() raises, the wire transport has let go of
+                # this protocol, so nothing keeps the failed connection
+                # alive (the error's traceback holds the caller's frames).
+                at_batch_end(lambda: self._wakeup_waiter(exc))
+            else:
+                self._wakeup_waiter(exc)
             return
         loop = self._loop
         if loop.get_debug() and self._handshake_start_time is not None:
@@ -777,16 +792,24 @@ class TLSProtocol(_BufferedProtocol):
     def _check_shutdown_timeout(self) -> None:
         self._shutdown_timeout_handle = None
         state = self._tls.state
-        if (state == FLUSHING or state == SHUTDOWN) and self._transport is not None:
+        if (state == FLUSHING or state == SHUTDOWN or state == CLOSED) \
+                and self._transport is not None:
             self._force_close_wire(TimeoutError("SSL shutdown timed out"))
 
     def _on_shutdown_complete(self, exc: BaseException | None) -> None:
-        if self._shutdown_timeout_handle is not None:
-            self._shutdown_timeout_handle.cancel()
-            self._shutdown_timeout_handle = None
         if exc is not None:
+            if self._shutdown_timeout_handle is not None:
+                self._shutdown_timeout_handle.cancel()
+                self._shutdown_timeout_handle = None
             self._fatal_error(exc)
         elif self._transport is not None:
+            # The wire's close() flushes what it holds first, which a peer
+            # that does not read can delay forever: the shutdown timeout
+            # runs on (or starts, when the peer began the shutdown) until
+            # connection_lost(), as on 3.14's asyncio.
+            if self._shutdown_timeout_handle is None:
+                self._shutdown_timeout_handle = self._loop.call_later(
+                    self._ssl_shutdown_timeout, self._check_shutdown_timeout)
             self._loop.call_soon(self._transport.close)
 
     def _abort(self, exc: BaseException | None) -> None:

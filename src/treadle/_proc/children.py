@@ -167,7 +167,15 @@ class ChildWatcher:
     def _pidfd_ready(self, child: Child) -> None:
         fd = child.pidfd
         self._loop._remove_reader(fd)
-        code = child.reap()
+        try:
+            code = child.reap()
+        except BaseException:
+            # waitpid() failed for a reason of its own: the error goes to
+            # the exception handler, but the pidfd must not leak.
+            self._children.pop(child.pid, None)
+            child.pidfd = -1
+            os.close(fd)
+            raise
         if code is None:
             # Readable yet not reapable: the kernel is still tearing the
             # child down.  Look again shortly (the fd stays readable, so

@@ -24,12 +24,17 @@ import asyncio
 import collections
 import os
 import signal
+import sys
 import subprocess
 import warnings
 from typing import Any, Callable
 
 from .._kernel import _compat
 from .children import Child
+
+
+#: 3.14+: wait() returns when the child exits, not when its pipes close.
+_WAKE_WAIT_ON_EXIT = sys.version_info >= (3, 14)
 
 
 class _PipeEnd(asyncio.Protocol):
@@ -213,14 +218,19 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self.send_signal(signal.SIGKILL)
 
     async def _wait(self) -> int:
-        """Wait until the child has exited and every pipe is closed; its
-        return code.  (Private, but asyncio.subprocess.Process calls it.)"""
+        """Wait until the child has exited (up to 3.13: and every pipe is
+        closed); its return code.  (Private, but asyncio.subprocess.Process
+        calls it.)"""
         if self._returncode is not None:
             return self._returncode
         waiter = self._loop.create_future()
         assert self._exit_waiters is not None
         self._exit_waiters.append(waiter)
-        result: int = await waiter
+        try:
+            result: int = await waiter
+        finally:
+            if self._exit_waiters is not None and waiter in self._exit_waiters:
+                self._exit_waiters.remove(waiter)
         return result
 
     # -- the pipes ---------------------------------------------------------
@@ -251,6 +261,11 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
+            # Close the pipes connected before the failure too, or their
+            # transports (and fds) would outlive the failed spawn.
+            for end in self._pipes.values():
+                if end is not None and end.pipe is not None:
+                    end.pipe.close()
             self._abandon_unconnected_pipes()
             if waiter is not None and not waiter.cancelled():
                 waiter.set_exception(exc)
@@ -300,6 +315,14 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._proc.returncode is None:
             self._proc.returncode = returncode
         self._call(self._protocol.process_exited)
+        if _WAKE_WAIT_ON_EXIT:
+            # 3.14+ (gh-119710): wait() returns once the child has exited,
+            # even if a grandchild keeps one of its pipes open.
+            waiters = self._exit_waiters or []
+            self._exit_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(returncode)
         self._try_finish()
 
     def _try_finish(self) -> None:
