@@ -338,6 +338,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
             # per handle; the threads that call this pay a thread switch
             # anyway).  Before 3.14 asyncio hands out plain handles.
             handle = _ThreadSafeHandle(callback, args, self, context)
+            if handle._source_traceback:
+                # Where the caller scheduled it, not asyncio's constructor.
+                handle._source_traceback = _format.caller_stack()
         else:
             handle = Handle(callback, args, self, context)
         self._ready.append(handle)
