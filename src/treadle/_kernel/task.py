@@ -126,7 +126,7 @@ class TaskCore:
         "_fut_waiter",
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
-        "_source_traceback", "_scope",
+        "_source_traceback", "_scope", "_wakeup_cb",
     )
 
     #: The Task users hold; None once the task is done (see the header).
@@ -161,6 +161,8 @@ class TaskCore:
     #: defines them): at every suspension, when the task is cancelled, and
     #: when it finishes.  A task in no scope pays one attribute test.
     _scope: Any
+    #: This task's Wakeup (see _wakeup_callback), None until its first wait.
+    _wakeup_cb: Wakeup | None
 
     def __init__(self, task: Any, coro: Any, loop: Any, name: object,
                  context: contextvars.Context | None, eager_start: Any,
@@ -187,6 +189,7 @@ class TaskCore:
         self._name = None
         self._source_traceback = None
         self._scope = None
+        self._wakeup_cb = None
         if loop is None:
             import asyncio
             loop = asyncio.get_event_loop()
@@ -262,8 +265,10 @@ class TaskCore:
                 # Done: let go of the Task (see the module header).  Here,
                 # outside the task's context: dropping the last reference
                 # runs the Task's finalizer, whose report may run the
-                # exception handler in that context.
+                # exception handler in that context.  (Its Wakeup points
+                # back to this core: that cycle goes too.)
                 self._task = None
+                self._wakeup_cb = None
             # Frames on the stack when a coroutine frame finishes outlive
             # their call (as its f_back chain).  None of them may end up
             # holding the task: that would make a cycle task -> exception ->
@@ -388,7 +393,7 @@ class TaskCore:
                 else:
                     core._callbacks.append(self)
             else:
-                other.add_done_callback(Wakeup(self), context=self._context)
+                other.add_done_callback(self._wakeup_callback(), context=self._context)
             self._fut_waiter = other
             if _AWAITED_BY:
                 _ADD_AWAITED_BY(other, self._task)
@@ -416,7 +421,7 @@ class TaskCore:
                         f"Task cannot await on itself: {self._task_repr()}"))
                 else:
                     result._asyncio_future_blocking = False
-                    result.add_done_callback(Wakeup(self), context=self._context)
+                    result.add_done_callback(self._wakeup_callback(), context=self._context)
                     self._fut_waiter = result
                     if _AWAITED_BY and isinstance(result, _FUTURE_TYPE):
                         _ADD_AWAITED_BY(result, self._task)
@@ -433,6 +438,14 @@ class TaskCore:
                 f"{self._task_repr()} with {result!r}"))
         else:
             self._throw_later(RuntimeError(f"Task got bad yield: {result!r}"))
+
+    def _wakeup_callback(self) -> Wakeup:
+        """The done-callback this task puts on the futures it awaits: one
+        per task, made on its first wait (a task waits on many futures)."""
+        wakeup = self._wakeup_cb
+        if wakeup is None:
+            wakeup = self._wakeup_cb = Wakeup(self)
+        return wakeup
 
     def _throw_later(self, exc: BaseException) -> None:
         self._loop.call_soon(self._step, exc, context=self._context)
@@ -465,6 +478,7 @@ class TaskCore:
             else:
                 self._coro = None
                 self._task = None       # as in _run
+                self._wakeup_cb = None
             del task
 
     # ------------------------------------------------------------------
