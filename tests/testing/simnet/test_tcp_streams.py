@@ -278,8 +278,9 @@ async def test_real_socket_on_a_simulated_host_fails_at_once(treadle_net):
 
     async def use_real_socket():
         with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))      # real network state: refused
             sock.setblocking(False)
-            with pytest.raises(SimulationError, match="real socket"):
+            with pytest.raises(SimulationError, match="real socket that is already bound"):
                 await loop.sock_connect(sock, ("127.0.0.1", 1))
             with pytest.raises(SimulationError, match="host 'a'"):
                 await loop.create_connection(asyncio.Protocol, sock=sock)
@@ -364,3 +365,27 @@ def test_standalone_run_returns_the_result():
         return data
 
     assert SimNetwork(seed=3).run(main) == b"z"
+
+
+async def test_a_fresh_real_socket_is_adopted(treadle_net):
+    """aiohttp's Happy Eyeballs makes its own sockets and hands them to
+    sock_connect: a socket with no address yet becomes a simulated one."""
+    a = treadle_net.add_host("a")
+    b = treadle_net.add_host("b")
+    a.start(echo_server)
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+
+    async def client():
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("a", 7))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"adopted")
+        data = await reader.readexactly(7)
+        writer.close()
+        await writer.wait_closed()
+        assert sock.fileno() == -1          # closed with its stand-in
+        return data
+
+    assert await b.run(client()) == b"adopted"

@@ -101,7 +101,8 @@ class Fault:
 
 
 def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    value = round(float(value), 9)
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def parse_fault(line: str) -> Fault:

@@ -50,10 +50,38 @@ _copy_context = contextvars.copy_context
 
 def _real_socket_error(sock: Any, incarnation: Incarnation) -> SimulationError:
     return SimulationError(
-        f"{sock!r} is a real socket: code running on simulated host "
-        f"{incarnation.host.name!r} can use only sockets the simulation makes "
-        f"(loop.create_connection/create_server/create_datagram_endpoint, or "
-        f"host.socket()); real I/O would leave the simulation")
+        f"{sock!r} is a real socket that is already bound or connected: code "
+        f"running on simulated host {incarnation.host.name!r} can use only sockets "
+        f"the simulation makes (loop.create_connection/create_server/"
+        f"create_datagram_endpoint, host.socket(), or a fresh socket.socket() that "
+        f"it hands to the loop before binding or connecting it); real I/O would "
+        f"leave the simulation")
+
+
+def _adoptable(sock: Any) -> bool:
+    """A real socket the program just made, with no address yet: the
+    simulation can take it over (aiohttp's Happy Eyeballs makes its sockets
+    itself and hands them to ``sock_connect``)."""
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return False
+    if sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+        return False
+    if sock.type not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        return False
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return False
+    if sock.family == socket.AF_UNIX:
+        if name not in ("", b"", None):
+            return False
+    elif name[1] != 0:
+        return False
+    try:
+        sock.getpeername()
+    except OSError:
+        return True
+    return False
 
 
 class SimEventLoop(EventLoop):
@@ -74,13 +102,24 @@ class SimEventLoop(EventLoop):
         return incarnation
 
     def _sim_sock(self, sock: Any) -> SimSocket | None:
-        """*sock* as a simulated socket; refuses a real one on a host."""
+        """*sock* as a simulated socket: a ``SimSocket``, or a fresh real
+        socket that code on a host hands to the loop (adopted: the
+        simulation stands in for it from then on, and closes it with its
+        stand-in).  A real socket with an address on a host is refused."""
         if isinstance(sock, SimSocket):
             return sock
+        net = self._simnet
+        if net is None or sock is None:
+            return None
+        shadow = net._shadows.get(sock)
+        if shadow is not None:
+            return shadow  # type: ignore[no-any-return]
         incarnation = current_incarnation()
-        if incarnation is not None and self._simnet is not None and sock is not None:
+        if incarnation is None:
+            return None
+        if not _adoptable(sock):
             raise _real_socket_error(sock, incarnation)
-        return None
+        return net._adopt(incarnation, sock)  # type: ignore[no-any-return]
 
     # -- DNS -----------------------------------------------------------------------
 
@@ -258,6 +297,10 @@ class SimEventLoop(EventLoop):
             sock = net._socket_by_fd(fd)
             if sock is not None:
                 return sock
+        shadow = net._shadows.get(fd) if not isinstance(fd, int) else \
+            net._shadow_fds.get(fd)
+        if shadow is not None:
+            return shadow  # type: ignore[no-any-return]
         incarnation = current_incarnation()
         if incarnation is not None:
             try:

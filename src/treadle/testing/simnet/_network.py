@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import socket
+import weakref
 from typing import Any, Awaitable, Callable, Coroutine, Iterable
 
 from ..clock import VirtualClock
@@ -115,6 +116,10 @@ class SimNetwork:
         self._serials: dict[int, int] = {}
         self._next_serial = 0
         self._t0 = 0.0
+        #: Real sockets adopted by the simulation -> their stand-ins.
+        self._shadows: weakref.WeakKeyDictionary[Any, SimSocket] = \
+            weakref.WeakKeyDictionary()
+        self._shadow_fds: dict[int, SimSocket] = {}
 
     def __repr__(self) -> str:
         return (f"<SimNetwork seed={self.seed} hosts={list(self.hosts)} "
@@ -495,6 +500,14 @@ class SimNetwork:
         sock.setblocking(False)
         return sock
 
+    def _adopt(self, inc: Incarnation, real: socket.socket) -> SimSocket:
+        """Stand in for a fresh real socket made by code on a host."""
+        shadow = self._new_socket(inc, real.family, real.type, real.proto)
+        shadow._real = real
+        self._shadows[real] = shadow
+        self._shadow_fds[real.fileno()] = shadow
+        return shadow
+
     def _socket_by_fd(self, fd: int) -> SimSocket | None:
         for kernel in self._stack.kernels.values():
             sock = kernel.sockets.get(fd)
@@ -566,6 +579,13 @@ class SimNetwork:
         if self._patches is not None:
             self._patches.uninstall()
             self._patches = None
+        # Real sockets the simulation stood in for hold a descriptor each;
+        # with the simulation over they are of no use.
+        for shadow in list(self._shadow_fds.values()):
+            if shadow._real is not None:
+                shadow._real.close()
+                shadow._real = None
+        self._shadow_fds.clear()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()

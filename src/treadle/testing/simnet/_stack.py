@@ -560,6 +560,8 @@ class SimSocket:
         self._poll_pending = False
         #: The transport using this socket (crashes silence it).
         self._transport: Any = None
+        #: The real socket this one stands in for (closed with it).
+        self._real: Any = None
 
     # -- identity ------------------------------------------------------------
 
@@ -1054,6 +1056,11 @@ class SimSocket:
             self._syn_timer = None
         self._kernel.sockets.pop(self._fd, None)
         self._unbind()
+        real = self._real
+        if real is not None:
+            self._real = None
+            self._stack.net._shadow_fds.pop(real.fileno(), None)
+            real.close()
         if self._dead:
             return
         conn = self._conn
