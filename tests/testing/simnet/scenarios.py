@@ -73,3 +73,32 @@ async def leaky_scenario(net):
         await asyncio.gather(*(work(i) for i in range(5)))
 
     await a.run(all_work())
+
+
+def make_race(rounds):
+    """A known rare race: five workers step together; the bug needs the
+    last-created worker to run first in each of *rounds* (as when a late
+    reader overtakes the writers that many times).  Seeded shuffling finds
+    it with probability (1/5) ** len(rounds) a run."""
+
+    async def race(net):
+        host = net.add_host("app")
+        firsts: dict[int, int] = {}
+
+        async def worker(i):
+            for step in range(10):
+                firsts.setdefault(step, i)
+                await asyncio.sleep(0)
+
+        async def main():
+            await asyncio.gather(*(worker(i) for i in range(5)))
+
+        await host.run(main())
+        if all(firsts[r] == 4 for r in rounds):
+            raise AssertionError("the late worker overtook the others")
+
+    return race
+
+
+rare_race = make_race((2, 5, 8))
+simple_race = make_race((5,))

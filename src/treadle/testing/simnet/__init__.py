@@ -28,6 +28,7 @@ simulation: only ``SimEventLoop`` routes anything.
 
 from ._check import NondeterminismError, check_determinism
 from ._choices import format_deviations, parse_deviations
+from ._explore import Exploration, explore, replay, shrink
 from ._faults import Fault, FaultSchedule
 from ._host import Disk, Host, current_host
 from ._loop import SimEventLoop

@@ -133,12 +133,14 @@ class Choices:
     """The decisions of one run: asks its source, clamps the answer to the
     question, and records it."""
 
-    __slots__ = ("source", "record", "kinds")
+    __slots__ = ("source", "record", "kinds", "arity")
 
     def __init__(self, source: Source) -> None:
         self.source = source
         self.record: list[float] = []
         self.kinds: list[str] = []
+        #: How many answers each question had (0: a fraction, continuous).
+        self.arity: list[int] = []
 
     def pick(self, n: int, keys: Sequence[int] | None = None) -> int:
         """One of *n* (n >= 2) ready items; 0 is the canonical first."""
@@ -149,6 +151,7 @@ class Choices:
             value = value % n if value > 0 else 0
         self.record.append(value)
         self.kinds.append(PICK)
+        self.arity.append(n)
         return value
 
     def flip(self, p: float) -> bool:
@@ -157,6 +160,7 @@ class Choices:
         value = 1 if self.source.answer(FLIP, 2, p, position, None) else 0
         self.record.append(value)
         self.kinds.append(FLIP)
+        self.arity.append(2)
         return bool(value)
 
     def fraction(self) -> float:
@@ -167,6 +171,7 @@ class Choices:
             value = 0.0
         self.record.append(value)
         self.kinds.append(FRACTION)
+        self.arity.append(0)
         return value
 
     def deviations(self) -> dict[int, float]:
