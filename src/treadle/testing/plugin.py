@@ -559,6 +559,7 @@ def treadle_net(request: pytest.FixtureRequest) -> Iterator[Any]:
     try:
         yield net
     finally:
+        net._power_off()
         net.detach()
 
 

@@ -121,6 +121,19 @@ class SimEventLoop(EventLoop):
             raise _real_socket_error(sock, incarnation)
         return net._adopt(incarnation, sock)  # type: ignore[no-any-return]
 
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        # A crashed host's program is gone: errors its leftover callbacks
+        # and cancelled tasks raise (asyncio 3.11's streams log one for every
+        # cancelled handler task) are not the living program's.
+        inc = _incarnation_of(context)
+        if inc is not None and not inc.alive:
+            net = self._simnet
+            if net is not None:
+                net.log_event(inc.host.name, f"error after crash not reported: "
+                                             f"{context.get('message')}")
+            return
+        super().call_exception_handler(context)
+
     # -- DNS -----------------------------------------------------------------------
 
     async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0,
@@ -814,6 +827,28 @@ class SimEventLoop(EventLoop):
             transport.close()
             raise
         return transport, protocol
+
+
+def _incarnation_of(context: dict[str, Any]) -> Incarnation | None:
+    from ._host import _current
+    inc = current_incarnation()
+    if inc is not None:
+        return inc
+    for key in ("task", "handle", "future"):
+        thing = context.get(key)
+        if thing is None:
+            continue
+        ctx = getattr(thing, "_context", None)
+        if ctx is None and hasattr(thing, "get_context"):
+            try:
+                ctx = thing.get_context()
+            except Exception:
+                ctx = None
+        if ctx is not None:
+            found = ctx.get(_current)
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+    return None
 
 
 def _wake(fut: asyncio.Future[Any]) -> None:

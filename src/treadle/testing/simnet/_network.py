@@ -675,18 +675,26 @@ class SimNetwork:
             return await asyncio.wait_for(coro, timeout)
 
         try:
-            return _run_to_end(loop, scenario(), self._serials)
+            return _run_to_end(loop, scenario(), self._serials, self._power_off)
         finally:
             self.detach()
 
+    def _power_off(self) -> None:
+        """The scenario is over: every host stops (what is still running on
+        them is cancelled as after a crash, and reports nothing)."""
+        for host in self.hosts.values():
+            host.incarnation.alive = False
 
-def _run_to_end(loop: Any, coro: Coroutine[Any, Any, Any], serials: dict[int, int]) -> Any:
+
+def _run_to_end(loop: Any, coro: Coroutine[Any, Any, Any], serials: dict[int, int],
+                power_off: Callable[[], None]) -> Any:
     """``asyncio.run`` on *loop*: cancel what is left, shut down, close."""
     asyncio.set_event_loop(None)
     try:
         task = loop.create_task(coro)
         return loop.run_until_complete(task)
     finally:
+        power_off()
         try:
             # (in creation order: all_tasks() is a set, ordered by address)
             pending = sorted((t for t in asyncio.all_tasks(loop) if not t.done()),
