@@ -199,6 +199,7 @@ class _Runner:
 
     def __init__(self, clock: VirtualClock | None, simulated: bool = False) -> None:
         self.clock = clock
+        self.loop: Any
         if simulated:
             # A loop whose simulated hosts use the simulated network.
             from .simnet import SimEventLoop

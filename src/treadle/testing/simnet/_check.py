@@ -119,4 +119,4 @@ def _run_in_process(scenario: Callable[..., Any], seed: int, options: dict[str, 
                           capture_output=True, text=True, timeout=600)
     if done.returncode:
         raise RuntimeError(f"the scenario failed to run in a child process:\n{done.stderr}")
-    return [tuple(e) for e in json.loads(done.stdout)]  # type: ignore[misc]
+    return [(int(e[0]), float(e[1]), str(e[2]), str(e[3])) for e in json.loads(done.stdout)]

@@ -119,8 +119,7 @@ class Resolver:
                 pairs = [(AF_INET, ANY4), (AF_INET6, ANY6)]
             else:
                 pairs = [(AF_INET, LOOPBACK4), (AF_INET6, LOOPBACK6)]
-            out = [p for p in pairs if family in (0, p[0])]
-            return out
+            return [(int(f), a) for f, a in pairs if family in (0, f)]
         ip = parse_ip(host)
         if ip is not None:
             if family not in (0, ip[0]):
@@ -133,13 +132,13 @@ class Resolver:
         name = normalise_name(host)
         if name == "localhost":
             candidates = [LOOPBACK4, LOOPBACK6] if family == AF_INET6 else [LOOPBACK4]
-            found = [(parse_ip(a) or (0, a)) for a in candidates]
+            found: list[tuple[int, str]] = [(parse_ip(a) or (0, a)) for a in candidates]
         else:
             addresses = self.records.get(name)
             if addresses is None:
                 raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
             found = [p for p in (parse_ip(a) for a in addresses) if p is not None]
-        out = [p for p in found if family in (0, p[0])]
+        out: list[tuple[int, str]] = [(int(f), a) for f, a in found if family in (0, f)]
         if not out:
             raise socket.gaierror(_EAI_NODATA, "No address associated with hostname")
         return out

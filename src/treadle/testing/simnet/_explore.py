@@ -130,7 +130,8 @@ def _systematic(scenario: Callable[..., Any], seed: int, runs: int, max_deviatio
     count = 1
     if failure is not None:
         return failure, net, count
-    frontier = [({}, -1, list(net.choices.arity))]
+    frontier: list[tuple[dict[int, float], int, list[int]]] = [
+        ({}, -1, list(net.choices.arity))]
     while frontier:
         next_frontier = []
         for deviations, last, arity in frontier:
@@ -163,7 +164,8 @@ def shrink(scenario: Callable[..., Any], deviations: dict[int, float],
         runs += 1
         failure, net = run_with(scenario, ReplaySource(candidate), seed, options)
         if failure is not None and isinstance(failure, failure_type):
-            return net.choices.deviations()   # what the run really deviated in
+            found: dict[int, float] = net.choices.deviations()
+            return found      # what the run really deviated in
         return None
 
     current = dict(deviations)

@@ -35,7 +35,7 @@ import itertools
 import os
 import socket
 import stat
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..._loop import EventLoop
 from ..._net._tlsimport import TLSProtocol
@@ -44,6 +44,9 @@ from ..._net.staggered import staggered_race
 from ._host import Incarnation, current_incarnation
 from ._stack import SimSocket, SimulationError
 from ._transports import SimDatagramTransport, SimStreamTransport
+
+if TYPE_CHECKING:
+    from ._network import SimNetwork
 
 _copy_context = contextvars.copy_context
 
@@ -88,9 +91,16 @@ class SimEventLoop(EventLoop):
     """A treadle loop whose simulated hosts use the simulated network."""
 
     #: The network this loop runs (set by ``SimNetwork.attach``).
-    _simnet: Any = None
+    _simnet: SimNetwork | None = None
 
     # -- routing helpers -------------------------------------------------------
+
+    @property
+    def _net(self) -> SimNetwork:
+        net = self._simnet
+        if net is None:
+            raise RuntimeError("this loop runs no simulated network")
+        return net
 
     def _on_host(self) -> Incarnation | None:
         incarnation = current_incarnation()
@@ -113,13 +123,13 @@ class SimEventLoop(EventLoop):
             return None
         shadow = net._shadows.get(sock)
         if shadow is not None:
-            return shadow  # type: ignore[no-any-return]
+            return shadow
         incarnation = current_incarnation()
         if incarnation is None:
             return None
         if not _adoptable(sock):
             raise _real_socket_error(sock, incarnation)
-        return net._adopt(incarnation, sock)  # type: ignore[no-any-return]
+        return net._adopt(incarnation, sock)
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         # A crashed host's program is gone: errors its leftover callbacks
@@ -142,14 +152,14 @@ class SimEventLoop(EventLoop):
         if inc is None:
             return await super().getaddrinfo(host, port, family=family, type=type,
                                              proto=proto, flags=flags)
-        return await self._simnet._resolve(inc, host, port, family, type, proto, flags)
+        return await self._net._resolve(inc, host, port, family, type, proto, flags)
 
     async def getnameinfo(self, sockaddr: Any, flags: int = 0) -> tuple[str, str]:
         inc = self._on_host()
         if inc is None:
             return await super().getnameinfo(sockaddr, flags)
-        await self._simnet._dns_wait(inc, None)
-        return self._simnet.dns.getnameinfo(sockaddr, flags)  # type: ignore[no-any-return]
+        await self._net._dns_wait(inc, None)
+        return self._net.dns.getnameinfo(sockaddr, flags)
 
     # -- sock_* ----------------------------------------------------------------------
 
@@ -221,7 +231,7 @@ class SimEventLoop(EventLoop):
         if s is None:
             return await super().sock_connect(sock, address)
         if s._family != socket.AF_UNIX:
-            infos = await self._simnet._resolve(
+            infos = await self._net._resolve(
                 current_incarnation(), address[0], address[1], s._family, s._type,
                 s._proto, 0)
             address = infos[0][4]
@@ -248,7 +258,8 @@ class SimEventLoop(EventLoop):
         return conn, addr
 
     async def sock_sendfile(self, sock: Any, file: Any, offset: int = 0,
-                            count: int | None = None, *, fallback: bool = True) -> int:
+                            count: int | None = None, *,
+                            fallback: bool | None = True) -> int:
         s = self._sim_sock(sock)
         if s is None:
             return await super().sock_sendfile(sock, file, offset, count,
@@ -313,7 +324,7 @@ class SimEventLoop(EventLoop):
         shadow = net._shadows.get(fd) if not isinstance(fd, int) else \
             net._shadow_fds.get(fd)
         if shadow is not None:
-            return shadow  # type: ignore[no-any-return]
+            return shadow
         incarnation = current_incarnation()
         if incarnation is not None:
             try:
@@ -373,7 +384,7 @@ class SimEventLoop(EventLoop):
             if sock is not None:
                 raise ValueError(
                     "host/port and sock can not be specified at the same time")
-            net = self._simnet
+            net = self._net
             infos = await net._resolve(inc, host, port, family, socket.SOCK_STREAM,
                                        proto, flags)
             laddr_infos = None
@@ -429,7 +440,7 @@ class SimEventLoop(EventLoop):
         family, type_, proto, _, address = info
         sock = None
         try:
-            sock = self._simnet._new_socket(inc, family, type_, proto)
+            sock = self._net._new_socket(inc, family, type_, proto)
             if laddr_infos is not None:
                 for lfamily, _, _, _, laddr in laddr_infos:
                     if lfamily != family:
@@ -526,7 +537,7 @@ class SimEventLoop(EventLoop):
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
-            s = self._simnet._new_socket(inc, socket.AF_UNIX, socket.SOCK_STREAM, 0)
+            s = self._net._new_socket(inc, socket.AF_UNIX, socket.SOCK_STREAM, 0)
             try:
                 await self.sock_connect(s, path)
             except BaseException:
@@ -535,9 +546,11 @@ class SimEventLoop(EventLoop):
         else:
             if sock is None:
                 raise ValueError("no path and sock were specified")
-            s = self._sim_sock(sock)
-            if s is None or s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
+            given = self._sim_sock(sock)
+            if given is None or given.family != socket.AF_UNIX \
+                    or given.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+            s = given
         return await self._sim_transport(s, protocol_factory, ssl, server_hostname, False,
                                          ssl_handshake_timeout, ssl_shutdown_timeout)
 
@@ -576,7 +589,7 @@ class SimEventLoop(EventLoop):
                 hosts = [host]
             else:
                 hosts = host
-            net = self._simnet
+            net = self._net
             found = []
             for h in hosts:
                 infos = await net._resolve(inc, h, port, family, socket.SOCK_STREAM, 0,
@@ -613,10 +626,10 @@ class SimEventLoop(EventLoop):
         else:
             if sock is None:
                 raise ValueError("Neither host/port nor sock were specified")
-            s = self._sim_sock(sock)
-            if s is None or s.type != socket.SOCK_STREAM:
+            given = self._sim_sock(sock)
+            if given is None or given.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-            sockets = [s]
+            sockets = [given]
         return await self._sim_server(sockets, protocol_factory, ssl, backlog,
                                       ssl_handshake_timeout, ssl_shutdown_timeout,
                                       start_serving)
@@ -659,7 +672,7 @@ class SimEventLoop(EventLoop):
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
-            s = self._simnet._new_socket(inc, socket.AF_UNIX, socket.SOCK_STREAM, 0)
+            s = self._net._new_socket(inc, socket.AF_UNIX, socket.SOCK_STREAM, 0)
             try:
                 s.bind(path)
             except OSError as exc:
@@ -671,9 +684,11 @@ class SimEventLoop(EventLoop):
         else:
             if sock is None:
                 raise ValueError("path was not specified, and no sock specified")
-            s = self._sim_sock(sock)
-            if s is None or s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
+            given = self._sim_sock(sock)
+            if given is None or given.family != socket.AF_UNIX \
+                    or given.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+            s = given
         return await self._sim_server([s], protocol_factory, ssl, backlog,
                                       ssl_handshake_timeout, ssl_shutdown_timeout,
                                       start_serving)
@@ -773,7 +788,7 @@ class SimEventLoop(EventLoop):
             elif family == socket.AF_UNIX:
                 raise SimulationError("Unix datagram sockets are not simulated")
             else:
-                net = self._simnet
+                net = self._net
                 by_key: dict[tuple[int, int], list[Any]] = {}
                 for idx, addr in ((0, local_addr), (1, remote_addr)):
                     if addr is None:
@@ -790,12 +805,12 @@ class SimEventLoop(EventLoop):
                 if not pairs:
                     raise ValueError("can not get address information")
             exceptions: list[OSError] = []
-            s = None  # type: ignore[assignment]
+            s = None
             for (fam, pro), (local_address, remote_address) in pairs:
-                s = None  # type: ignore[assignment]
+                s = None
                 r_addr = None
                 try:
-                    s = self._simnet._new_socket(inc, fam, socket.SOCK_DGRAM, pro)
+                    s = self._net._new_socket(inc, fam, socket.SOCK_DGRAM, pro)
                     if reuse_port:
                         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, True)
                     if allow_broadcast:

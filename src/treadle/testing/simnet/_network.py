@@ -180,7 +180,7 @@ class SimNetwork:
             if self.hosts.get(name.name) is not name:
                 raise ValueError(f"{name!r} is not a host of this network")
             return name
-        host = self.hosts.get(name)  # type: ignore[arg-type]
+        host = self.hosts.get(name)
         if host is None:
             known = ", ".join(repr(h) for h in self.hosts) or "none yet"
             raise ValueError(f"no host named {name!r} (hosts: {known})")
@@ -602,7 +602,7 @@ class SimNetwork:
     def new_loop() -> Any:
         """A ``SimEventLoop`` on an autojump ``VirtualClock``."""
         from ._loop import SimEventLoop
-        return SimEventLoop(clock=VirtualClock())  # type: ignore[abstract]
+        return SimEventLoop(clock=VirtualClock())
 
     def _need_loop(self) -> Any:
         if self.loop is None:

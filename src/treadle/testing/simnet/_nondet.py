@@ -147,7 +147,7 @@ class Patches:
 def _fake_datetime(wall: Callable[[], float]) -> type:
     real = _datetime.datetime
 
-    class datetime(real, metaclass=_Meta):  # type: ignore[misc]
+    class datetime(real, metaclass=_Meta):  # type: ignore[misc, valid-type]
         _real = real
 
         @classmethod
@@ -169,7 +169,7 @@ def _fake_datetime(wall: Callable[[], float]) -> type:
 def _fake_date(wall: Callable[[], float]) -> type:
     real = _datetime.date
 
-    class date(real, metaclass=_Meta):  # type: ignore[misc]
+    class date(real, metaclass=_Meta):  # type: ignore[misc, valid-type]
         _real = real
 
         @classmethod

@@ -143,7 +143,7 @@ class Stack:
         return net.loop.call_soon(callback, *args, context=net.net_context)
 
     def now(self) -> float:
-        return self.net.loop.time()
+        return float(self.net.loop.time())
 
     def log(self, host: str, text: str) -> None:
         self.net.log_event(host, text)
