@@ -63,12 +63,21 @@ _ANONYMOUS = (type(None), bool, int, float, complex, str, bytes, bytearray,
 _NO_CALLBACK = object()
 
 
+#: At most this many items of a tuple or list an item holds are its sources:
+#: a closure holding a thousand tasks (``gather``'s callback) would
+#: otherwise cost a thousand look-ups per batch, and each extra source only
+#: orders more, never less, than needed.
+_MAX_CONTAINED = 16
+
+
 def _add_object(value: object, out: list[object], depth: int = 0) -> None:
     if isinstance(value, _ANONYMOUS):
         return
     if isinstance(value, (tuple, list, frozenset)):
         if depth < 1:
-            for inner in value:
+            for i, inner in enumerate(value):
+                if i == _MAX_CONTAINED:
+                    break
                 _add_object(inner, out, depth + 1)
         return
     out.append(value)

@@ -11,6 +11,7 @@ the services database, which is a fixed file, not the network.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from typing import Any
@@ -27,12 +28,21 @@ ANY6 = "::"
 
 def parse_ip(text: Any) -> tuple[int, str] | None:
     """``(family, canonical text)`` of an IP literal, or None."""
+    if isinstance(text, str):
+        return _parse_text(text)
     if isinstance(text, bytes):
         try:
             text = text.decode("ascii")
         except UnicodeDecodeError:
             return None
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str):
+        return None
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> tuple[int, str] | None:
+    if not text:
         return None
     literal = text.partition("%")[0]
     try:
@@ -42,6 +52,7 @@ def parse_ip(text: Any) -> tuple[int, str] | None:
     return (AF_INET if ip.version == 4 else AF_INET6), str(ip)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(address: str) -> bool:
     return ipaddress.ip_address(address).is_loopback
 

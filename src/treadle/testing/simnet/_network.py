@@ -116,6 +116,7 @@ class SimNetwork:
         self._serials: dict[int, int] = {}
         self._next_serial = 0
         self._t0 = 0.0
+        self._steps: _StepLog | None = None
         #: Real sockets adopted by the simulation -> their stand-ins.
         self._shadows: weakref.WeakKeyDictionary[Any, SimSocket] = \
             weakref.WeakKeyDictionary()
@@ -207,6 +208,9 @@ class SimNetwork:
 
     def link(self, src: str | Host, dst: str | Host) -> _link.Link:
         """The link carrying packets from *src* to *dst*."""
+        found = self._links.get((src, dst))  # type: ignore[arg-type]
+        if found is not None:
+            return found
         a = self.host(src).name
         b = self.host(dst).name
         if a == b:
@@ -564,6 +568,9 @@ class SimNetwork:
         self._order = SimOrder(self.choices)
         self._order.install(loop)
         loop.add_instrument(self)
+        if self.log_steps:
+            self._steps = _StepLog(self)
+            loop.add_instrument(self._steps)
         if self.fake_time or self.fake_random:
             self._patches = Patches(loop.time, self.wall_clock, self.seed,
                                     self.fake_time, self.fake_random)
@@ -592,10 +599,12 @@ class SimNetwork:
         if self._order is not None:
             self._order.uninstall(loop)
             self._order = None
-        try:
-            loop.remove_instrument(self)
-        except KeyError:
-            pass
+        for instrument in (self, self._steps):
+            try:
+                loop.remove_instrument(instrument)
+            except KeyError:
+                pass
+        self._steps = None
         loop._simnet = None
 
     @staticmethod
@@ -643,9 +652,6 @@ class SimNetwork:
             if self.log_steps:
                 self.log_event(inc.host.name, f"task {serial} exited")
 
-    def before_task_step(self, task: Any) -> None:
-        if self.log_steps:
-            self.log_event("", f"step task {self._serials.get(id(task), 0)}")
 
     # -- running a whole scenario -------------------------------------------------------------
 
@@ -707,6 +713,18 @@ def _run_to_end(loop: Any, coro: Coroutine[Any, Any, Any], serials: dict[int, in
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             loop.close()
+
+
+class _StepLog:
+    """An instrument that logs every task step (``log_steps``): the
+    determinism check's finest grain."""
+
+    def __init__(self, net: SimNetwork) -> None:
+        self.net = net
+
+    def before_task_step(self, task: Any) -> None:
+        net = self.net
+        net.log_event("", f"step task {net._serials.get(id(task), 0)}")
 
 
 def current_network() -> SimNetwork | None:

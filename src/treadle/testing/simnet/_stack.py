@@ -411,7 +411,7 @@ class Pipe:
 class Connection:
     """A TCP connection: two sockets, two pipes."""
 
-    __slots__ = ("stack", "id", "socks", "pipes", "finished", "hosts", "addrs")
+    __slots__ = ("stack", "id", "socks", "pipes", "finished", "hosts", "addrs", "_labels")
 
     def __init__(self, stack: Stack, client: SimSocket, client_host: str,
                  server_host: str, client_addr: Any, server_addr: Any) -> None:
@@ -429,10 +429,15 @@ class Connection:
                  2 * self.id + 1),
         )
         self.finished = False
+        self._labels: tuple[str, str] | None = None
 
     def label(self, side: int) -> str:
-        a, b = self.addrs[side], self.addrs[1 - side]
-        return f"c{self.id} {_fmt(a)}>{_fmt(b)}"
+        labels = self._labels
+        if labels is None:
+            a, b = self.addrs
+            labels = self._labels = (f"c{self.id} {_fmt(a)}>{_fmt(b)}",
+                                     f"c{self.id} {_fmt(b)}>{_fmt(a)}")
+        return labels[side]
 
     def reset_both(self) -> None:
         stack = self.stack
@@ -1007,9 +1012,8 @@ class SimSocket:
             return b""
         if not flow.readable():
             raise self._would_block()
-        before = flow.window()
         data = flow.read(bufsize)
-        if flow.window() > before:
+        if flow.unsent or (flow.fin_wanted and not flow.fin_sent):
             conn.pipes[1 - self._side].window_opened()
         return data
 
