@@ -79,3 +79,24 @@ def scenario_result(hosts: int, connections: int, minutes: float, interval: floa
             "virtual_s": net._now(), "deliveries": net.deliveries,
             "round_trips": done[0], "hosts": hosts,
             "connections": clients * per_client}
+
+
+def simnet(factory: Any, p: dict[str, Any]) -> dict[str, Any]:
+    """The bench workload: the scenario above at *p*'s size; the value is
+    simulated deliveries per real second."""
+    from ._workloads import NotApplicable, _is_treadle_loop
+    probe = factory()
+    native = _is_treadle_loop(probe)
+    probe.close()
+    if not native:
+        raise NotApplicable("the simulated network is treadle's (treadle.testing.simnet)")
+    result = scenario_result(int(p["hosts"]), int(p["connections"]), float(p["minutes"]),
+                             float(p["interval"]))
+    wall = result["wall_s"]
+    cpu = result["cpu_s"]
+    deliveries = result["deliveries"]
+    return {"value": deliveries / wall if wall > 0 else None, "ops": deliveries,
+            "wall_s": wall, "cpu_s": cpu,
+            "ops_per_cpu_s": deliveries / cpu if cpu > 0 else None,
+            "extra": {k: result[k] for k in ("virtual_s", "round_trips", "hosts",
+                                             "connections")}}
