@@ -82,6 +82,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="how a treadle_net test's seed decides its schedule: random (seeded "
              "shuffling) or pct (probabilistic concurrency testing, depth 3)")
     group.addoption(
+        "--treadle-shrink", dest="treadle_shrink", action="store_true", default=False,
+        help="when a treadle_net test fails, rerun it to find the fewest scheduling "
+             "and fault deviations that still fail, and print the --treadle-replay "
+             "command for that run")
+    group.addoption(
         "--treadle-replay", dest="treadle_replay", default=None, metavar="DEVIATIONS",
         help="replay a treadle_net run from its recorded deviations (as a failing "
              "test prints them, e.g. 17:2,104:1)")
@@ -134,6 +139,7 @@ class _PluginState:
         self.failed_seeds: list[tuple[str, int]] = []
         self.explore: str = config.getoption("treadle_explore") or "random"
         self.replay: str | None = config.getoption("treadle_replay")
+        self.shrink: bool = bool(config.getoption("treadle_shrink"))
         if self.replay is not None:
             from .simnet import parse_deviations
             try:
@@ -434,8 +440,54 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     testargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     state = pyfuncitem.config.stash[_state_key]
     runner = state.lease(pyfuncitem)
-    runner.run(function(**testargs))
+    try:
+        runner.run(function(**testargs))
+    except Exception as exc:
+        net = pyfuncitem.stash.get(_net_key, None)
+        if net is not None and state.shrink:
+            _shrink_test(pyfuncitem, function, testargs, net, type(exc))
+        raise
     return True
+
+
+_shrunk_key = pytest.StashKey[Any]()
+
+
+def _shrink_test(item: pytest.Function, function: Any, testargs: dict[str, Any],
+                 net: Any, failure_type: type[BaseException]) -> None:
+    """Rerun a failing treadle_net test with fewer and fewer of its
+    deviations (each run on a fresh loop, as the fixture sets it up) and
+    keep the smallest set that still fails."""
+    from .simnet import SimNetwork
+    from .simnet._choices import ReplaySource
+    from .simnet._explore import shrink_with
+    for name, defs in item._fixtureinfo.name2fixturedefs.items():
+        func = defs[-1].func
+        if name != "treadle_net" and (inspect.iscoroutinefunction(func)
+                                      or inspect.isasyncgenfunction(func)):
+            item.stash[_shrunk_key] = (f"not shrunk: the test uses the async fixture "
+                                       f"{name!r}, which lives on the first run's loop")
+            return
+
+    def fails(candidate: dict[int, float]) -> dict[int, float] | None:
+        runner = _Runner(VirtualClock(), simulated=True)
+        other = SimNetwork(net.seed, source=ReplaySource(candidate))
+        other.attach(runner.loop)
+        try:
+            runner.run(function(**dict(testargs, treadle_net=other)))
+        except failure_type:
+            found: dict[int, float] = other.choices.deviations()
+            return found
+        except BaseException:
+            return None
+        finally:
+            other._power_off()
+            other.detach()
+            runner.close()
+        return None
+
+    deviations, runs = shrink_with(fails, net.choices.deviations())
+    item.stash[_shrunk_key] = (deviations, runs, len(net.choices.deviations()))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -620,6 +672,16 @@ def _report_network(item: pytest.Item, report: Any, net: Any, seed: int | None) 
              f"{len(net.choices.deviations())}",
              f"virtual time: {net._now():.6f} s, events: {net.log.count}",
              "last simulated events:", net.last_events(25)]
+    shrunk = item.stash.get(_shrunk_key, None)
+    if isinstance(shrunk, str):
+        lines.insert(2, shrunk)
+    elif shrunk is not None:
+        from .simnet import format_deviations
+        deviations, runs, before = shrunk
+        replay = format_deviations(deviations)
+        lines[2:2] = [f"shrunk in {runs} runs from {before} to {len(deviations)} "
+                      f"deviation(s); the smallest failing run:",
+                      f"rerun: pytest --treadle-replay={replay} '{rerun}'"]
     report.sections.append(("treadle simnet", "\n".join(lines)))
     state.failed_seeds.append((rerun, seed))
 

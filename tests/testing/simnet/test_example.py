@@ -69,3 +69,26 @@ def test_a_shuffle_run_finds_the_seed_and_the_rerun_command_replays_it(pytester)
     again = pytester.runpytest(*args, rerun.group(1), rerun.group(2))
     again.assert_outcomes(failed=1)
     assert events.group(1).strip() in again.stdout.str()
+
+
+def test_pytest_shrinks_a_failure_and_replays_the_smallest_run(pytester):
+    with open(EXAMPLE) as f:
+        pytester.makepyfile(test_ledger=f.read())
+    args = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:anyio")
+    found = pytester.runpytest(*args, "--treadle-shuffle=40", "--treadle-seed=0")
+    seed = re.search(r"rerun: pytest --treadle-seed=(\d+)", found.stdout.str()).group(1)
+    shrunk = pytester.runpytest(*args, f"--treadle-seed={seed}", "--treadle-shrink")
+    shrunk.assert_outcomes(failed=1)
+    text = shrunk.stdout.str()
+    assert re.search(r"shrunk in \d+ runs from \d+ to \d+ deviation", text), text
+    replay = re.search(r"rerun: pytest (--treadle-replay=\S+) '([^']+)'", text)
+    again = pytester.runpytest(*args, replay.group(1), replay.group(2))
+    again.assert_outcomes(failed=1)
+    assert "lost acknowledged deposits" in again.stdout.str()
+
+
+def test_bad_replay_option_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--treadle-replay=3=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "POSITION:VALUE" in result.stderr.str()

@@ -157,19 +157,32 @@ def shrink(scenario: Callable[..., Any], deviations: dict[int, float],
     """The fewest of *deviations* (then the smallest answers) under which
     *scenario* still raises *failure_type*; and how many runs it took.
     Deviations not kept are decided the default way."""
-    runs = 0
 
     def fails(candidate: dict[int, float]) -> dict[int, float] | None:
-        nonlocal runs
-        runs += 1
         failure, net = run_with(scenario, ReplaySource(candidate), seed, options)
         if failure is not None and isinstance(failure, failure_type):
             found: dict[int, float] = net.choices.deviations()
             return found      # what the run really deviated in
         return None
 
+    return shrink_with(fails, deviations, max_runs)
+
+
+def shrink_with(fails: Callable[[dict[int, float]], dict[int, float] | None],
+                deviations: dict[int, float], max_runs: int = 200,
+                ) -> tuple[dict[int, float], int]:
+    """Shrinking itself: *fails(candidate)* replays the deviations
+    *candidate* and returns the deviations of the run if it still failed
+    (None if it passed)."""
+    runs = 0
+
+    def attempt(candidate: dict[int, float]) -> dict[int, float] | None:
+        nonlocal runs
+        runs += 1
+        return fails(candidate)
+
     current = dict(deviations)
-    exact = fails(current)
+    exact = attempt(current)
     if exact is None:
         return current, runs        # does not replay: keep it as it is
     current = exact
@@ -184,7 +197,7 @@ def shrink(scenario: Callable[..., Any], deviations: dict[int, float],
                 break
             drop = set(keys[start:start + size])
             candidate = {k: v for k, v in current.items() if k not in drop}
-            got = fails(candidate)
+            got = attempt(candidate)
             if got is not None and len(got) < len(current):
                 current = got
                 chunks = max(chunks - 1, 2)
@@ -205,7 +218,7 @@ def shrink(scenario: Callable[..., Any], deviations: dict[int, float],
         candidate[key] = 1 if float(value).is_integer() else 0.0
         if candidate[key] == 0.0:
             del candidate[key]
-        got = fails(candidate)
+        got = attempt(candidate)
         if got is not None and len(got) <= len(current):
             current = got
     return current, runs
