@@ -695,7 +695,6 @@ class SimNetwork:
 def _run_to_end(loop: Any, coro: Coroutine[Any, Any, Any], serials: dict[int, int],
                 power_off: Callable[[], None]) -> Any:
     """``asyncio.run`` on *loop*: cancel what is left, shut down, close."""
-    asyncio.set_event_loop(None)
     try:
         task = loop.create_task(coro)
         return loop.run_until_complete(task)
