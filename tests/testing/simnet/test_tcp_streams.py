@@ -389,3 +389,55 @@ async def test_a_fresh_real_socket_is_adopted(treadle_net):
         return data
 
     assert await b.run(client()) == b"adopted"
+
+
+def test_hosts_started_before_the_network_runs():
+    net = SimNetwork(seed=2)
+    a = net.add_host("a")
+    assert a.start(echo_server) is None      # starts with the run
+
+    async def main(net):
+        b = net.add_host("b")
+        r, w = await b.run(asyncio.open_connection("a", 7))
+        w.write(b"early")
+        data = await b.run(r.readexactly(5))
+        w.close()
+        return data
+
+    assert net.run(main) == b"early"
+
+
+async def test_a_crashed_peer_times_out_and_stops_sending(treadle_net):
+    treadle_net.tcp_timeout = 100.0
+    a = treadle_net.add_host("a")
+    b = treadle_net.add_host("b")
+    a.start(echo_server)
+    await asyncio.sleep(0)
+    reader, writer = await b.run(asyncio.open_connection("a", 7))
+    treadle_net.crash("a")
+    writer.write(b"into the void")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(TimeoutError):
+        await b.run(reader.read(10))
+    assert loop.time() - start == pytest.approx(100.0)
+
+
+async def test_ephemeral_ports_run_out(treadle_net):
+    a = treadle_net.add_host("a")
+
+    async def exhaust():
+        socks = []
+        try:
+            while True:
+                s = a.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("0.0.0.0", 0))
+        except OSError as exc:
+            return exc.errno, len(socks) - 1
+        finally:
+            for s in socks:
+                s.close()
+
+    err, bound = await a.run(exhaust())
+    assert err == 99 and bound == 60999 - 32768 + 1       # EADDRNOTAVAIL

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import errno
-import os
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
 
 if TYPE_CHECKING:
@@ -176,6 +174,8 @@ class Host:
             raise TypeError(f"start() needs a coroutine function, got {main!r}")
         self._main = main
         self._main_args = args
+        if self.net.loop is None:
+            return None     # started when the network starts running
         return self._start_main()
 
     def _start_main(self) -> Any:
@@ -210,6 +210,3 @@ class Host:
         if self._main is not None:
             self._start_main()
 
-
-def disk_error(host: str) -> OSError:
-    return OSError(errno.EIO, f"{os.strerror(errno.EIO)} (host {host!r} crashed)")

@@ -276,6 +276,9 @@ class Pipe:
         conn = self.conn
         if conn.finished or self.retry is not None:
             return      # (waiting for the next retransmission)
+        sender = conn.socks[self.side]
+        if sender is None or sender._dead:
+            return      # its host crashed: nothing is sent any more
         stack = conn.stack
         flow = self.flow
         if not stack.reachable(self.src_host, self.dst_host):
