@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import socket
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
 
 if TYPE_CHECKING:
@@ -184,7 +185,8 @@ class Host:
         self.main_task = self.spawn(coro, name=f"{self.name} main")  # type: ignore[arg-type]
         return self.main_task
 
-    def socket(self, family: int = 2, type: int = 1, proto: int = 0) -> SimSocket:
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM,
+               proto: int = 0) -> SimSocket:
         """A new (non-blocking) socket on this host, for the ``sock_*``
         methods."""
         sock = self.net._stack.socket(self.name, family, type, proto)
