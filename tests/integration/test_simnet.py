@@ -1,39 +1,23 @@
-"""Unchanged aiohttp (server and client), uvicorn + httpx, websockets and
-TLS on simulated hosts.  Needs the ``integration`` extra (each test skips
-when its package is missing) and, for TLS, the ``openssl`` command."""
+"""Unchanged aiohttp (server and client, with TLS and a crash), uvicorn +
+httpx and websockets on hosts of treadle's simulated network
+(``treadle.testing.simnet``).  Needs the ``integration`` extra (each test
+skips when its package is missing) and, for TLS, the ``openssl`` command."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import ssl
-import subprocess
 
 import pytest
 
-from treadle.testing.simnet import SimNetwork
+from tests.testing.simnet._certs import make_contexts
 
 pytestmark = pytest.mark.treadle
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    """An RSA certificate for the simulated hosts (RSA: its signatures, so
-    the handshake's sizes, are the same in every run)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not available")
-    folder = tmp_path_factory.mktemp("certs")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "2", "-subj", "/CN=server",
-         "-addext", "subjectAltName=DNS:server,DNS:api.example"],
-        check=True, capture_output=True)
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert, key)
-    client = ssl.create_default_context(cafile=str(cert))
-    return server, client
+    return make_contexts(tmp_path_factory.mktemp("certs"))
 
 
 async def test_aiohttp_server_and_client(treadle_net):
@@ -171,71 +155,3 @@ async def test_websockets(treadle_net):
             return out
 
     assert await client.run(talk()) == ["cba", "detalumis"]
-
-
-async def test_start_tls_over_simulated_bytes(treadle_net, certificate):
-    server_ctx, client_ctx = certificate
-    server = treadle_net.add_host("server")
-    client = treadle_net.add_host("client")
-
-    async def serve():
-        async def handle(reader, writer):
-            assert await reader.readline() == b"STARTTLS\n"
-            writer.write(b"GO\n")
-            await writer.drain()
-            await writer.start_tls(server_ctx)
-            line = await reader.readline()
-            writer.write(line.upper())
-            await writer.drain()
-            writer.close()
-        await asyncio.start_server(handle, None, 25)
-        await asyncio.Event().wait()
-
-    server.start(serve)
-    await asyncio.sleep(0)
-
-    async def talk():
-        reader, writer = await asyncio.open_connection("server", 25)
-        writer.write(b"STARTTLS\n")
-        assert await reader.readline() == b"GO\n"
-        await writer.start_tls(client_ctx, server_hostname="server")
-        assert writer.get_extra_info("ssl_object") is not None
-        writer.write(b"secret\n")
-        line = await reader.readline()
-        writer.close()
-        return line
-
-    assert await client.run(talk()) == b"SECRET\n"
-
-
-def test_tls_runs_are_deterministic(certificate):
-    server_ctx, client_ctx = certificate
-
-    async def main(net):
-        server = net.add_host("server")
-        client = net.add_host("client")
-
-        async def serve():
-            async def handle(reader, writer):
-                writer.write(await reader.read(100))
-                writer.close()
-            await asyncio.start_server(handle, None, 443, ssl=server_ctx)
-            await asyncio.Event().wait()
-
-        server.start(serve)
-        await asyncio.sleep(0)
-
-        async def talk():
-            reader, writer = await asyncio.open_connection(
-                "server", 443, ssl=client_ctx)
-            writer.write(b"x" * 50)
-            data = await reader.read()
-            writer.close()
-            return data
-
-        return await client.run(talk())
-
-    first = SimNetwork(seed=4, keep_events=True)
-    second = SimNetwork(seed=4, keep_events=True)
-    assert first.run(main) == second.run(main) == b"x" * 50
-    assert first.log.events() == second.log.events()
