@@ -128,6 +128,7 @@ class Stack:
         #: Held packets per link (src, dst): callbacks to run on release.
         self.held: dict[tuple[str, str], list[tuple[Callable[..., None], tuple[Any, ...]]]] = {}
         self.deliveries = 0
+        self.couriers: dict[tuple[str, str], _Courier] = {}
 
     # -- helpers -----------------------------------------------------------
 
@@ -168,18 +169,17 @@ class Stack:
                 *args: Any) -> None:
         """Run *callback(*args)* when a packet sent now from *src* arrives
         at *dst* (*when*), unless the link is held then: it waits for the
-        release."""
+        release.  Packets of one link are callbacks of one courier, so
+        seeded scheduling keeps them in order (a wire is first in, first
+        out) while packets of different links arriving together may be
+        taken in any order."""
         if src == dst:
             self.call_at(when, callback, *args)
             return
-        self.call_at(when, self._arrive_on_link, src, dst, callback, args)
-
-    def _arrive_on_link(self, src: str, dst: str, callback: Callable[..., None],
-                        args: tuple[Any, ...]) -> None:
-        if self.net.link(src, dst).held:
-            self.held.setdefault((src, dst), []).append((callback, args))
-            return
-        callback(*args)
+        courier = self.couriers.get((src, dst))
+        if courier is None:
+            courier = self.couriers[(src, dst)] = _Courier(self, src, dst)
+        self.call_at(when, courier.arrive, callback, args)
 
     def release(self, src: str, dst: str) -> int:
         """Deliver what was held on the link *src* -> *dst* (in order)."""
@@ -241,6 +241,24 @@ class Stack:
                 sock._conn.reset_both()
                 n += 1
         return n
+
+
+class _Courier:
+    """Carries the packets of one link to their arrival callbacks."""
+
+    __slots__ = ("stack", "src", "dst")
+
+    def __init__(self, stack: Stack, src: str, dst: str) -> None:
+        self.stack = stack
+        self.src = src
+        self.dst = dst
+
+    def arrive(self, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+        stack = self.stack
+        if stack.net.link(self.src, self.dst).held:
+            stack.held.setdefault((self.src, self.dst), []).append((callback, args))
+            return
+        callback(*args)
 
 
 class Pipe:
