@@ -36,7 +36,10 @@ FRACTION = "x"
 
 class Source:
     """Where answers come from.  ``answer(kind, n, p, position, keys)``
-    returns the raw answer; ``Choices`` clamps and records it."""
+    returns the raw answer; ``Choices`` clamps and records it.  Only a
+    source with ``wants_keys`` is told which tasks a pick is between."""
+
+    wants_keys = False
 
     def answer(self, kind: str, n: int, p: float, position: int,
                keys: Sequence[int] | None) -> float:
@@ -91,6 +94,8 @@ class PCTSource(Source):
     probability at least 1 / (n * k^(d-1)) per run, for n tasks and k
     steps.  Flips and fractions are drawn as ``RandomSource`` draws them."""
 
+    wants_keys = True
+
     def __init__(self, seed: int, *, depth: int = 3, steps: int = 2000) -> None:
         if depth < 1:
             raise ValueError(f"PCT depth must be >= 1, got {depth}")
@@ -133,10 +138,11 @@ class Choices:
     """The decisions of one run: asks its source, clamps the answer to the
     question, and records it."""
 
-    __slots__ = ("source", "record", "kinds", "arity")
+    __slots__ = ("source", "record", "kinds", "arity", "wants_keys")
 
     def __init__(self, source: Source) -> None:
         self.source = source
+        self.wants_keys = source.wants_keys
         self.record: list[float] = []
         self.kinds: list[str] = []
         #: How many answers each question had (0: a fraction, continuous).

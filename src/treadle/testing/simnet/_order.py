@@ -31,5 +31,8 @@ class SimOrder(SeededOrder):
     def _pick(self, available: list[int], keys: list[tuple[int, int]]) -> int:
         # PCT ranks tasks by identity: a task item's key is its serial, any
         # other item gets a key of its own (negative: never a serial).
+        choices = self.choices
+        if not choices.wants_keys:
+            return choices.pick(len(available))
         identities = [keys[i][1] if keys[i][0] == 0 else -1 - i for i in available]
-        return self.choices.pick(len(available), identities)
+        return choices.pick(len(available), identities)
