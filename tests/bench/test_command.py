@@ -38,6 +38,9 @@ def quick_suite(tmp_path_factory):
     return proc, out
 
 
+# The quick suite is about 50 short processes: on a loaded 2-core machine its
+# setup alone can take close to the default minute.
+@pytest.mark.timeout(180)
 def test_quick_suite_runs_every_workload_on_both_loops(quick_suite):
     proc, saved = quick_suite
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -72,6 +75,7 @@ def test_quick_suite_runs_every_workload_on_both_loops(quick_suite):
     assert progress[-1].startswith(f"[{len(records)}/{len(records)}] round 1/1  mem_conns")
 
 
+@pytest.mark.timeout(180)
 def test_quick_suite_rendered_as_markdown_and_text(quick_suite):
     _, saved = quick_suite
     md = _bench("--from", str(saved), "--markdown")

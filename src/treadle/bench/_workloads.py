@@ -512,7 +512,7 @@ WORKLOADS += [
              "simulated minutes (treadle only)",
              "deliveries/s", True, "simnet",
              {"hosts": 50, "connections": 1000, "minutes": 10.0, "interval": 30.0},
-             {"hosts": 10, "connections": 50, "minutes": 1.0, "interval": 5.0},
+             {"hosts": 4, "connections": 12, "minutes": 0.5, "interval": 5.0},
              ("connections",)),
     Workload("mem_tasks", "memory", "RSS per idle task (100,000 tasks)",
              "bytes/task", False, "mem_tasks",
