@@ -38,6 +38,9 @@ def quick_suite(tmp_path_factory):
     return proc, out
 
 
+# The quick suite is about 50 short processes: on a loaded 2-core machine its
+# setup alone can take close to the default minute.
+@pytest.mark.timeout(180)
 def test_quick_suite_runs_every_workload_on_both_loops(quick_suite):
     proc, saved = quick_suite
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -58,12 +61,13 @@ def test_quick_suite_runs_every_workload_on_both_loops(quick_suite):
         if r["loop"] == "asyncio":
             assert r["loop_class"].startswith("asyncio."), r
             eager_needs_312 = r["workload"].startswith("spawn_eager") and sys.version_info < (3, 12)
-            assert r["status"] == ("n/a" if eager_needs_312 else "ok"), r
+            treadle_only = r["workload"] == "simnet"
+            assert r["status"] == ("n/a" if eager_needs_312 or treadle_only else "ok"), r
         else:
             assert r["loop_class"] == "treadle._loop.EventLoop", r
             # treadle's own eager factory works on every Python
             if r["workload"] in ("call_soon", "switch", "spawn", "spawn_eager_own", "timers",
-                                 "timer_cancel", "queue", "future", "mem_tasks"):
+                                 "timer_cancel", "queue", "future", "mem_tasks", "simnet"):
                 assert r["status"] == "ok", r
     # The progress lines went to stderr, one per run (stderr is not a TTY).
     progress = [l for l in proc.stderr.splitlines() if l.startswith("[")]
@@ -71,6 +75,7 @@ def test_quick_suite_runs_every_workload_on_both_loops(quick_suite):
     assert progress[-1].startswith(f"[{len(records)}/{len(records)}] round 1/1  mem_conns")
 
 
+@pytest.mark.timeout(180)
 def test_quick_suite_rendered_as_markdown_and_text(quick_suite):
     _, saved = quick_suite
     md = _bench("--from", str(saved), "--markdown")

@@ -42,8 +42,8 @@ def test_select_by_name_group_and_pattern():
     assert select(["http"], None) == ["http"]             # the name, not the group
     assert select(["http*"], None) == ["http", "http_split"]
     assert select(None, ["cpu", "io"]) == ["scope_cancel", "scope_enter_exit",
-                                           "mem_tasks", "mem_conns"]
-    assert select(None, ["cpu", "io", "scopes"]) == ["mem_tasks", "mem_conns"]
+                                           "simnet", "mem_tasks", "mem_conns"]
+    assert select(None, ["cpu", "io", "scopes", "simnet"]) == ["mem_tasks", "mem_conns"]
     assert select(["scopes"], None) == ["scope_cancel", "scope_enter_exit"]
     with pytest.raises(ValueError, match="no workload matches 'nope'"):
         select(["nope"], None)
@@ -65,7 +65,8 @@ TINY = {"call_soon": {"callbacks": 200}, "switch": {"tasks": 10, "iters": 10},
         "spawn": {"tasks": 50}, "spawn_eager": {"tasks": 50}, "spawn_eager_own": {"tasks": 50},
         "timers": {"tasks": 50, "max_ms": 2.0}, "timer_cancel": {"timers": 300, "batch": 100},
         "queue": {"items": 100}, "future": {"rounds": 100}, "mem_tasks": {"tasks": 500},
-        "scope_cancel": {"tasks": 200}, "scope_enter_exit": {"scopes": 200}}
+        "scope_cancel": {"tasks": 200}, "scope_enter_exit": {"scopes": 200},
+        "simnet": {"hosts": 4, "connections": 6, "minutes": 0.2, "interval": 2.0}}
 
 
 @pytest.mark.parametrize("name", list(TINY))
@@ -77,6 +78,10 @@ def test_workload_runs_and_reports(name, loop_factory):
                                                and loop_factory is asyncio.new_event_loop))
     if eager_on_311 and sys.version_info < (3, 12):
         with pytest.raises(NotApplicable, match="3.12"):
+            fn(loop_factory, params)
+        return
+    if name == "simnet" and loop_factory is asyncio.new_event_loop:
+        with pytest.raises(NotApplicable, match="treadle"):
             fn(loop_factory, params)
         return
     res = fn(loop_factory, params)
@@ -105,6 +110,8 @@ def test_workload_runs_and_reports(name, loop_factory):
         native = loop_factory is not asyncio.new_event_loop
         assert res["extra"]["scope"] == ("treadle.move_on_after" if native
                                          else "asyncio.timeout")
+    if name == "simnet":
+        assert res["extra"]["connections"] == 6 and res["extra"]["round_trips"] > 0
     if name.startswith("spawn_eager_own") and loop_factory is not asyncio.new_event_loop:
         assert res["extra"]["task_factory"] == "treadle.eager_task_factory"
 

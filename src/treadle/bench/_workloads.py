@@ -506,6 +506,14 @@ WORKLOADS += [
              "move_on_after on treadle, asyncio.timeout elsewhere)",
              "scopes/s", True, "scope_enter_exit",
              {"scopes": 200_000}, {"scopes": 3000}, ("scopes",)),
+    Workload("simnet", "simnet",
+             "treadle.testing.simnet: 50 hosts, 1,000 connections over asyncio "
+             "streams, a request per connection every 30 simulated s for 10 "
+             "simulated minutes (treadle only)",
+             "deliveries/s", True, "simnet",
+             {"hosts": 50, "connections": 1000, "minutes": 10.0, "interval": 30.0},
+             {"hosts": 4, "connections": 12, "minutes": 0.5, "interval": 5.0},
+             ("connections",)),
     Workload("mem_tasks", "memory", "RSS per idle task (100,000 tasks)",
              "bytes/task", False, "mem_tasks",
              {"tasks": 100_000}, {"tasks": 5000}, ("tasks",)),
@@ -527,6 +535,8 @@ def entry_point(w: Workload) -> Callable[[LoopFactory, Params], Result]:
     """The function that runs *w* (imported lazily: network workloads pull
     in sockets and subprocess support only in the children that need it)."""
     fn = globals().get(w.entry)
+    if fn is None and w.entry == "simnet":
+        from ._simnet import simnet as fn
     if fn is None:
         from . import _netloads
         fn = getattr(_netloads, w.entry)

@@ -63,12 +63,21 @@ _ANONYMOUS = (type(None), bool, int, float, complex, str, bytes, bytearray,
 _NO_CALLBACK = object()
 
 
+#: At most this many items of a tuple or list an item holds are its sources:
+#: a closure holding a thousand tasks (``gather``'s callback) would
+#: otherwise cost a thousand look-ups per batch, and each extra source only
+#: orders more, never less, than needed.
+_MAX_CONTAINED = 16
+
+
 def _add_object(value: object, out: list[object], depth: int = 0) -> None:
     if isinstance(value, _ANONYMOUS):
         return
     if isinstance(value, (tuple, list, frozenset)):
         if depth < 1:
-            for inner in value:
+            for i, inner in enumerate(value):
+                if i == _MAX_CONTAINED:
+                    break
                 _add_object(inner, out, depth + 1)
         return
     out.append(value)
@@ -280,10 +289,9 @@ class SeededOrder:
         keys = [self._canonical_key(item, i) for i, item in enumerate(batch)]
         available = sorted((i for i in range(n) if not indegree[i]),
                            key=keys.__getitem__)
-        rng = self._rng
         out = []
         while available:
-            k = rng.randrange(len(available)) if len(available) > 1 else 0
+            k = self._pick(available, keys) if len(available) > 1 else 0
             i = available.pop(k)
             out.append(batch[i])
             for j in succ[i]:
@@ -293,6 +301,12 @@ class SeededOrder:
         if len(out) != n:               # a cycle: cannot happen, but never lose work
             return batch
         return out
+
+    def _pick(self, available: list[int], keys: list[tuple[int, int]]) -> int:
+        """Which of *available* (batch positions, in canonical order, at
+        least two) runs next: an index into it.  (The simulated network's
+        order asks its recorded choices here instead.)"""
+        return self._rng.randrange(len(available))
 
     @staticmethod
     def _order_step(batch: list[Any], start: int, end: int, producer: int,

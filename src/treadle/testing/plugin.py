@@ -4,13 +4,16 @@ Owns: running ``async def`` tests and their async fixtures on a treadle loop
 - every async fixture and the test itself in *one* loop and *one* runner task
 (so a context variable set in a fixture is seen by the test, and an object a
 fixture binds to its loop is usable in the test); the ``treadle_clock``
-fixture; seeded scheduling per test (``--treadle-seed``, ``--treadle-shuffle``)
-and printing the seed of a failing test.
+fixture; the ``treadle_net`` fixture (a simulated network on the test's loop,
+``treadle.testing.simnet``); seeded scheduling per test (``--treadle-seed``,
+``--treadle-shuffle``, ``--treadle-explore``, ``--treadle-replay``) and printing
+the seed of a failing test, with the command that replays it and, for a
+simulated network, its last events.
 Never: touches a test that is not a treadle test, so it is harmless in
 projects that do not use it and beside pytest-asyncio and anyio.  A test is a
 treadle test when it is marked ``@pytest.mark.treadle`` (directly, on its
 class or module), when it is an ``async def`` test that requests
-``treadle_clock``, or, in auto mode (``--treadle-mode=auto`` or the
+``treadle_clock`` or ``treadle_net``, or, in auto mode (``--treadle-mode=auto`` or the
 ``treadle_mode`` ini option), when it is any ``async def`` test that no other
 async plugin has claimed (marked ``asyncio``, ``anyio`` or ``trio``).
 
@@ -50,6 +53,8 @@ _state_key = pytest.StashKey["_PluginState"]()
 _treadle_key = pytest.StashKey[bool]()
 _seed_key = pytest.StashKey["int | None"]()
 _function_key = pytest.StashKey[Any]()
+_net_key = pytest.StashKey[Any]()
+_CLOCK_FIXTURES = ("treadle_clock", "treadle_net")
 
 
 # ---------------------------------------------------------------------------
@@ -71,6 +76,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--treadle-shuffle", dest="treadle_shuffle", type=int, default=None, metavar="K",
         help="run every treadle test under K scheduling seeds (from --treadle-seed, "
              "or a random base) and report the seeds that fail")
+    group.addoption(
+        "--treadle-explore", dest="treadle_explore", choices=("random", "pct"),
+        default="random",
+        help="how a treadle_net test's seed decides its schedule: random (seeded "
+             "shuffling) or pct (probabilistic concurrency testing, depth 3)")
+    group.addoption(
+        "--treadle-shrink", dest="treadle_shrink", action="store_true", default=False,
+        help="when a treadle_net test fails, rerun it to find the fewest scheduling "
+             "and fault deviations that still fail, and print the --treadle-replay "
+             "command for that run")
+    group.addoption(
+        "--treadle-replay", dest="treadle_replay", default=None, metavar="DEVIATIONS",
+        help="replay a treadle_net run from its recorded deviations (as a failing "
+             "test prints them, e.g. 17:2,104:1)")
     parser.addini("treadle_mode", "default for --treadle-mode (strict or auto)",
                   default="strict")
 
@@ -118,6 +137,15 @@ class _PluginState:
         self.leases: dict[int, Any] = {}
         self.item: pytest.Item | None = None
         self.failed_seeds: list[tuple[str, int]] = []
+        self.explore: str = config.getoption("treadle_explore") or "random"
+        self.replay: str | None = config.getoption("treadle_replay")
+        self.shrink: bool = bool(config.getoption("treadle_shrink"))
+        if self.replay is not None:
+            from .simnet import parse_deviations
+            try:
+                parse_deviations(self.replay)
+            except ValueError as exc:
+                raise pytest.UsageError(f"--treadle-replay: {exc}") from None
 
     def shuffle_seeds(self) -> list[int]:
         if self._base is None:
@@ -139,18 +167,20 @@ class _PluginState:
         item = self.item
         runner = self.runner
         if runner is None:
-            wants_clock = item is not None and "treadle_clock" in getattr(
-                item, "fixturenames", ())
+            fixturenames = getattr(item, "fixturenames", ()) if item is not None else ()
+            wants_clock = any(name in fixturenames for name in _CLOCK_FIXTURES)
+            wants_net = "treadle_net" in fixturenames
             if node is item:
                 # The loop lives for this test only.
                 clock = VirtualClock() if wants_clock else None
+                runner = self.runner = _Runner(clock, simulated=wants_net)
             else:
                 # A wider-scoped fixture starts it: it may serve tests with and
                 # without treadle_clock, so give it a clock in real-time mode
                 # that treadle_clock switches to virtual for one test.
                 clock = VirtualClock(rate=1.0, autojump_threshold=math.inf,
                                      start=time.monotonic())
-            runner = self.runner = _Runner(clock)
+                runner = self.runner = _Runner(clock)
         if id(node) not in self.leases:
             self.leases[id(node)] = node
             node.addfinalizer(lambda: self._release(node))
@@ -173,9 +203,15 @@ class _Runner:
     """A treadle loop and the single task that awaits every fixture step and
     test given to ``run()``, one after the other."""
 
-    def __init__(self, clock: VirtualClock | None) -> None:
+    def __init__(self, clock: VirtualClock | None, simulated: bool = False) -> None:
         self.clock = clock
-        self.loop = treadle.new_event_loop(clock=clock)
+        self.loop: Any
+        if simulated:
+            # A loop whose simulated hosts use the simulated network.
+            from .simnet import SimEventLoop
+            self.loop = SimEventLoop(clock=clock)
+        else:
+            self.loop = treadle.new_event_loop(clock=clock)
         self.item: pytest.Item | None = None
         self._order: SeededOrder | None = None
         self._jobs: deque[tuple[Awaitable[Any], asyncio.Future[Any]]] = deque()
@@ -308,7 +344,7 @@ def _claims(node: Any, fixturenames: Any, function: Any, mode: str) -> bool:
         return False
     if "anyio_backend" in fixturenames:
         return False
-    return "treadle_clock" in fixturenames or mode == "auto"
+    return any(name in fixturenames for name in _CLOCK_FIXTURES) or mode == "auto"
 
 
 def _is_treadle_item(item: pytest.Item) -> bool:
@@ -404,8 +440,54 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     testargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     state = pyfuncitem.config.stash[_state_key]
     runner = state.lease(pyfuncitem)
-    runner.run(function(**testargs))
+    try:
+        runner.run(function(**testargs))
+    except Exception as exc:
+        net = pyfuncitem.stash.get(_net_key, None)
+        if net is not None and state.shrink:
+            _shrink_test(pyfuncitem, function, testargs, net, type(exc))
+        raise
     return True
+
+
+_shrunk_key = pytest.StashKey[Any]()
+
+
+def _shrink_test(item: pytest.Function, function: Any, testargs: dict[str, Any],
+                 net: Any, failure_type: type[BaseException]) -> None:
+    """Rerun a failing treadle_net test with fewer and fewer of its
+    deviations (each run on a fresh loop, as the fixture sets it up) and
+    keep the smallest set that still fails."""
+    from .simnet import SimNetwork
+    from .simnet._choices import ReplaySource
+    from .simnet._explore import shrink_with
+    for name, defs in item._fixtureinfo.name2fixturedefs.items():
+        func = defs[-1].func
+        if name != "treadle_net" and (inspect.iscoroutinefunction(func)
+                                      or inspect.isasyncgenfunction(func)):
+            item.stash[_shrunk_key] = (f"not shrunk: the test uses the async fixture "
+                                       f"{name!r}, which lives on the first run's loop")
+            return
+
+    def fails(candidate: dict[int, float]) -> dict[int, float] | None:
+        runner = _Runner(VirtualClock(), simulated=True)
+        other = SimNetwork(net.seed, source=ReplaySource(candidate))
+        other.attach(runner.loop)
+        try:
+            runner.run(function(**dict(testargs, treadle_net=other)))
+        except failure_type:
+            found: dict[int, float] = other.choices.deviations()
+            return found
+        except BaseException:
+            return None
+        finally:
+            other._power_off()
+            other.detach()
+            runner.close()
+        return None
+
+    deviations, runs = shrink_with(fails, net.choices.deviations())
+    item.stash[_shrunk_key] = (deviations, runs, len(net.choices.deviations()))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -494,6 +576,46 @@ def treadle_clock(request: pytest.FixtureRequest) -> Iterator[VirtualClock]:
         clock.rate, clock.autojump_threshold = saved
 
 
+@pytest.fixture
+def treadle_net(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A ``treadle.testing.simnet.SimNetwork`` on the test's loop: add hosts,
+    run code on them, inject faults.  Virtual time (autojump), and one seed
+    for the schedule and every network decision: ``--treadle-seed``,
+    ``--treadle-shuffle`` or ``@pytest.mark.treadle(seed=N)``, else 0.  A
+    failing test prints the seed, the command that replays it and the last
+    simulated events."""
+    from .simnet import SimEventLoop, SimNetwork
+    from .simnet._choices import PCTSource, RandomSource, ReplaySource, parse_deviations
+    item = request.node
+    if not _is_treadle_item(item):
+        pytest.fail("treadle_net is for treadle tests: mark the test "
+                    "@pytest.mark.treadle (it is claimed by another async plugin "
+                    "or is not an async def test)", pytrace=False)
+    state = request.config.stash[_state_key]
+    runner = state.lease(item)
+    if not isinstance(runner.loop, SimEventLoop) or runner.clock is None:
+        pytest.fail("treadle_net needs a loop of its own: this test's loop was started "
+                    "by a module- or session-scoped async fixture", pytrace=False)
+    runner.clock.autojump_threshold = 0.0
+    seed = item.stash.get(_seed_key, None)
+    if seed is None:
+        seed = 0
+    if state.replay is not None:
+        source: Any = ReplaySource(parse_deviations(state.replay))
+    elif state.explore == "pct":
+        source = PCTSource(seed)
+    else:
+        source = RandomSource(seed)
+    net = SimNetwork(seed, source=source)
+    net.attach(runner.loop)
+    item.stash[_net_key] = net
+    try:
+        yield net
+    finally:
+        net._power_off()
+        net.detach()
+
+
 # ---------------------------------------------------------------------------
 # reporting seeds
 # ---------------------------------------------------------------------------
@@ -519,7 +641,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, A
     report = yield
     if report.failed and _is_treadle_item(item):
         seed = item.stash.get(_seed_key, None)
-        if seed is not None:
+        net = item.stash.get(_net_key, None)
+        if net is not None:
+            _report_network(item, report, net, seed)
+        elif seed is not None:
             state = item.config.stash[_state_key]
             rerun = _rerun_id(item)
             report.sections.append((
@@ -528,6 +653,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, A
                 f"rerun: pytest --treadle-seed={seed} '{rerun}'"))
             state.failed_seeds.append((rerun, seed))
     return report
+
+
+def _report_network(item: pytest.Item, report: Any, net: Any, seed: int | None) -> None:
+    state = item.config.stash[_state_key]
+    rerun = _rerun_id(item)
+    seed = net.seed if seed is None else seed
+    options = []
+    if state.replay is not None:
+        options.append(f"--treadle-replay={state.replay}")
+    else:
+        options.append(f"--treadle-seed={seed}")
+        if state.explore != "random":
+            options.append(f"--treadle-explore={state.explore}")
+    lines = [f"seed: {seed} (the schedule and every network decision)",
+             f"rerun: pytest {' '.join(options)} '{rerun}'",
+             f"decisions: {len(net.choices.record)}, of which deviations: "
+             f"{len(net.choices.deviations())}",
+             f"virtual time: {net._now():.6f} s, events: {net.log.count}",
+             "last simulated events:", net.last_events(25)]
+    shrunk = item.stash.get(_shrunk_key, None)
+    if isinstance(shrunk, str):
+        lines.insert(2, shrunk)
+    elif shrunk is not None:
+        from .simnet import format_deviations
+        deviations, runs, before = shrunk
+        replay = format_deviations(deviations)
+        lines[2:2] = [f"shrunk in {runs} runs from {before} to {len(deviations)} "
+                      f"deviation(s); the smallest failing run:",
+                      f"rerun: pytest --treadle-replay={replay} '{rerun}'"]
+    report.sections.append(("treadle simnet", "\n".join(lines)))
+    state.failed_seeds.append((rerun, seed))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
