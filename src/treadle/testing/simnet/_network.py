@@ -687,9 +687,15 @@ class SimNetwork:
 
     def _power_off(self) -> None:
         """The scenario is over: every host stops (what is still running on
-        them is cancelled as after a crash, and reports nothing)."""
-        for host in self.hosts.values():
+        them is cancelled as after a crash, and reports nothing).  Their
+        sockets vanish too, as in a crash: a server's ``wait_closed()``
+        waits for its connections (3.12 and 3.13 await it when
+        ``serve_forever()`` is cancelled), and no peer is left to close
+        them."""
+        for name, host in self.hosts.items():
             host.incarnation.alive = False
+            if self._stack.kernels[name].up:
+                self._stack.crash(name)
 
 
 def _run_to_end(loop: Any, coro: Coroutine[Any, Any, Any], serials: dict[int, int],
