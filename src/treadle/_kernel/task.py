@@ -203,6 +203,12 @@ class TaskCore:
         if type(coro) is not CoroutineType and not _iscoroutine(coro):
             self._log_destroy_pending = False
             raise TypeError(f"a coroutine was expected, got {coro!r}")
+        if type(self._context) is not contextvars.Context:
+            # asyncio's task takes anything, and then cannot run a single
+            # step (each attempt is reported): refused here instead.
+            self._log_destroy_pending = False
+            raise TypeError(f"context must be a contextvars.Context or None, "
+                            f"got {context!r}")
         self._coro = coro
         # The number is formatted only if someone asks for the name.
         self._name = next(_task_numbers) if name is None else str(name)

@@ -166,7 +166,11 @@ class DNSMixin(KernelLoop):
                           type: int = 0, proto: int = 0,
                           flags: int = 0) -> list[Any]:
         if _is_numeric_host(host) and _is_numeric_port(port):
-            # Nothing to look up: the loop thread answers (module docstring).
+            # Nothing to look up: the loop thread answers (module docstring),
+            # where asyncio would have been refused the executor.
+            self._check_closed()
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
             if self._debug:
                 return self._getaddrinfo_logged(host, port, family, type, proto, flags)
             return _getaddrinfo(host, port, family, type, proto, flags)
@@ -180,9 +184,16 @@ class DNSMixin(KernelLoop):
 
     async def _ensure_resolved(self, address: Any, *, family: int = 0,
                                type: int = socket.SOCK_STREAM, proto: int = 0,
-                               flags: int = 0) -> list[Any]:
+                               flags: int = 0, name: str = "address") -> list[Any]:
+        """*address* as addrinfo entries: numeric ones at once, names through
+        ``getaddrinfo``.  *name*: the caller's parameter, for errors."""
         host, port = address[:2]
-        info = numeric_addrinfo(host, port, family, type, proto, *address[2:])
+        rest = address[2:]
+        if len(rest) > 2:
+            # (asyncio fails here too, counting its helper's arguments)
+            raise TypeError(f"{name} must be (host, port[, flowinfo[, scope_id]]), "
+                            f"got {address!r}")
+        info = numeric_addrinfo(host, port, family, type, proto, *rest)
         if info is not None:
             return [info]
         # Through the public method: applications and tests replace it.

@@ -71,11 +71,12 @@ class SignalMixin(KernelLoop):
                            callback: Callable[..., object], *args: Any) -> None:
         if _compat.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
-        if not callable(callback):
-            raise TypeError(f"a callable object was expected by "
-                            f"add_signal_handler(), got {callback!r}")
         self._check_signal(sig)
         self._check_closed()
+        if not callable(callback):
+            # (asyncio's own checks first, in its order: rule 3)
+            raise TypeError(f"a callable object was expected by "
+                            f"add_signal_handler(), got {callback!r}")
         try:
             # Raises ValueError outside the main thread: calling it first
             # keeps a loop in another thread from half-installing a handler.
