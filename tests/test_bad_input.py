@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import fractions
 import inspect
+import io
 import logging
 import os
+import re
 import signal
 import socket
+import ssl
 import sys
 import warnings
 
@@ -346,5 +349,140 @@ def test_add_signal_handler_refuses_a_non_callable_at_once():
         with pytest.raises(TypeError, match="a callable object was expected"):
             loop.add_signal_handler(signal.SIGUSR1, 5)
         assert not loop.remove_signal_handler(signal.SIGUSR1)
+    finally:
+        loop.close()
+
+
+# ----------------------------------------------------------------------
+# more found by the differential test
+# ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("server_side", [1.5, "x", None])
+def test_start_tls_server_side_that_is_not_an_int(run, server_side):
+    # What ssl itself says of it, as on asyncio (the compiled TLS state
+    # machine used to refuse it with "bool object expected").
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    try:
+        context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=server_side)
+    except Exception as exc:
+        expected = exc
+    else:
+        pytest.skip(f"this ssl module takes server_side={server_side!r}")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            transport, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+            try:
+                await loop.start_tls(transport, asyncio.Protocol(), context,
+                                     server_side=server_side)
+            finally:
+                transport.close()
+                await asyncio.sleep(0)
+    with pytest.raises(type(expected), match=re.escape(str(expected))):
+        run(main())
+
+
+def test_start_tls_server_hostname_as_bytes_is_accepted(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            transport, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            upgrade = asyncio.ensure_future(loop.start_tls(
+                transport, asyncio.Protocol(), context, server_hostname=b"localhost",
+                ssl_handshake_timeout=0.05))
+            # No TLS peer: the handshake times out, past the argument checks.
+            with pytest.raises(ConnectionAbortedError):
+                await upgrade
+            transport.close()
+            await asyncio.sleep(0)
+    run(main())
+
+
+def test_accepted_connection_whose_protocol_factory_returns_none(run, loop_factory):
+    # As on asyncio, debug mode reports it; treadle also closes the
+    # connection at once (asyncio leaves it to the garbage collector).
+    async def main():
+        loop = asyncio.get_running_loop()
+        reports = _Reports(loop)
+        server = await loop.create_server(lambda: None, "127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection(
+                *server.sockets[0].getsockname())
+            for _ in range(200):
+                if reports.contexts:
+                    break
+                await asyncio.sleep(0.005)
+            if loop_factory is treadle.new_event_loop:
+                assert await reader.read() == b""
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            server.close()
+            if loop_factory is treadle.new_event_loop:
+                # (asyncio 3.12+ would wait for its half-made transport)
+                await server.wait_closed()
+        return [c["message"] for c in reports.contexts]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        assert run(main(), debug=True) == [
+            "Error on transport creation for incoming connection"]
+
+
+def test_create_server_on_an_empty_list_of_hosts(run):
+    # 3.13 refuses; 3.11 and 3.12 make a server without sockets.
+    async def main():
+        server = await asyncio.get_running_loop().create_server(asyncio.Protocol, [], 0)
+        server.close()
+        await server.wait_closed()
+        return server.sockets
+    if sys.version_info >= (3, 13):
+        with pytest.raises(OSError, match="could not bind on any address out of"):
+            run(main())
+    else:
+        assert run(main()) == ()
+
+
+def test_sendfile_fallback_starts_where_this_asyncio_starts(run):
+    # gh-150107: asyncio seeks to offset 0 before a read-and-send fallback
+    # from 3.14 on (and in later 3.13 releases); before, it read on from
+    # the file's position.  treadle does what the running asyncio does.
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            data = io.BytesIO(b"0123456789")      # no fileno(): the fallback
+            data.seek(5)
+            return await loop.sock_sendfile(a, data, 0)
+
+    source = inspect.getsource(asyncio.base_events.BaseEventLoop._sock_sendfile_fallback)
+    seeks = re.search(r"if hasattr\(file, 'seek'\):\s*file\.seek\(offset\)", source)
+    assert run(main()) == (10 if seeks else 5)
+
+
+def test_no_deprecation_warning_from_the_coroutine_function_checks():
+    # 3.14 deprecates asyncio.iscoroutinefunction; treadle uses what
+    # asyncio's loop uses.
+    async def handler():
+        pass
+
+    loop = treadle.new_event_loop()
+    try:
+        loop.set_debug(True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(TypeError, match="coroutines cannot be used"):
+                loop.add_signal_handler(signal.SIGUSR1, handler)
+            with pytest.raises(TypeError, match="coroutines cannot be used"):
+                loop.call_soon(handler)
+            loop.add_signal_handler(signal.SIGUSR1, _f)
+            loop.remove_signal_handler(signal.SIGUSR1)
     finally:
         loop.close()

@@ -290,7 +290,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 raise TypeError(f"coroutines cannot be used with {method}()")
             raise TypeError(
                 f"a callable object was expected by {method}(), got {callback!r}")
-        if self._debug and asyncio.iscoroutinefunction(callback):
+        if self._debug and _compat.iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
 
     def is_running(self) -> bool:

@@ -36,7 +36,6 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import signal
 import sys
@@ -69,7 +68,7 @@ class SignalMixin(KernelLoop):
 
     def add_signal_handler(self, sig: int,  # type: ignore[override]
                            callback: Callable[..., object], *args: Any) -> None:
-        if _compat.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+        if _compat.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()
