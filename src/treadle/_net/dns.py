@@ -30,6 +30,7 @@ _getaddrinfo = socket.getaddrinfo
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
+_NUMERIC_PROTOS = {0, socket.IPPROTO_TCP, socket.IPPROTO_UDP}
 
 
 def _is_numeric_host(host: Any) -> bool:
@@ -77,7 +78,8 @@ def numeric_addrinfo(host: Any, port: Any, family: int, type: int, proto: int,
     """The single addrinfo entry for a host that is already an IP address,
     or None when *host* needs resolving (asyncio's connect/bind shortcut:
     one entry, with the protocol implied by *type*)."""
-    if host is None or proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+    # (a set, and proto first, as asyncio: an unhashable proto fails here)
+    if proto not in _NUMERIC_PROTOS or host is None:
         return None
     if type == socket.SOCK_STREAM:
         proto = socket.IPPROTO_TCP
@@ -85,7 +87,8 @@ def numeric_addrinfo(host: Any, port: Any, family: int, type: int, proto: int,
         proto = socket.IPPROTO_UDP
     else:
         return None
-    if port is None or port == b"" or port == "":
+    if (port is None or (isinstance(port, bytes) and port == b"")
+            or (isinstance(port, str) and port == "")):
         port = 0
     else:
         try:
@@ -104,7 +107,7 @@ def numeric_addrinfo(host: Any, port: Any, family: int, type: int, proto: int,
     for af in families:
         try:
             _inet_pton(af, host)
-        except (OSError, ValueError):
+        except OSError:
             continue
         if base.HAS_IPV6 and af == _AF_INET6:
             return af, type, proto, "", (host, port, flowinfo, scopeid)
