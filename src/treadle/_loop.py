@@ -9,7 +9,9 @@ this module.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
+import types
 from typing import Any, Callable
 
 from ._io.backend import IOBackend
@@ -22,6 +24,27 @@ from ._proc.signals import SignalMixin
 
 class EventLoop(ShutdownMixin, ProcessMixin, NetworkMixin, SignalMixin):
     """treadle's asyncio event loop.  Create it with ``new_event_loop()``."""
+
+
+def _name_public_methods(cls: type) -> None:
+    """Make each public method that a layer defines in Python say it is
+    *cls*'s.  Python builds "m() got an unexpected keyword argument" (and
+    the other signature errors), bound-method and coroutine reprs from the
+    function's ``__qualname__``: users call ``loop.create_connection()``
+    and must read about the loop's method, not about the internal layer
+    that happens to define it (``ConnectMixin``).  The code objects keep
+    their real names, so tracebacks still point to the layer.  (The
+    compiled kernel's methods name no class at all.)"""
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        function = inspect.getattr_static(cls, name)
+        if (isinstance(function, types.FunctionType)
+                and function.__module__.startswith("treadle.")):
+            function.__qualname__ = f"{cls.__name__}.{name}"
+
+
+_name_public_methods(EventLoop)
 
 
 def new_event_loop(*, clock: Clock | None = None,

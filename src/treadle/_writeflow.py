@@ -1,8 +1,9 @@
-"""asyncio's write flow-control rules, shared by every transport treadle
-has (stream and datagram sockets, TLS, pipes).
+"""asyncio's rules for the protocol side of every transport treadle has
+(stream and datagram sockets, TLS, pipes, subprocesses).
 
-Owns: the water-mark rule of ``set_write_buffer_limits()`` and how a
-transport tells its protocol to pause or resume writing.
+Owns: the water-mark rule of ``set_write_buffer_limits()``, how a
+transport tells its protocol to pause or resume writing, and the check of
+what a protocol factory returned (``require_protocol``).
 Never: keeps state; each transport keeps its own buffer and flags.
 """
 
@@ -45,3 +46,13 @@ def tell_protocol(loop: Any, transport: Any, protocol: Any, method: str,
             "transport": transport,
             "protocol": protocol if report_as is None else report_as,
         })
+
+
+def require_protocol(protocol: Any) -> None:
+    """Raise asyncio's ``AttributeError`` if *protocol* (what a protocol
+    factory returned) has no ``connection_made``.  asyncio's transports
+    look the method up as they are made, so that is how its
+    ``create_connection(lambda: None, ...)`` and the like fail.  Checked
+    before anything is made: the call fails cleanly, with no half-made
+    transport left for the garbage collector, and no child spawned."""
+    protocol.connection_made  # noqa: B018 - the lookup is the check

@@ -145,6 +145,10 @@ register_task: Callable[[Any], None] = (
 CancelledError = asyncio.CancelledError
 InvalidStateError = asyncio.InvalidStateError
 iscoroutine = asyncio.iscoroutine
+#: asyncio's own test for coroutine functions: 3.14 deprecates the public
+#: ``asyncio.iscoroutinefunction`` (it warns) and its loop calls this one.
+iscoroutinefunction: Callable[[Any], bool] = getattr(
+    asyncio.coroutines, "_iscoroutinefunction", asyncio.coroutines.iscoroutinefunction)
 
 
 def debug_mode_default() -> bool:

@@ -59,6 +59,7 @@ import asyncio
 import concurrent.futures
 import heapq
 import logging
+import numbers
 import os
 import sys
 import threading
@@ -155,6 +156,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._stopping = False
         self._thread_id: int | None = None
         self._debug = _compat.debug_mode_default()
+        self._debug_setting: Any = self._debug
         self._clock = clock
         self._time: Callable[[], float] = _monotonic if clock is None else clock.time
         self._clock_resolution = time.get_clock_info("monotonic").resolution
@@ -288,7 +290,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 raise TypeError(f"coroutines cannot be used with {method}()")
             raise TypeError(
                 f"a callable object was expected by {method}(), got {callback!r}")
-        if self._debug and asyncio.iscoroutinefunction(callback):
+        if self._debug and _compat.iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
 
     def is_running(self) -> bool:
@@ -377,6 +379,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
                  args: tuple[Any, ...], context: Any) -> TimerHandle:
         if self._closed:
             raise RuntimeError("Event loop is closed")
+        if type(when) is not float:
+            when = _timer_time(when)
         if not callable(callback) or self._debug:
             self._check_callback(callback, "call_at")
             if self._debug:
@@ -776,6 +780,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
         afterwards.  *eager_start* (3.14's keyword) is accepted on every
         version: true runs the first step at once, false never does, and
         when it is not given the task factory decides."""
+        if kwargs and not _PASS_ALL_KWARGS:
+            # A signature error up to 3.13, raised before anything else.
+            raise TypeError(f"create_task() got an unexpected keyword argument "
+                            f"{next(iter(kwargs))!r}")
         if self._closed:
             raise RuntimeError("Event loop is closed")
         factory = self._task_factory
@@ -790,9 +798,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
                             eager_start is not _UNSET and bool(eager_start))
         if _PASS_ALL_KWARGS:
             return factory(self, coro, **_given(name, context, eager_start), **kwargs)
-        if kwargs:
-            raise TypeError(f"create_task() got an unexpected keyword argument "
-                            f"{next(iter(kwargs))!r}")
         if eager_start is not _UNSET:
             task = factory(self, coro, context=None if context is _UNSET else context,
                            eager_start=eager_start)
@@ -987,7 +992,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise TypeError(f"A callable object or None is expected, got {handler!r}")
         self._exception_handler = handler
 
-    def default_exception_handler(self, context: dict[str, Any]) -> None:
+    # The context is Any, not dict: asyncio takes whatever it is given (and
+    # fails on it as below), and a typed parameter of a compiled method
+    # would be refused with the compiler's own message instead.
+    def default_exception_handler(self, context: Any) -> None:
         message = context.get("message")
         if not message:
             message = "Unhandled exception in event loop"
@@ -1017,7 +1025,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             lines.append(f"{key}: {text}")
         _compat.asyncio_logger().error("\n".join(lines), exc_info=exc_info)
 
-    def call_exception_handler(self, context: dict[str, Any]) -> None:
+    def call_exception_handler(self, context: Any) -> None:
         logger = _compat.asyncio_logger
         if self._exception_handler is None:
             try:
@@ -1030,6 +1038,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
             return
         try:
             ctx = None
+            if not _compat.PY312:
+                # 3.11's asyncio calls the handler as it is, in the
+                # caller's context, with whatever context it was given.
+                self._exception_handler(self, context)
+                return
             thing = context.get("task")
             if thing is None:
                 thing = context.get("future")
@@ -1057,14 +1070,17 @@ class KernelLoop(asyncio.AbstractEventLoop):
                                "handling an unexpected error in custom "
                                "exception handler", exc_info=True)
 
-    def get_debug(self) -> bool:
-        return self._debug
+    def get_debug(self) -> Any:
+        # What set_debug() was given, as asyncio returns it; _debug is its
+        # truth value, for the kernel's checks.
+        return self._debug_setting
 
     def set_debug(self, enabled: Any) -> None:
+        self._debug_setting = enabled
         self._debug = bool(enabled)
         self._update_slow()
         if self.is_running():
-            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, self._debug)
 
     def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
         if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
@@ -1081,6 +1097,16 @@ class KernelLoop(asyncio.AbstractEventLoop):
 
 def _no_op() -> None:
     pass
+
+
+def _timer_time(when: Any) -> float:
+    """*when* (not a float) as a timer's time.  asyncio keeps any object
+    and fails on its next turn, for good, if it is not a real number; a
+    real number of another type (int, Fraction, numpy's floats) works as
+    its float does.  (NaN is refused by call_at/call_later themselves.)"""
+    if isinstance(when, numbers.Real):
+        return float(when)
+    raise TypeError(f"when must be a real number, not {type(when).__name__!r}")
 
 
 #: 3.14+: create_task() hands every keyword argument to the task factory.

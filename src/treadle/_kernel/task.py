@@ -86,6 +86,7 @@ _REGISTRY_REMOVE: Final = _compat.registry_remove
 _WEAKREF: Final = weakref.ref
 _eager_tasks: Final = _compat.eager_tasks
 _copy_context: Final = contextvars.copy_context
+_Context: Final = contextvars.Context
 _iscoroutine: Final = _compat.iscoroutine
 # Unbound methods called directly: no attribute lookup per task step.
 _CoroutineType: Final = CoroutineType
@@ -203,6 +204,12 @@ class TaskCore:
         if type(coro) is not CoroutineType and not _iscoroutine(coro):
             self._log_destroy_pending = False
             raise TypeError(f"a coroutine was expected, got {coro!r}")
+        if context is not None and type(context) is not _Context:
+            # asyncio's task takes anything, and then cannot run a single
+            # step (each attempt is reported): refused here instead.
+            self._log_destroy_pending = False
+            raise TypeError(f"context must be a contextvars.Context or None, "
+                            f"got {context!r}")
         self._coro = coro
         # The number is formatted only if someone asks for the name.
         self._name = next(_task_numbers) if name is None else str(name)

@@ -144,8 +144,11 @@ class TLSConnection:
     truncated: bool
     error: BaseException | None
 
-    def __init__(self, context: ssl.SSLContext, *, server_side: bool = False,
-                 server_hostname: str | None = None) -> None:
+    # server_side and server_hostname come from the loop's callers as they
+    # were given (Any: compiled, a typed parameter would refuse a wrong one
+    # with the compiler's message); wrap_bio checks them as asyncio's does.
+    def __init__(self, context: ssl.SSLContext, *, server_side: Any = False,
+                 server_hostname: Any = None) -> None:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         # wrap_bio raises ValueError for a client context that checks host
@@ -156,7 +159,7 @@ class TLSConnection:
         # The C object behind ssl.SSLObject (same read/write/pending), called
         # directly on the data path to skip a Python-level wrapper per call.
         self._sslobj = getattr(self.ssl_object, "_sslobj", self.ssl_object)
-        self.server_side = server_side
+        self.server_side = bool(server_side)
         self.state = UNWRAPPED
         self._backlog = deque()
         self._backlog_size = 0

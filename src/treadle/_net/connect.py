@@ -22,6 +22,7 @@ import stat
 from typing import Any, Callable
 
 from . import base
+from .._writeflow import require_protocol
 from ._tlsimport import TLSProtocol
 from .datagram import DatagramTransport
 from .dns import interleave_addrinfos
@@ -77,6 +78,7 @@ class ConnectMixin(SendfileMixin):
             ssl_shutdown_timeout: float | None = None) -> tuple[Any, Any]:
         sock.setblocking(False)
         protocol = protocol_factory()
+        require_protocol(protocol)
         waiter = self.create_future()
         transport: Any
         if ssl:
@@ -167,6 +169,7 @@ class ConnectMixin(SendfileMixin):
         if happy_eyeballs_delay is not None and interleave is None:
             interleave = 1
 
+        own_sock = sock is None
         if host is not None or port is not None:
             if sock is not None:
                 raise ValueError(
@@ -180,7 +183,7 @@ class ConnectMixin(SendfileMixin):
             if local_addr is not None:
                 laddr_infos = await self._ensure_resolved(
                     local_addr, family=family, type=socket.SOCK_STREAM,
-                    proto=proto, flags=flags)
+                    proto=proto, flags=flags, name="local_addr")
                 if not laddr_infos:
                     raise OSError("getaddrinfo() returned empty list")
             if interleave:
@@ -223,15 +226,33 @@ class ConnectMixin(SendfileMixin):
                 # AF_UNIX stream sockets are accepted too, as in asyncio.
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
 
-        transport, protocol = await self._create_connection_transport(
-            sock, protocol_factory, ssl, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        transport, protocol = await self._connect_own_socket(
+            own_sock, sock, protocol_factory, ssl, server_hostname,
+            ssl_handshake_timeout, ssl_shutdown_timeout)
         if self._debug:
             sock = transport.get_extra_info("socket")
             base.logger().debug("%r connected to %s:%r: (%r, %r)",
                                 sock, host, port, transport, protocol)
         return transport, protocol
+
+    async def _connect_own_socket(
+            self, own_sock: bool, sock: socket.socket,
+            protocol_factory: Callable[[], Any], ssl: Any,
+            server_hostname: str | None, ssl_handshake_timeout: float | None,
+            ssl_shutdown_timeout: float | None) -> tuple[Any, Any]:
+        """The transport for a connected *sock*.  If that fails (the protocol
+        factory raised, ...), a socket the call opened itself (*own_sock*)
+        is closed, where asyncio leaves it to the garbage collector; the
+        caller's own socket is left as it was."""
+        try:
+            return await self._create_connection_transport(
+                sock, protocol_factory, ssl, server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout)
+        except BaseException:
+            if own_sock:
+                sock.close()
+            raise
 
     async def connect_accepted_socket(
             self, protocol_factory: Callable[[], Any], sock: socket.socket, *,
@@ -273,6 +294,7 @@ class ConnectMixin(SendfileMixin):
                 raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
             if ssl_shutdown_timeout is not None:
                 raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        own_sock = path is not None
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -291,10 +313,9 @@ class ConnectMixin(SendfileMixin):
                 raise ValueError(
                     f"A UNIX Domain Stream Socket was expected, got {sock!r}")
             sock.setblocking(False)
-        return await self._create_connection_transport(
-            sock, protocol_factory, ssl, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        return await self._connect_own_socket(
+            own_sock, sock, protocol_factory, ssl, server_hostname,
+            ssl_handshake_timeout, ssl_shutdown_timeout)
 
     # ------------------------------------------------------------------
     # TLS upgrade
@@ -357,6 +378,7 @@ class ConnectMixin(SendfileMixin):
             allow_broadcast: bool | None = None,
             sock: Any = None) -> tuple[Any, Any]:
         r_addr: Any = None
+        own_sock = sock is None
         if sock is not None:
             if base.PY313:
                 if sock.type == socket.SOCK_STREAM:
@@ -446,7 +468,13 @@ class ConnectMixin(SendfileMixin):
             else:
                 raise exceptions[0]
 
-        protocol = protocol_factory()
+        try:
+            protocol = protocol_factory()
+            require_protocol(protocol)
+        except BaseException:
+            if own_sock:        # (see _connect_own_socket)
+                sock.close()
+            raise
         waiter = self.create_future()
         transport = self._make_datagram_transport(sock, protocol, r_addr, waiter)
         if self._debug:

@@ -30,6 +30,7 @@ _getaddrinfo = socket.getaddrinfo
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
+_NUMERIC_PROTOS = {0, socket.IPPROTO_TCP, socket.IPPROTO_UDP}
 
 
 def _is_numeric_host(host: Any) -> bool:
@@ -77,7 +78,8 @@ def numeric_addrinfo(host: Any, port: Any, family: int, type: int, proto: int,
     """The single addrinfo entry for a host that is already an IP address,
     or None when *host* needs resolving (asyncio's connect/bind shortcut:
     one entry, with the protocol implied by *type*)."""
-    if host is None or proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+    # (a set, and proto first, as asyncio: an unhashable proto fails here)
+    if proto not in _NUMERIC_PROTOS or host is None:
         return None
     if type == socket.SOCK_STREAM:
         proto = socket.IPPROTO_TCP
@@ -85,7 +87,8 @@ def numeric_addrinfo(host: Any, port: Any, family: int, type: int, proto: int,
         proto = socket.IPPROTO_UDP
     else:
         return None
-    if port is None or port == b"" or port == "":
+    if (port is None or (isinstance(port, bytes) and port == b"")
+            or (isinstance(port, str) and port == "")):
         port = 0
     else:
         try:
@@ -104,7 +107,7 @@ def numeric_addrinfo(host: Any, port: Any, family: int, type: int, proto: int,
     for af in families:
         try:
             _inet_pton(af, host)
-        except (OSError, ValueError):
+        except OSError:
             continue
         if base.HAS_IPV6 and af == _AF_INET6:
             return af, type, proto, "", (host, port, flowinfo, scopeid)
@@ -166,7 +169,11 @@ class DNSMixin(KernelLoop):
                           type: int = 0, proto: int = 0,
                           flags: int = 0) -> list[Any]:
         if _is_numeric_host(host) and _is_numeric_port(port):
-            # Nothing to look up: the loop thread answers (module docstring).
+            # Nothing to look up: the loop thread answers (module docstring),
+            # where asyncio would have been refused the executor.
+            self._check_closed()
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
             if self._debug:
                 return self._getaddrinfo_logged(host, port, family, type, proto, flags)
             return _getaddrinfo(host, port, family, type, proto, flags)
@@ -180,9 +187,16 @@ class DNSMixin(KernelLoop):
 
     async def _ensure_resolved(self, address: Any, *, family: int = 0,
                                type: int = socket.SOCK_STREAM, proto: int = 0,
-                               flags: int = 0) -> list[Any]:
+                               flags: int = 0, name: str = "address") -> list[Any]:
+        """*address* as addrinfo entries: numeric ones at once, names through
+        ``getaddrinfo``.  *name*: the caller's parameter, for errors."""
         host, port = address[:2]
-        info = numeric_addrinfo(host, port, family, type, proto, *address[2:])
+        rest = address[2:]
+        if len(rest) > 2:
+            # (asyncio fails here too, counting its helper's arguments)
+            raise TypeError(f"{name} must be (host, port[, flowinfo[, scope_id]]), "
+                            f"got {address!r}")
+        info = numeric_addrinfo(host, port, family, type, proto, *rest)
         if info is not None:
             return [info]
         # Through the public method: applications and tests replace it.

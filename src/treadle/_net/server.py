@@ -36,6 +36,7 @@ from asyncio import trsock
 from typing import Any, Callable, Iterable
 
 from . import base
+from .._writeflow import require_protocol
 from .connect import ConnectMixin
 
 _copy_context = contextvars.copy_context
@@ -269,6 +270,7 @@ class ServerMixin(ConnectMixin):
         transport = None
         try:
             protocol = protocol_factory()
+            require_protocol(protocol)
             transport = self._make_socket_transport(conn, protocol, None,
                                                     extra=extra, server=server)
         except (SystemExit, KeyboardInterrupt):
@@ -295,6 +297,7 @@ class ServerMixin(ConnectMixin):
         transport = None
         try:
             protocol = protocol_factory()
+            require_protocol(protocol)
             waiter: asyncio.Future[Any] | None = self.create_future()
             if sslcontext:
                 transport = self._make_ssl_transport(
@@ -429,7 +432,8 @@ class ServerMixin(ConnectMixin):
                                 base.logger().warning(msg)
                             continue
                         raise OSError(err.errno, msg) from None
-                if not sockets:
+                if not sockets and base.PY313:
+                    # (3.11 and 3.12 make a server with no socket at all)
                     raise OSError("could not bind on any address out of %r"
                                   % ([info[4] for info in infos],))
                 completed = True

@@ -105,8 +105,11 @@ class SocketMixin(DNSMixin):
     def _recv(self, sock: socket.socket, n: int) -> bytes:
         """``sock.recv(n)``, through the loop's buffer when *n* is large
         (see ``_recv_view``)."""
-        if n < _SMALL_RECV or n > base.READ_SIZE or type(sock) is not socket.socket:
-            return sock.recv(n)     # (a subclass may override recv())
+        if (type(n) is not int or n < _SMALL_RECV or n > base.READ_SIZE
+                or type(sock) is not socket.socket):
+            # (recv() itself rejects an n that is not an int, with asyncio's
+            # message; a subclass may override recv())
+            return sock.recv(n)
         view = self._recv_view
         got = sock.recv_into(view, n)
         return view[:got].tobytes()
@@ -313,6 +316,7 @@ class SocketMixin(DNSMixin):
         _check_ssl_socket(sock)
         if self._debug:
             base.check_nonblocking(self, sock)
+        fd = sock.fileno()      # (first, as asyncio: what fails for a non-socket)
         try:
             conn, address = sock.accept()
             conn.setblocking(False)
@@ -320,7 +324,6 @@ class SocketMixin(DNSMixin):
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
         handle = self._add_reader(fd, self._sock_accept, fut, sock)
         try:

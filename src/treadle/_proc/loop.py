@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from .._kernel import _compat
 from .._kernel.loop import KernelLoop
+from .._writeflow import require_protocol
 from .children import ChildWatcher
 from .pipes import ReadPipeTransport, WritePipeTransport
 from .process import SubprocessTransport
@@ -192,6 +193,9 @@ class ProcessMixin(KernelLoop):
             self, protocol: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
             stderr: Any, bufsize: int, extra: dict[str, Any] | None = None,
             **kwargs: Any) -> SubprocessTransport:
+        # Before the spawn: asyncio finds out only after it (and 3.11 and
+        # 3.12 then wait for the child forever).
+        require_protocol(protocol)
         watcher = _policy_child_watcher()
         if watcher is not None:
             return await self._spawn_for_watcher(

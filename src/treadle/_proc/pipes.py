@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 from .._kernel import _compat
 from .._kernel.loop import set_result_unless_cancelled
-from .._writeflow import tell_protocol
+from .._writeflow import require_protocol, tell_protocol
 from .flow import IOV_MAX, WriteBuffer
 
 #: asyncio warns after this many writes to a transport that has lost its
@@ -104,17 +104,22 @@ class ReadPipeTransport(asyncio.ReadTransport):
         super().__init__(extra)
         self._extra["pipe"] = pipe
         self._loop: Any = loop
-        self._pipe: Any = pipe
+        # fileno() first: for an object without one there is nothing to close.
         self._fileno: int = pipe.fileno()
+        self._pipe: Any = pipe
         self._protocol: Any = protocol
         self._closing = False
         self._paused = False
         self._polling = False
         mode = os.fstat(self._fileno).st_mode
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
-            self._pipe = None
+        try:
+            if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+                raise ValueError("Pipe transport is for pipes/sockets only.")
+            require_protocol(protocol)
+        except BaseException:
+            self._pipe = None       # still the caller's: nothing to close
             self._protocol = None
-            raise ValueError("Pipe transport is for pipes/sockets only.")
+            raise
         os.set_blocking(self._fileno, False)
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only after connection_made (asyncio's order).
@@ -272,8 +277,9 @@ class WritePipeTransport(asyncio.Transport):
         super().__init__(extra)
         self._extra["pipe"] = pipe
         self._loop: Any = loop
-        self._pipe: Any = pipe
+        # fileno() first: for an object without one there is nothing to close.
         self._fileno: int = pipe.fileno()
+        self._pipe: Any = pipe
         self._protocol: Any = protocol
         self._buffer = WriteBuffer()
         self._conn_lost = 0
@@ -288,11 +294,15 @@ class WritePipeTransport(asyncio.Transport):
         is_char = stat.S_ISCHR(mode)
         is_fifo = stat.S_ISFIFO(mode)
         is_socket = stat.S_ISSOCK(mode)
-        if not (is_char or is_fifo or is_socket):
-            self._pipe = None
+        try:
+            if not (is_char or is_fifo or is_socket):
+                raise ValueError("Pipe transport is only for "
+                                 "pipes, sockets and character devices")
+            require_protocol(protocol)
+        except BaseException:
+            self._pipe = None       # still the caller's: nothing to close
             self._protocol = None
-            raise ValueError("Pipe transport is only for "
-                             "pipes, sockets and character devices")
+            raise
         os.set_blocking(self._fileno, False)
         loop.call_soon(self._connection_made)
         # A pipe's write end polls readable (EPOLLERR/POLLHUP) when its

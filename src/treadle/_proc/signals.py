@@ -36,7 +36,6 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import signal
 import sys
@@ -69,13 +68,14 @@ class SignalMixin(KernelLoop):
 
     def add_signal_handler(self, sig: int,  # type: ignore[override]
                            callback: Callable[..., object], *args: Any) -> None:
-        if _compat.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+        if _compat.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
-        if not callable(callback):
-            raise TypeError(f"a callable object was expected by "
-                            f"add_signal_handler(), got {callback!r}")
         self._check_signal(sig)
         self._check_closed()
+        if not callable(callback):
+            # (asyncio's own checks first, in its order: rule 3)
+            raise TypeError(f"a callable object was expected by "
+                            f"add_signal_handler(), got {callback!r}")
         try:
             # Raises ValueError outside the main thread: calling it first
             # keeps a loop in another thread from half-installing a handler.
