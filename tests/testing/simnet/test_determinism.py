@@ -122,3 +122,46 @@ def test_executor_work_completes_at_a_deterministic_point():
 
     first = run(2)
     assert run(2) == first
+
+
+def test_the_end_of_a_run_lets_cleanup_finish():
+    # When the scenario returns, a server still has a connection open (3.12
+    # and 3.13's cancelled serve_forever() wait for it in wait_closed()),
+    # and its handler's cleanup starts a task and waits for it, shielded, as
+    # websockets' close does: run() still returns.
+    async def scenario(net):
+        server = net.add_host("server")
+        client = net.add_host("client")
+        cleanups = []
+
+        async def handle(reader, writer):
+            try:
+                await reader.read()
+            finally:
+                done = asyncio.get_running_loop().create_future()
+
+                async def goodbye():
+                    writer.close()
+                    try:
+                        await writer.wait_closed()
+                    except OSError:
+                        pass
+                    done.set_result(None)
+                cleanups.append(asyncio.create_task(goodbye()))
+                await asyncio.shield(done)
+
+        async def serve():
+            srv = await asyncio.start_server(handle, None, 80)
+            async with srv:
+                await srv.serve_forever()
+
+        server.start(serve)
+        await asyncio.sleep(0.1)
+
+        async def connect():
+            return await asyncio.open_connection("server", 80)
+        streams = await client.run(connect())
+        await asyncio.sleep(0.1)
+        return streams is not None
+
+    assert SimNetwork(seed=1).run(scenario) is True

@@ -104,6 +104,8 @@ class SimNetwork:
         self._links: dict[tuple[str, str], _link.Link] = {}
         self._dns_faults: dict[str | None, tuple[bool, float]] = {}
         self._stack = Stack(self)
+        #: The run is over (see _power_off).
+        self._powered_off = False
         self._applied = FaultSchedule()
         self._timers: list[Any] = []
         self._auto = 0
@@ -632,7 +634,7 @@ class SimNetwork:
         inc = context.get(_current)
         if inc is None:
             return
-        if not inc.alive:
+        if not inc.alive and not self._powered_off:
             task.cancel()       # started by code of a crashed life
             return
         inc.tasks[id(task)] = task
@@ -692,6 +694,10 @@ class SimNetwork:
         waits for its connections (3.12 and 3.13 await it when
         ``serve_forever()`` is cancelled), and no peer is left to close
         them."""
+        # Tasks that the cancelled ones start to clean up (websockets' close,
+        # ...) run, as under asyncio.run's shutdown: cancelling them at birth
+        # as after a crash would leave their starters waiting forever.
+        self._powered_off = True
         for name, host in self.hosts.items():
             host.incarnation.alive = False
             if self._stack.kernels[name].up:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 from asyncio import trsock
 from typing import Any
 
@@ -89,7 +90,12 @@ class _Common:
         return self._closing
 
     def _vanish(self) -> None:
-        """The host crashed: nothing of this transport runs any more."""
+        """The host crashed (or the run is over): the socket is gone and no
+        data moves any more.  The protocol still hears of it, once: the
+        host's tasks are cancelled and run their cleanup, and cleanup that
+        waits for ``connection_lost`` (websockets' close, a stream's
+        ``wait_closed()``) must not wait forever."""
+        told = self._conn_lost
         self._vanished = True
         self._closing = True
         self._conn_lost += 1
@@ -97,14 +103,31 @@ class _Common:
         if server is not None:
             self._server = None
             server._detach(self)
+        if not told and self._protocol is not None:
+            self._loop.call_soon(self._call_connection_lost, ConnectionAbortedError(
+                errno.ECONNABORTED, "the simulated host went down"))
+
+    def _vanished_before_made(self, waiter: asyncio.Future[Any] | None) -> bool:
+        """Whether the host went down before ``connection_made`` ran: then
+        the protocol hears nothing (never made, never lost) and whoever
+        awaits the connection gets the error."""
+        if not self._vanished:
+            return False
+        self._protocol = None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionAbortedError(
+                errno.ECONNABORTED, "the simulated host went down"))
+        return True
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
-        if self._vanished:
+        protocol = self._protocol
+        if protocol is None:
             return
         try:
-            self._protocol.connection_lost(exc)
+            protocol.connection_lost(exc)
         finally:
-            self._sock.close()
+            if not self._vanished:
+                self._sock.close()
             self._protocol = None
             server = self._server
             if server is not None:
@@ -154,7 +177,7 @@ class SimStreamTransport(_Common, asyncio.Transport):
                 f"bufsize={self._buffer_size}>")
 
     def _connection_made(self, waiter: asyncio.Future[Any] | None) -> None:
-        if self._vanished:
+        if self._vanished_before_made(waiter):
             return
         protocol = self._protocol
         try:
@@ -467,7 +490,7 @@ class SimDatagramTransport(_Common, asyncio.DatagramTransport):
         return f"<SimDatagramTransport {self._sock.host_name} {self._extra.get('sockname')}>"
 
     def _connection_made(self, waiter: asyncio.Future[Any] | None) -> None:
-        if self._vanished:
+        if self._vanished_before_made(waiter):
             return
         try:
             self._protocol.connection_made(self)
