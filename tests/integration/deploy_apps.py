@@ -60,13 +60,17 @@ def aiohttp_app(argv=None):
 
 
 if __name__ == "__main__":
-    # python deploy_apps.py PORT asyncio|treadle: aiohttp's web.run_app on
-    # that loop, with reuse_port (several may serve the port).
+    # python -m tests.integration.deploy_apps PORT asyncio|treadle|uvloop:
+    # aiohttp's web.run_app on that loop, with reuse_port (several may
+    # serve the port; the README's requests/s were measured this way).
     from aiohttp import web
     port, loop_name = int(sys.argv[1]), sys.argv[2]
     loop = None
     if loop_name == "treadle":
         import treadle
         loop = treadle.new_event_loop()
+    elif loop_name == "uvloop":
+        import uvloop
+        loop = uvloop.new_event_loop()
     web.run_app(aiohttp_app(), host="127.0.0.1", port=port, loop=loop,
-                reuse_port=True, print=None)
+                reuse_port=True, print=None, access_log=None)

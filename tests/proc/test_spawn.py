@@ -190,3 +190,25 @@ def test_closing_the_loop_midway_through_a_spawn_leaves_nothing(held_popen):
     (_, child), = made
     assert child.stdout.closed and child.stderr.closed
     wait_gone(child.pid)
+
+
+def test_a_burst_of_spawns_uses_one_thread_and_skips_the_cancelled(held_popen):
+    """Starting a thread waits for it to run: a burst of spawns is queued to
+    one thread, which starts no child for a spawn cancelled while queued."""
+    release, entered, made = held_popen
+
+    async def main():
+        tasks = [asyncio.create_task(asyncio.create_subprocess_exec("true"))
+                 for _ in range(10)]
+        await _until(entered)                   # the first one is spawning
+        spawners = [t for t in threading.enumerate() if t.name == "treadle-spawn"]
+        tasks[-1].cancel()                      # still queued: never spawned
+        release.set()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        codes = [await proc.wait() for proc in done[:-1]]
+        return len(spawners), codes, done[-1]
+
+    threads, codes, last = treadle.run(main())
+    assert threads == 1
+    assert codes == [0] * 9 and isinstance(last, asyncio.CancelledError)
+    assert len(made) == 9 and len({thread for thread, _ in made}) == 1
