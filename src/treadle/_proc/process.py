@@ -303,15 +303,18 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._proc.returncode is None:
             self._proc.returncode = returncode
         self._call(self._protocol.process_exited)
+        self._try_finish()
         if _WAKE_WAIT_ON_EXIT:
             # 3.14+ (gh-119710): wait() returns once the child has exited,
-            # even if a grandchild keeps one of its pipes open.
+            # even if a grandchild keeps one of its pipes open.  After
+            # _try_finish, as asyncio: when every pipe is already closed,
+            # connection_lost runs before the waiter wakes, so the transport
+            # is finished (send_signal raises ProcessLookupError) by then.
             waiters = self._exit_waiters or []
             self._exit_waiters = None
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(returncode)
-        self._try_finish()
 
     def _try_finish(self) -> None:
         if self._finished or self._returncode is None:
