@@ -106,6 +106,12 @@ def test_run_module(tmp_path):
     out = _run([*TREADLE, "run", "-m", "mymod_treadle_cli", "x"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "EventLoop ['x']"
+    # As with python -m, what follows the module is the module's, options
+    # included, even those treadle run has too.
+    out = _run([*TREADLE, "run", "--seed", "3", "-m", "mymod_treadle_cli",
+                "--workers", "2", "-m", "--seed", "x"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "EventLoop ['--workers', '2', '-m', '--seed', 'x']"
 
 
 def test_console_script_installed():

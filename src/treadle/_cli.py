@@ -67,9 +67,34 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _split_module_args(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``treadle run [OPTIONS] -m MODULE ARGS``: as with ``python -m``,
+    everything after MODULE is the module's, options included
+    (``treadle run -m uvicorn --workers 2 app:app``); argparse would take
+    ``--workers`` as an option of ours.  Returns (our arguments, the
+    module's, or None when not running a module)."""
+    if argv[:1] != ["run"]:
+        return argv, None
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-m":
+            return argv[:i + 2], argv[i + 2:]
+        if arg.startswith("-m"):                 # -mMODULE
+            return argv[:i + 1], argv[i + 1:]
+        if not arg.startswith("-"):
+            break                                # SCRIPT: the rest is its own
+        i += 2 if arg == "--seed" else 1
+    return argv, None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    ours, module_args = _split_module_args(
+        list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(ours)
+    if module_args is not None:
+        args.args = module_args
     if args.command == "run":
         if args.module is None and args.script is None:
             parser.error("run: give a SCRIPT or -m MODULE")

@@ -16,13 +16,23 @@ One turn of the loop (``_run_once``) does, in this order:
    asyncio does: programs (and libraries' test suites) count on data that
    reached a socket being delivered within a turn or two ("write, then
    ``await asyncio.sleep(0)`` twice, then the peer's ``data_received`` has
-   run").  A loop that watches nothing but its own wake-up pipe has nothing
-   to find there (``call_soon_threadsafe`` queues its callback before it
-   writes the pipe), so it polls only every ``POLL_EVERY`` callbacks, to
-   drain the pipe: pure computation (chains of callbacks, task switches,
-   futures, queues) makes no syscall per turn.  Always poll when stopping
-   and on the first turn of ``run_forever``.  Ready fds put their
-   reader/writer handles on the ready queue, after what was already ready.
+   run").  Also on every turn while any other thread exists: the poll is
+   where the loop releases the GIL, and a thread waiting for it gets it
+   only then (asyncio's ``select(0)`` on every turn is what lets
+   ``to_thread`` work finish while a task spins on ``sleep(0)``).  Polling
+   now and then is worse than never: each release wakes the waiting thread,
+   which restarts its switch-interval wait, so it neither wins the brief
+   race for the GIL nor ever asks the loop to drop it (issue 13: a worker
+   starved for up to a second).  A loop alone in its process that watches
+   nothing but its own wake-up pipe has nothing to find there
+   (``call_soon_threadsafe`` queues its callback before it writes the
+   pipe), so it polls only every ``POLL_EVERY`` callbacks, to drain the
+   pipe (signals): pure computation (chains of callbacks, task switches,
+   futures, queues) makes no syscall per turn.  Whether other threads exist
+   is read after each poll, so a thread started during a busy stretch is
+   seen within ``POLL_EVERY`` callbacks.  Always poll when stopping and on
+   the first turn of ``run_forever``.  Ready fds put their reader/writer
+   handles on the ready queue, after what was already ready.
 2. **Move due timers** to the ready queue, earliest first.
 3. **Run the batch**: exactly the callbacks and tasks that were ready when
    the batch began.  Anything they schedule runs next turn, after another
@@ -55,6 +65,7 @@ branches for them.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures
 import heapq
@@ -79,7 +90,7 @@ from .timers import TimerQueue
 from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
 
 #: Callbacks that may run between two polls of a busy loop that watches no
-#: fd but its own wake-up pipe (see step 1 above).
+#: fd but its own wake-up pipe and has no other thread beside it (step 1).
 POLL_EVERY = 64
 
 #: The longest the loop blocks in one poll (asyncio's MAXIMUM_SELECT_TIMEOUT).
@@ -100,6 +111,11 @@ _ThreadSafeHandle: Any = getattr(asyncio.events, "_ThreadSafeHandle", None)
 _monotonic = time.monotonic
 _perf_counter = time.perf_counter
 _get_running_loop = asyncio.events._get_running_loop
+#: The number of threads started through ``_thread``/``threading`` that
+#: are still running, the main thread not counted: non-zero whenever some
+#: thread other than the loop's exists (a loop outside the main thread
+#: counts itself, and the main thread is the other one).
+_other_threads = _thread._count
 _set_running_loop = asyncio.events._set_running_loop
 
 
@@ -488,9 +504,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
         timers = self._timers
         # -- 1. I/O --------------------------------------------------------
         if ready or self._stopping:
-            # Watching users' fds: every turn, as asyncio (delivering I/O
-            # turns later changes the order programs observe).  Watching
-            # only the wake-up pipe: every POLL_EVERY callbacks.
+            # Watching users' fds, or sharing the process with another
+            # thread: every turn, as asyncio (delivering I/O turns later
+            # changes the order programs observe; the poll releases the
+            # GIL).  Otherwise every POLL_EVERY callbacks.
             if (len(self._readers) + len(self._writers) > self._internal_fds
                     or self._since_poll >= POLL_EVERY or self._stopping):
                 KernelLoop._poll(self, 0.0)
@@ -624,7 +641,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 events = self._backend.poll(timeout)
             finally:
                 self._waiting = False
-        self._since_poll = 0
+        # Another thread may be waiting for the GIL: poll (release it) on
+        # the next busy turn too (step 1).
+        self._since_poll = POLL_EVERY if _other_threads() else 0
         if hooks is not None:
             self._call_hooks("after_io_wait", timeout)
         if not events:

@@ -5,7 +5,8 @@ Owns: the loop methods ``subprocess_exec``, ``subprocess_shell``,
 checks), the per-loop child watcher, and what closing the loop does to the
 children still running (``children.py``, rule 3: they keep running and are
 reaped in the background).  Signals live in ``signals.py``; the transports
-in ``pipes.py`` and ``process.py``.
+in ``pipes.py`` and ``process.py``; starting a child off the loop thread in
+``spawn.py``.
 Never: imported by the kernel; never touches the kernel's internals beyond
 ``_add_reader``/``_remove_reader``/``_add_writer``/``_remove_writer``,
 ``_call_at_batch_end``, ``call_soon`` and ``create_future``.
@@ -35,6 +36,7 @@ from .._writeflow import require_protocol
 from .children import ChildWatcher
 from .pipes import ReadPipeTransport, WritePipeTransport
 from .process import SubprocessTransport
+from .spawn import Spawner
 
 
 def _format_pipe(fd: Any) -> str:
@@ -82,11 +84,13 @@ class ProcessMixin(KernelLoop):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._child_watcher = ChildWatcher(self)
+        self._spawner = Spawner(self)
 
     def close(self) -> None:
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if not self.is_closed():
+            self._spawner.close()
             self._child_watcher.close()
         super().close()
 
@@ -201,11 +205,23 @@ class ProcessMixin(KernelLoop):
             return await self._spawn_for_watcher(
                 watcher, protocol, args, shell, stdin, stdout, stderr, bufsize,
                 extra, kwargs)
-        transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout,
-                                        stderr, bufsize, extra=extra, **kwargs)
+        transport = await self._spawn(protocol, args, shell, stdin, stdout, stderr,
+                                      bufsize, extra, kwargs)
         transport._child = self._child_watcher.watch(transport._proc,
                                                      transport._process_exited)
         return await self._finish_spawn(transport)
+
+    async def _spawn(self, protocol: Any, args: Any, shell: bool, stdin: Any,
+                     stdout: Any, stderr: Any, bufsize: int,
+                     extra: dict[str, Any] | None,
+                     kwargs: dict[str, Any]) -> SubprocessTransport:
+        """Start the child off the loop thread (``spawn.py``), then wrap it
+        in its transport."""
+        popen = await self._spawner.popen(args, dict(
+            kwargs, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+            universal_newlines=False, bufsize=bufsize))
+        return SubprocessTransport(self, protocol, popen, args, stdin, stdout,
+                                   stderr, extra=extra)
 
     async def _finish_spawn(self, transport: SubprocessTransport) -> SubprocessTransport:
         waiter = self.create_future()
@@ -246,8 +262,8 @@ class ProcessMixin(KernelLoop):
             # Before the spawn: a child nobody would reap must not exist.
             raise RuntimeError("asyncio.get_child_watcher() is not activated, "
                                "subprocess support is not installed.")
-        transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout,
-                                        stderr, bufsize, extra=extra, **kwargs)
+        transport = await self._spawn(protocol, args, shell, stdin, stdout, stderr,
+                                      bufsize, extra, kwargs)
         watcher.add_child_handler(transport.get_pid(), self._child_watcher_callback,
                                   transport)
         return await self._finish_spawn(transport)

@@ -1,7 +1,8 @@
 """The subprocess transport: what ``subprocess_exec``/``subprocess_shell``
 return and what ``asyncio.subprocess.Process`` drives.
 
-Owns: one child process (a ``subprocess.Popen``), the pipe transports of
+Owns: one child process (the ``subprocess.Popen`` that ``spawn.py``
+started off the loop thread), the pipe transports of
 its stdin/stdout/stderr, and the order in which the ``SubprocessProtocol``
 hears about them: ``connection_made`` once every pipe is connected, then
 ``pipe_data_received``/``pipe_connection_lost``/``process_exited`` as they
@@ -9,7 +10,7 @@ happen (events that happen earlier are queued until then), and
 ``connection_lost`` once the child has exited *and* every pipe is closed;
 that is also when ``_wait()`` (``Process.wait()``) returns, as on asyncio.
 Never: reaps the child itself (``children.py`` does, and calls
-``_process_exited``); never blocks the loop beyond the spawn itself.
+``_process_exited``); never blocks the loop.
 
 The API is asyncio's ``SubprocessTransport`` plus the one private method
 ``asyncio.subprocess.Process`` calls, ``_wait()``.  ``send_signal``,
@@ -77,15 +78,15 @@ class SubprocessTransport(asyncio.SubprocessTransport):
 
     _extra: dict[str, Any]    # asyncio.BaseTransport's (typeshed omits it)
 
-    def __init__(self, loop: Any, protocol: Any, args: Any, shell: bool,
-                 stdin: Any, stdout: Any, stderr: Any, bufsize: int,
-                 extra: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, loop: Any, protocol: Any, popen: Any, args: Any,
+                 stdin: Any, stdout: Any, stderr: Any,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self._closed = False
         self._protocol: Any = protocol
         self._loop: Any = loop
-        self._proc: Any = None
-        self._pid: int | None = None
+        self._proc: Any = popen
+        self._pid: int = popen.pid
         self._returncode: int | None = None
         self._exit_waiters: list[asyncio.Future[Any]] | None = []
         self._pending_calls: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] | None = (
@@ -99,16 +100,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             self._pipes[1] = None
         if stderr == subprocess.PIPE:
             self._pipes[2] = None
-        try:
-            # Looked up at call time: tests (asyncio's among them) patch it.
-            self._proc = subprocess.Popen(
-                args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
-                universal_newlines=False, bufsize=bufsize, **kwargs)
-        except BaseException:
-            self.close()
-            raise
-        self._pid = self._proc.pid
-        self._extra["subprocess"] = self._proc
+        self._extra["subprocess"] = popen
         if loop.get_debug():
             program = args if isinstance(args, (bytes, str)) else args[0]
             _compat.asyncio_logger().debug("process %r created: pid %s",
@@ -123,14 +115,11 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         info = [type(self).__name__]
         if self._closed:
             info.append("closed")
-        if self._pid is not None:
-            info.append(f"pid={self._pid}")
+        info.append(f"pid={self._pid}")
         if self._returncode is not None:
             info.append(f"returncode={self._returncode}")
-        elif self._pid is not None:
-            info.append("running")
         else:
-            info.append("not started")
+            info.append("running")
         stdin = self._pipes.get(0)
         if stdin is not None:
             info.append(f"stdin={stdin.pipe}")
@@ -183,8 +172,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
                 pass
 
     def get_pid(self) -> int:
-        # None only before the spawn succeeded, when nobody holds us.
-        return self._pid  # type: ignore[return-value]
+        return self._pid
 
     def get_returncode(self) -> int | None:
         return self._returncode
@@ -315,15 +303,18 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._proc.returncode is None:
             self._proc.returncode = returncode
         self._call(self._protocol.process_exited)
+        self._try_finish()
         if _WAKE_WAIT_ON_EXIT:
             # 3.14+ (gh-119710): wait() returns once the child has exited,
-            # even if a grandchild keeps one of its pipes open.
+            # even if a grandchild keeps one of its pipes open.  After
+            # _try_finish, as asyncio: when every pipe is already closed,
+            # connection_lost runs before the waiter wakes, so the transport
+            # is finished (send_signal raises ProcessLookupError) by then.
             waiters = self._exit_waiters or []
             self._exit_waiters = None
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(returncode)
-        self._try_finish()
 
     def _try_finish(self) -> None:
         if self._finished or self._returncode is None:
