@@ -5,6 +5,7 @@ version)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import socket
 import ssl
@@ -236,3 +237,55 @@ def test_failed_start_tls_leaves_no_cycle(loop):
         t.join()
         lsock.close()
     assert alive == [None]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_an_accepted_connection_keeps_its_context_whoever_resumes_reading(run, tls):
+    # 3.15 (gh-140947): the callbacks of a connection a server accepted run
+    # in the context it was accepted in; before, connection_lost() ran in a
+    # copy of whatever context last resumed reading.
+    var = contextvars.ContextVar("var")
+    seen = []
+    server_ctx, client_ctx = tls_contexts() if tls else (None, None)
+
+    async def main():
+        lost = asyncio.get_running_loop().create_future()
+        tasks = set()
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                self.transport.pause_reading()
+                task = asyncio.create_task(self.resume())
+                tasks.add(task)
+
+            async def resume(self):
+                var.set("set by the task that resumed reading")
+                await asyncio.sleep(0)
+                self.transport.resume_reading()
+
+            def connection_lost(self, exc):
+                seen.append(var.get(None))
+                lost.set_result(None)
+
+        srv = await asyncio.get_running_loop().create_server(
+            Proto, "127.0.0.1", 0, ssl=server_ctx)
+        async with srv:
+            _, writer = await asyncio.open_connection(
+                *srv.sockets[0].getsockname()[:2], ssl=client_ctx,
+                server_hostname="localhost" if tls else None)
+            writer.write(b"hello")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.close()
+            await writer.wait_closed()
+            await lost
+            await asyncio.gather(*tasks)
+
+    run(main())
+    # (over TLS, resuming reading never re-registered the socket's reader)
+    expected = (None if sys.version_info >= (3, 15) or tls
+                else "set by the task that resumed reading")
+    assert seen == [expected]

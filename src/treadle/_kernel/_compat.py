@@ -31,6 +31,7 @@ else:
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
 PY314 = sys.version_info >= (3, 14)
+PY315 = sys.version_info >= (3, 15)
 
 # -- the current task -------------------------------------------------------
 #

@@ -68,6 +68,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import concurrent.futures
+import contextvars
 import heapq
 import logging
 import numbers
@@ -841,11 +842,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
     # ------------------------------------------------------------------
 
     def _add_reader(self, fd: Any, callback: Callable[..., object],
-                    *args: Any) -> Handle:
+                    *args: Any, context: contextvars.Context | None = None) -> Handle:
         self._check_closed()
         fileobj = fd
         fd = fileobj_to_fd(fd)
-        handle = Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, context)
         old = self._readers.get(fd)
         self._readers[fd] = handle
         if old is None:
@@ -878,11 +879,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
         return True
 
     def _add_writer(self, fd: Any, callback: Callable[..., object],
-                    *args: Any) -> Handle:
+                    *args: Any, context: contextvars.Context | None = None) -> Handle:
         self._check_closed()
         fileobj = fd
         fd = fileobj_to_fd(fd)
-        handle = Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, context)
         old = self._writers.get(fd)
         self._writers[fd] = handle
         if old is None:

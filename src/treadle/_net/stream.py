@@ -52,12 +52,14 @@ would allocate and map 256 KiB per call).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 import sys
 import warnings
 from asyncio import trsock
 from typing import Any, Callable
 
+from .._kernel import _compat
 from .._writeflow import DEFAULT_HIGH_WATER
 from . import base
 
@@ -99,7 +101,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         "_closing", "_paused", "_reading", "_writing", "_eof",
         "_empty_waiter", "_protocol_paused", "_high_water", "_low_water",
         "_in_callback", "_sent_serial", "_flush_queued", "_batch_end_cb",
-        "_sendfile_compatible",
+        "_sendfile_compatible", "_context",
         "_recv_view", "__weakref__",
         # A __dict__ besides the slots: asyncio's transports have one, and
         # programs and tests set attributes on them or patch their methods
@@ -137,6 +139,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
     _batch_end_cb: Callable[[], None] | None
     _sendfile_compatible: Any
     _recv_view: memoryview | None
+    _context: contextvars.Context | None
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
                  waiter: asyncio.Future[Any] | None = None,
@@ -180,13 +183,21 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         # A socket subclass may override recv(): call it, as asyncio does.
         self._recv_view = loop._recv_view if type(sock) is socket.socket else None
         self._server = server
+        # 3.15 (gh-140947): every callback of a connection a server accepted
+        # runs in one context, the one it was accepted in, so a protocol
+        # reads the same context variables in connection_lost() as in
+        # connection_made(), whoever resumed reading.  Elsewhere (and
+        # before 3.15) each callback runs in a copy of the context it was
+        # scheduled from.
+        self._context: contextvars.Context | None = (
+            contextvars.copy_context() if server is not None and _compat.PY315 else None)
         if server is not None:
             server._attach(self)
         loop._transports[self._sock_fd] = self
         base.set_nodelay(sock)
         # connection_made, then start reading, then wake the creator: one
         # callback instead of asyncio's three, in asyncio's order.
-        loop.call_soon(self._start, waiter)
+        loop.call_soon(self._start, waiter, context=self._context)
 
     def __del__(self) -> None:
         # (no default-argument binding of warnings.warn: mypyc mis-compiles
@@ -238,7 +249,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         self._paused = False
         if not self._reading:
             self._reading = True
-            self._loop._add_reader(self._sock_fd, self._read_ready)
+            self._loop._add_reader(self._sock_fd, self._read_ready, context=self._context)
         if self._loop._debug:
             base.logger().debug("%r resumes reading", self)
 
@@ -387,7 +398,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
         self._in_callback = False
         if self._buffer and not self._writing and not self._conn_lost:
             self._writing = True
-            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
 
     # ------------------------------------------------------------------
     # writing
@@ -437,7 +448,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
             self._buffer.append(_stable(data))
             self._buffer_size += len(data)
             self._writing = True
-            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
             self._maybe_pause_protocol()
             return
         self._buffer.append(_stable(data))
@@ -479,7 +490,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
                 for i, chunk in enumerate(buffer):
                     buffer[i] = _stable(chunk)
                 self._writing = True
-                self._loop._add_writer(self._sock_fd, self._write_ready)
+                self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
                 self._maybe_pause_protocol()
             else:
                 self._buffer_drained(False)
@@ -535,7 +546,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
             self._mark_sent()
         if self._buffer:
             self._writing = True
-            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
             self._maybe_pause_protocol()
         else:
             self._buffer_drained(False)
@@ -632,7 +643,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
                 # close() ran while the bytes were held back; on asyncio
                 # they had already gone and close() scheduled this.
                 self._conn_lost += 1
-                self._loop.call_soon(self._call_connection_lost, None)
+                self._loop.call_soon(self._call_connection_lost, None, context=self._context)
         elif self._eof:
             self._sock.shutdown(_SHUT_WR)  # type: ignore[union-attr]
 
@@ -668,7 +679,7 @@ class SocketTransport(base.TransportCommon, asyncio.Transport):
             self._reading = False
             loop._remove_reader(self._sock_fd)
         self._conn_lost += 1
-        loop.call_soon(self._call_connection_lost, exc)
+        loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
