@@ -61,6 +61,15 @@ no allocation beyond the Handle and its context copy; no clock read when no
 timer is pending; one attribute test per turn decides whether any seam or
 debug feature is active (``_slow``), and the plain path has no other
 branches for them.
+
+What the loop leaves for observers (``treadle.observe`` reads these from its
+own threads and never calls into the loop to do so): ``_running_item``, the
+item the batch is running right now (one store per item, None between
+batches), beside ``_batch_serial``; and always-on counters that cost nothing
+per callback: ``_items_run`` (one add per batch), ``_io_wait_time`` (two
+clock reads around each poll that may block, none around a busy loop's
+zero-timeout polls) and the timer queue's lateness histogram.  A watchdog
+thread does all the timing: the loop itself reads no clock for any of it.
 """
 
 from __future__ import annotations
@@ -202,6 +211,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._slow = self._debug
         #: What call_soon returns when it queues a task for a Wakeup.
         self._wakeup_handle = Handle(_no_op, (), self, None)
+        # Observation (see the module header).
+        self._running_item: Any = None
+        self._items_run = 0
+        self._io_wait_time = 0.0
         # Poll scheduling (step 1).
         self._since_poll = POLL_EVERY
         #: Counts batches: a transport compares it with the number it noted
@@ -438,6 +451,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
 
     def _run_forever_cleanup(self) -> None:
         self._stopping = False
+        self._running_item = None       # left set if the batch raised
         self._thread_id = None
         _set_running_loop(None)
         self._set_coroutine_origin_tracking(False)
@@ -553,6 +567,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         if not n:
             return
         self._since_poll += n
+        self._items_run += n
         self._batch_serial += 1
         if self._slow:
             KernelLoop._run_batch_slow(self, n)
@@ -561,6 +576,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             while n:
                 n -= 1
                 item = popleft()
+                self._running_item = item
                 if isinstance(item, TaskCore):
                     TaskCore._run(item)
                 elif isinstance(item, Handle):
@@ -568,6 +584,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 elif not item._cancelled:       # one of asyncio's handles
                     item._run()
             item = None  # no frame may keep a task alive (see Task._run)
+        self._running_item = None
         # -- 4. end of batch -------------------------------------------------
         if self._batch_end:
             KernelLoop._run_batch_end(self)
@@ -624,14 +641,16 @@ class KernelLoop(asyncio.AbstractEventLoop):
         hooks = self._hooks
         if hooks is not None:
             self._call_hooks("before_io_wait", timeout)
-        if self._debug and timeout != 0.0:
+        if timeout != 0.0:
+            # A wait that may block: timed for the I/O-wait counter.
             t0 = _perf_counter()
             try:
                 events = self._backend.poll(timeout)
             finally:
                 self._waiting = False
             dt = _perf_counter() - t0
-            if dt >= 1.0:
+            self._io_wait_time += dt
+            if self._debug and dt >= 1.0:
                 _compat.asyncio_logger().log(
                     logging.INFO if timeout is None or dt >= timeout else logging.DEBUG,
                     "poll %s took %.3f ms: %s events",
@@ -677,6 +696,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             while i < n:
                 item = batch[i] if batch is not None else ready.popleft()
                 i += 1
+                self._running_item = item
                 try:
                     KernelLoop._run_one_slow(self, item, debug)
                 except BaseException:

@@ -42,6 +42,14 @@ freed by the cyclic GC.)
   ``_source_traceback``, ``_log_destroy_pending``, ``_loop``, ``_coro``)
   exist and mean what they mean on asyncio's task.
 
+For observers (``treadle.observe``, reading from its own threads) a task
+keeps two more facts, each at the cost of one store: ``_spawner``, a weak
+reference to the task that was running when it was created (a weak one, so
+a chain of tasks that each start the next keeps no finished task alive), and
+``_waiting_since``, when it last began waiting on a future or task, read
+from ``coarse_clock``: a time the watchdog thread publishes every few
+milliseconds, so that the task reads no clock.
+
 The state machine is asyncio's (see the invariant on ``_fut_waiter`` below);
 only the transport of wake-ups differs.  A task is in exactly one of:
 
@@ -103,6 +111,22 @@ _ADD_AWAITED_BY: Final = _compat.future_add_to_awaited_by
 _DISCARD_AWAITED_BY: Final = _compat.future_discard_from_awaited_by
 
 
+class CoarseClock:
+    """``time.monotonic()`` as last published by ``treadle.observe``'s
+    watchdog thread (0.0 while no watchdog runs)."""
+
+    __slots__ = ("now",)
+
+    now: float
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+
+coarse_clock: Final = CoarseClock()
+_CURRENT_TASK: Final = _compat.current_task
+
+
 class _Known:
     """The one class compiled code here cannot import: ``treadle.Task``
     (interpreted, ``taskclass.py``), filled in when that module loads."""
@@ -127,7 +151,8 @@ class TaskCore:
         "_fut_waiter",
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
-        "_source_traceback", "_scope", "_wakeup_cb",
+        "_source_traceback", "_scope", "_wakeup_cb", "_spawner",
+        "_waiting_since",
     )
 
     #: The Task users hold; None once the task is done (see the header).
@@ -164,6 +189,10 @@ class TaskCore:
     _scope: Any
     #: This task's Wakeup (see _wakeup_callback), None until its first wait.
     _wakeup_cb: Wakeup | None
+    #: A weak reference to the task that created this one, or None.
+    _spawner: Any
+    #: ``coarse_clock.now`` when the task last began to wait.
+    _waiting_since: float
 
     def __init__(self, task: Any, coro: Any, loop: Any, name: object,
                  context: contextvars.Context | None, eager_start: Any,
@@ -191,6 +220,8 @@ class TaskCore:
         self._source_traceback = None
         self._scope = None
         self._wakeup_cb = None
+        self._spawner = None
+        self._waiting_since = 0.0
         if loop is None:
             import asyncio
             loop = asyncio.get_event_loop()
@@ -198,6 +229,10 @@ class TaskCore:
         # The kernel's ready-queue append, for direct wake-ups (None on a
         # loop that is not treadle's: then every wake-up uses call_soon).
         self._ready = getattr(loop, "_kernel_ready_append", None)
+        if self._ready is not None:
+            parent = _CURRENT_TASK(loop)
+            if parent is not None:
+                self._spawner = _WEAKREF(parent)
         self._context = _copy_context() if context is None else context
         if (loop._debug if self._ready is not None else loop.get_debug()):
             self._source_traceback = _format.caller_stack()
@@ -402,6 +437,7 @@ class TaskCore:
             else:
                 other.add_done_callback(self._wakeup_callback(), context=self._context)
             self._fut_waiter = other
+            self._waiting_since = coarse_clock.now
             if _AWAITED_BY:
                 _ADD_AWAITED_BY(other, self._task)
             if self._must_cancel:
@@ -430,6 +466,7 @@ class TaskCore:
                     result._asyncio_future_blocking = False
                     result.add_done_callback(self._wakeup_callback(), context=self._context)
                     self._fut_waiter = result
+                    self._waiting_since = coarse_clock.now
                     if _AWAITED_BY and isinstance(result, _FUTURE_TYPE):
                         _ADD_AWAITED_BY(result, self._task)
                     if self._must_cancel:
