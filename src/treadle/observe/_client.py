@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from typing import Any, Iterator
 
 from . import _config
@@ -45,12 +46,29 @@ def _process_uid(pid: int) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """True while *pid* runs (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
+
+
+def _exited(pid: int, within: float = 1.0) -> bool:
+    """Whether *pid* is gone, allowing it *within* seconds to finish dying
+    (the connection closes a moment before the process is gone)."""
+    deadline = time.monotonic() + within
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
     return True
 
 
@@ -178,7 +196,7 @@ class Session:
             yield self.read()
 
     def _lost(self) -> ClientError:
-        if not _alive(self.pid):
+        if _exited(self.pid):
             return ClientError(f"process {self.pid} exited while it was being read")
         return ClientError(f"process {self.pid} closed the connection (its last "
                            f"treadle loop was closed?)")

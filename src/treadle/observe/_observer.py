@@ -27,7 +27,6 @@ from typing import Any
 
 from . import _config
 from ._state import LoopObservation
-from ._tracking import TaskTracker
 
 
 class Observer:
@@ -62,11 +61,14 @@ class Observer:
 
     def loop_stopped(self, loop: Any) -> None:
         obs: LoopObservation = loop._observation
+        now = time.monotonic()
+        obs.stopped_at = now
         if obs.run_started is not None:
-            obs.run_total += time.monotonic() - obs.run_started
+            obs.run_total += now - obs.run_started
             obs.run_started = None
         with self._lock:
             self._running.pop(id(loop), None)
+        self.wake()                      # reports of this loop end here
 
     def loop_closed(self, loop: Any) -> None:
         obs: LoopObservation | None = getattr(loop, "_observation", None)
@@ -191,6 +193,7 @@ def tracker_on(loop: Any) -> None:
     obs: LoopObservation = loop._observation
     if loop.is_closed():
         return
+    from ._tracking import TaskTracker
     if obs.tracker is None or not obs.tracker.attached:
         # A fresh tracker each time: numbers from before a gap would
         # count the gap as idle time.

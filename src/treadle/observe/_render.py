@@ -343,6 +343,11 @@ def _percentile(hist: list[int], bounds: list[float], fraction: float) -> float 
     return float("inf")
 
 
+def _argv(doc: Doc) -> str:
+    text = " ".join(doc.get("argv", []))
+    return text if len(text) <= 60 else "…" + text[-59:]
+
+
 def _rate(now: Doc, before: Doc | None, key: str, dt: float) -> float | None:
     if before is None or dt <= 0:
         return None
@@ -353,7 +358,7 @@ def top_lines(doc: Doc, previous: Doc | None, width: int = 160) -> list[str]:
     """One screen of ``treadle top`` (without the terminal handling)."""
     when = time.strftime("%H:%M:%S", time.localtime(doc.get("time", time.time())))
     order = "ascending" if doc.get("reverse") else "descending"
-    lines = [f"treadle top — pid {doc['pid']} ({' '.join(doc.get('argv', []))[:60]}) — "
+    lines = [f"treadle top — pid {doc['pid']} ({_argv(doc)}) — "
              f"{when} — sort: {doc.get('sort')} {order}"]
     before = {l["id"]: l for l in (previous or {}).get("loops", [])}
     dt = doc["mono"] - previous["mono"] if previous else 0.0

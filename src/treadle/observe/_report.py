@@ -68,7 +68,7 @@ def _loop_doc(loop: Any) -> dict[str, Any]:
     doc = asdict(info)
     doc["stats"] = loop_counters(loop)
     with obs.lock:
-        doc["blocks"] = [asdict(event) for event in obs.blocks]
+        doc["blocks"] = [event.as_dict() for event in obs.blocks]
     return doc
 
 

@@ -33,7 +33,6 @@ import time
 from typing import Any
 
 from . import _config
-from ._report import ps_document, top_document
 
 logger = logging.getLogger("treadle.observe")
 
@@ -235,6 +234,9 @@ class Server:
                 if not isinstance(request, dict):
                     raise ValueError("a request is a JSON object")
                 cmd = request.get("cmd")
+                # (imported here: a process that is never inspected never
+                # pays for the reporting code)
+                from ._report import ps_document
                 if cmd == "ps":
                     _send(conn, ps_document(self._observer.open_loops()))
                 elif cmd == "top":
@@ -256,6 +258,7 @@ class Server:
                 pass
 
     def _top(self, conn: socket.socket, reader: Any, request: dict[str, Any]) -> None:
+        from ._report import top_document
         self._observer.viewer_attached()
         try:
             settings = _TopSettings(request)

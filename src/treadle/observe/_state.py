@@ -15,29 +15,37 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .._kernel.task import TaskCore
 
 
-@dataclass
 class BlockEvent:
     """One time a callback, a task step or a whole loop iteration held the
-    loop longer than the threshold."""
+    loop longer than the threshold.  (A plain class: this module is
+    imported with treadle, and must stay cheap to import.)"""
 
-    #: "step" (a task step), "callback", or "turn" (an iteration as a whole)
-    kind: str
-    label: str
-    task_id: int | None
-    task_name: str | None
-    #: time.time() when it was noticed
-    noticed_at: float
-    #: How long it had held the loop when reported (at least this long).
-    held: float
-    #: Its total, once it ended (None while it still runs).
-    total: float | None = None
-    stack: list[str] = field(default_factory=list)
+    __slots__ = ("kind", "label", "task_id", "task_name", "noticed_at", "held",
+                 "total", "stack")
+
+    def __init__(self, kind: str, label: str, task_id: int | None,
+                 task_name: str | None, noticed_at: float, held: float,
+                 stack: list[str]) -> None:
+        #: "step" (a task step), "callback", or "turn" (an iteration)
+        self.kind = kind
+        self.label = label
+        self.task_id = task_id
+        self.task_name = task_name
+        #: time.time() when it was noticed
+        self.noticed_at = noticed_at
+        #: How long it had held the loop when reported (at least this long).
+        self.held = held
+        #: Its total, once it ended (None while it still runs).
+        self.total: float | None = None
+        self.stack = stack
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def _item_ref(item: Any) -> Callable[[], Any]:
@@ -48,11 +56,10 @@ def _item_ref(item: Any) -> Callable[[], Any]:
         task = item._task
         if task is not None:
             ref = weakref.ref(task)
-            core = item
 
             def from_task() -> Any:
                 t = ref()
-                return core if t is not None and getattr(t, "_core", None) is core else None
+                return getattr(t, "_core", None) if t is not None else None
             return from_task
         return lambda: item          # done: a core no longer holds its Task
     try:
@@ -72,6 +79,7 @@ class WatchState:
         self.turn_first = 0.0
         self.turn_prev = 0.0
         self.turn_size: int | None = None
+        self.turn_exact = False
         self.turn_reported: BlockEvent | None = None
         self.turn_items = 0
         self.turn_samples: dict[str, int] = {}
@@ -111,6 +119,8 @@ class LoopObservation:
         self.track_requested = False      # switched on by the program
         self.run_started: float | None = None
         self.run_total = 0.0
+        #: time.monotonic() when the loop last stopped running.
+        self.stopped_at: float | None = None
 
     @property
     def loop(self) -> Any:

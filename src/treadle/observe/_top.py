@@ -29,7 +29,8 @@ def run_top(pid: int, *, interval: float, sort: str, once: bool,
         if once or not sys.stdout.isatty():
             first = session.read()
             second = session.read()     # one interval later: rates and timings
-            print("\n".join(top_lines(second, first, width=_width())))
+            width = _width() if sys.stdout.isatty() else 1000
+            print("\n".join(top_lines(second, first, width=width)))
             return 0
         import curses
         return int(curses.wrapper(_screen, session, sort, reverse))

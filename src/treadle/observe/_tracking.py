@@ -22,6 +22,8 @@ Attaching and detaching happen on the loop's thread.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -32,10 +34,11 @@ from typing import Any, Callable
 from .._kernel.task import TaskCore
 
 _clock = time.perf_counter
-_ASYNCIO_DIR = os.path.dirname(os.path.dirname(os.__file__))
 _TREADLE_DIR = os.path.dirname(os.path.dirname(__file__))
-_SKIP = (os.path.join(_ASYNCIO_DIR, "asyncio") + os.sep, _TREADLE_DIR + os.sep,
-         os.path.join(_ASYNCIO_DIR, "contextlib.py"))
+#: Frames skipped to find who created a task: asyncio's, treadle's, and
+#: contextlib's (async with around a task group).
+_SKIP = (os.path.dirname(asyncio.__file__) + os.sep, _TREADLE_DIR + os.sep,
+         contextlib.__file__)
 
 #: Finished tasks stay visible this long (``treadle top`` shows them).
 FINISHED_KEEP = 5.0

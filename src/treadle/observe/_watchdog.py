@@ -34,8 +34,10 @@ import traceback
 from typing import Any, Callable
 
 from .._kernel.task import coarse_clock
-from ._snapshot import _current_task, _safe_name, coroutine_frames, item_label, item_task
 from ._state import BlockEvent, LoopObservation, WatchState, _item_ref
+
+# ``_snapshot`` (stacks, labels) is imported when there is something to
+# report: a program that never blocks never loads it.
 
 logger = logging.getLogger("treadle.blocking")
 
@@ -59,6 +61,9 @@ class Watchdog:
         self._thread = threading.Thread(target=self._run, name="treadle-watchdog",
                                         daemon=True)
         self._failed: set[str] = set()
+        #: Loops looked at in the last tick (to finish their reports when
+        #: they stop running).
+        self._watched: dict[int, LoopObservation] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -76,11 +81,31 @@ class Watchdog:
         self._wake.set()
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        finally:
+            for observation in self._watched.values():
+                self._stopped(observation)
+            self._watched.clear()
+
+    def _stopped(self, obs: LoopObservation) -> None:
+        """The loop stopped running: what was reported has ended."""
+        when = obs.stopped_at or time.monotonic()
+        self._end_item(obs, obs.watch, when)
+        self._end_turn(obs, obs.watch, when)
+        obs.watch.serial = -1
+
+    def _watch(self) -> None:
         while not self._stopping:
             self._wake.clear()
             loops = self._running_loops()
             now = time.monotonic()
             coarse_clock.now = now
+            current = {id(obs): obs for _, obs in loops}
+            for key, observation in list(self._watched.items()):
+                if key not in current:
+                    self._stopped(observation)
+            self._watched = current
             tick: float | None = None
             for loop, observation in loops:
                 threshold = observation.threshold
@@ -89,9 +114,9 @@ class Watchdog:
                 try:
                     self._tick(loop, observation, threshold, now)
                 except Exception as exc:   # never let the thread die
-                    key = f"{type(exc).__name__}: {exc}"
-                    if key not in self._failed:
-                        self._failed.add(key)
+                    reason = f"{type(exc).__name__}: {exc}"
+                    if reason not in self._failed:
+                        self._failed.add(reason)
                         logger.exception("treadle's blocking detector failed")
                 step = max(MIN_TICK, threshold / TICKS_PER_THRESHOLD)
                 tick = step if tick is None else min(tick, step)
@@ -117,7 +142,13 @@ class Watchdog:
         if serial != st.serial:
             self._end_item(obs, st, now)
             self._end_turn(obs, st, now)
-            st.turn_size = items_run - st.items_run if serial == st.serial + 1 else None
+            if serial == st.serial + 1:
+                st.turn_size, st.turn_exact = items_run - st.items_run, True
+            else:
+                # Items since the last poll: this batch, plus fewer than
+                # POLL_EVERY from the batches before it when the loop skips
+                # polls (it watches no fd of its users).
+                st.turn_size, st.turn_exact = loop._since_poll, False
             st.serial = serial
             st.turn_first = now
             st.turn_prev = st.last_tick or now
@@ -141,6 +172,7 @@ class Watchdog:
             if turn_held >= threshold and (st.turn_items >= 2 or item is None):
                 self._report_turn(obs, st, now, threshold)
             elif turn_held >= threshold / 2 and item is not None:
+                from ._snapshot import item_label
                 label = item_label(item)
                 if label in st.turn_samples or len(st.turn_samples) < 8:
                     st.turn_samples[label] = st.turn_samples.get(label, 0) + 1
@@ -149,6 +181,7 @@ class Watchdog:
 
     def _report_item(self, loop: Any, obs: LoopObservation, st: WatchState, item: Any,
                      now: float, threshold: float) -> None:
+        from ._snapshot import _current_task, _safe_name, item_label, item_task
         frames = sys._current_frames()
         top = frames.get(loop._thread_id)
         del frames
@@ -178,6 +211,7 @@ class Watchdog:
         if event is not None:
             start = (st.item_prev + st.item_first) / 2 if st.item_prev else st.item_first
             total = max(event.held, (st.item_last + now) / 2 - start)
+            from ._snapshot import item_task
             item = st.item() if st.item is not None else None
             task = item_task(item) if item is not None else None
             del item
@@ -192,8 +226,8 @@ class Watchdog:
     def _report_turn(self, obs: LoopObservation, st: WatchState, now: float,
                      threshold: float) -> None:
         held = now - st.turn_first
-        size = (f"{st.turn_size:,} callbacks and task steps"
-                if st.turn_size is not None else "many callbacks")
+        size = (f"{'' if st.turn_exact else 'about '}{st.turn_size:,} callbacks "
+                f"and task steps" if st.turn_size else "many callbacks and task steps")
         seen = ", ".join(f"{label} ({n}x)" for label, n in
                          sorted(st.turn_samples.items(), key=lambda kv: -kv[1]))
         event = BlockEvent(kind="turn", label=f"a loop iteration of {size}",
@@ -219,6 +253,7 @@ class Watchdog:
 
 def describe_task(task: Any, loop: Any) -> str:
     """"Task 'name' (coro() at file:line, created at ..., by Task 'x')"."""
+    from ._snapshot import _safe_name
     parts = []
     coro = task.get_coro()
     code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
@@ -272,6 +307,7 @@ def stack_lines(item: Any, task: Any, top: Any) -> list[str]:
 
 
 def _anchor(frames: list[Any], item: Any, task: Any) -> int:
+    from ._snapshot import coroutine_frames
     targets: list[Any] = []
     if task is not None:
         outer = coroutine_frames(task.get_coro())
