@@ -66,9 +66,18 @@ class Observer:
         if obs.run_started is not None:
             obs.run_total += now - obs.run_started
             obs.run_started = None
+        watch = obs.watch
+        settled = None
+        if watch.item_reported is not None or watch.turn_reported is not None:
+            # Something was reported as still holding the loop: it ended
+            # here.  Wait (briefly) for the watchdog to say so, so that the
+            # counters are complete once run_until_complete() returns.
+            settled = watch.settled = threading.Event()
         with self._lock:
             self._running.pop(id(loop), None)
-        self.wake()                      # reports of this loop end here
+        self.wake()
+        if settled is not None and self._watchdog is not None:
+            settled.wait(1.0)
 
     def loop_closed(self, loop: Any) -> None:
         obs: LoopObservation | None = getattr(loop, "_observation", None)

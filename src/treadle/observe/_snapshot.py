@@ -622,20 +622,28 @@ def orphaned(task: Any) -> bool:
     if fut is None or fut.done():
         return False
     frames, tail = coroutine_chain(task.get_coro())
+    # Plain loops, no generator expression: one would hold ``fut`` in a
+    # closure cell, which counts differently from the calibrated local.
+    per_local = 2 if _LOCALS_COPY else 1
+    value: Any = None
     own = 1                                   # the task's _fut_waiter
     for frame in frames:
         try:
             values = list(frame.f_locals.values())
         except Exception:
             return False
-        own += sum(1 for v in values if v is fut) * (2 if _LOCALS_COPY else 1)
-        del values
+        for value in values:
+            if value is fut:
+                own += per_local
+        value, values = None, []
     if tail is fut:
         own += 1
     elif tail is not None:
         referents = gc.get_referents(tail)
-        own += sum(1 for r in referents if r is fut)
-        del referents
+        for value in referents:
+            if value is fut:
+                own += 1
+        value, referents = None, []
     del frames, tail
     return _count_refs(fut) - _CALL_REFS - own <= 0
 

@@ -88,6 +88,9 @@ class WatchState:
         self.item_prev = 0.0
         self.item_last = 0.0
         self.item_reported: BlockEvent | None = None
+        #: Set by the watchdog once it has closed the reports of a loop
+        #: that stopped (``Observer.loop_stopped`` waits for it).
+        self.settled: threading.Event | None = None
 
     def same_item(self, item: Any) -> bool:
         return self.item is not None and self.item() is item

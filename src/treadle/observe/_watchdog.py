@@ -94,6 +94,9 @@ class Watchdog:
         self._end_item(obs, obs.watch, when)
         self._end_turn(obs, obs.watch, when)
         obs.watch.serial = -1
+        settled, obs.watch.settled = obs.watch.settled, None
+        if settled is not None:
+            settled.set()
 
     def _watch(self) -> None:
         while not self._stopping:
