@@ -25,6 +25,7 @@ import time
 import weakref
 from typing import Any
 
+from .._kernel.task import coarse_clock
 from . import _config
 from ._state import LoopObservation
 
@@ -44,6 +45,8 @@ class Observer:
     def loop_started(self, loop: Any) -> None:
         obs: LoopObservation = loop._observation
         obs.run_started = time.monotonic()
+        # Waits that start before the watchdog's first tick get a time too.
+        coarse_clock.now = obs.run_started
         if obs.track_requested or self._viewers:
             tracker_on(loop)
         if not _config.enabled():

@@ -152,6 +152,12 @@ def _top_row(task: Any, info: TaskInfo, stats: dict[str, Any] | None, obs: Any,
         "parent": info.group or info.parent_name,
         "stats": stats,
     }
+    if info.state == "running" and (stats is None or stats.get("running_for") is None):
+        # Not tracked (a stuck loop never ran the switch that turns
+        # tracking on): the watchdog knows how long it has been running.
+        held = obs.watch.current_hold()
+        if held is not None:
+            stats = dict(stats or {}, running_for=held)
     row["warnings"] = warnings_for(info, stats, obs.task_block(task), threshold)
     return row
 
