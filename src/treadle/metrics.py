@@ -18,6 +18,8 @@ your monitoring take rates.
 
 from __future__ import annotations
 
+from ._kernel.loop import KernelLoop
+
 import asyncio
 import threading
 from dataclasses import dataclass
@@ -147,7 +149,7 @@ def loop_stats(loop: Any = None) -> LoopStats:
     return LoopStats(
         running=loop._thread_id is not None,
         turns=loop._batch_serial,
-        callbacks=loop._items_run,
+        callbacks=KernelLoop._items_run(loop),
         run_time=obs.run_time(),
         io_wait=loop._io_wait_time,
         ready=len(loop._ready),

@@ -66,10 +66,12 @@ What the loop leaves for observers (``treadle.observe`` reads these from its
 own threads and never calls into the loop to do so): ``_running_item``, the
 item the batch is running right now (one store per item, None between
 batches), beside ``_batch_serial``; and always-on counters that cost nothing
-per callback: ``_items_run`` (one add per batch), ``_io_wait_time`` (two
-clock reads around each poll that may block, none around a busy loop's
-zero-timeout polls) and the timer queue's lateness histogram.  A watchdog
-thread does all the timing: the loop itself reads no clock for any of it.
+per callback: the items run (``_items_run()``: what ``_since_poll`` counts
+anyway, banked in ``_items_polled`` at each poll, so a busy loop pays
+nothing per batch for it), ``_io_wait_time`` (two clock reads around each
+poll that may block, none around a busy loop's zero-timeout polls) and the
+timer queue's lateness histogram.  A watchdog thread does all the timing:
+the loop itself reads no clock for any of it.
 """
 
 from __future__ import annotations
@@ -126,6 +128,12 @@ _get_running_loop = asyncio.events._get_running_loop
 #: thread other than the loop's exists (a loop outside the main thread
 #: counts itself, and the main thread is the other one).
 _other_threads = _thread._count
+#: How many of those are treadle's own threads that never wait for the
+#: loop's work (the blocking detector's watchdog, the ``treadle ps``
+#: server): a switch interval's wait for the GIL costs them nothing, so they
+#: do not make a busy loop poll on every turn (step 1).  Kept by the layer
+#: that starts and joins them.
+OWN_THREADS: Final[list[int]] = [0]
 _set_running_loop = asyncio.events._set_running_loop
 
 
@@ -213,10 +221,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._wakeup_handle = Handle(_no_op, (), self, None)
         # Observation (see the module header).
         self._running_item: Any = None
-        self._items_run = 0
         self._io_wait_time = 0.0
-        # Poll scheduling (step 1).
+        # Poll scheduling (step 1).  Items run = _items_polled + _since_poll.
         self._since_poll = POLL_EVERY
+        self._items_polled = -POLL_EVERY
         #: Counts batches: a transport compares it with the number it noted
         #: when it last sent to know "I already sent in this batch" without
         #: registering anything (see _net/stream.py).
@@ -446,7 +454,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
                                finalizer=self._asyncgen_finalizer_hook)
         _set_running_loop(self)
         # The first turn always polls, so I/O that is already pending is
-        # seen before the first batch, as on asyncio.
+        # seen before the first batch, as on asyncio.  (The items count,
+        # _items_polled + _since_poll, is kept.)
+        self._items_polled += self._since_poll - POLL_EVERY
         self._since_poll = POLL_EVERY
 
     def _run_forever_cleanup(self) -> None:
@@ -567,7 +577,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
         if not n:
             return
         self._since_poll += n
-        self._items_run += n
         self._batch_serial += 1
         if self._slow:
             KernelLoop._run_batch_slow(self, n)
@@ -588,6 +597,15 @@ class KernelLoop(asyncio.AbstractEventLoop):
         # -- 4. end of batch -------------------------------------------------
         if self._batch_end:
             KernelLoop._run_batch_end(self)
+
+    def _items_run(self) -> int:
+        """Callbacks and task steps run so far (any thread: an inconsistent
+        pair of reads, across a poll, is read again)."""
+        while True:
+            polled = self._items_polled
+            count = polled + self._since_poll
+            if self._items_polled == polled:
+                return count
 
     def _call_at_batch_end(self, fn: Callable[[], object]) -> None:
         """Run *fn()* once, after the current batch and before the loop can
@@ -661,9 +679,15 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 events = self._backend.poll(timeout)
             finally:
                 self._waiting = False
-        # Another thread may be waiting for the GIL: poll (release it) on
-        # the next busy turn too (step 1).
-        self._since_poll = POLL_EVERY if _other_threads() else 0
+        # Items run so far stay _items_polled + _since_poll.  Another thread
+        # may be waiting for the GIL: poll (release it) on the next busy
+        # turn too (step 1), unless the only others are treadle's own.
+        self._items_polled += self._since_poll
+        if _other_threads() > OWN_THREADS[0]:
+            self._items_polled -= POLL_EVERY
+            self._since_poll = POLL_EVERY
+        else:
+            self._since_poll = 0
         if hooks is not None:
             self._call_hooks("after_io_wait", timeout)
         if not events:

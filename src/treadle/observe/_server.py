@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any
 
+from .._kernel.loop import OWN_THREADS
 from . import _config
 
 logger = logging.getLogger("treadle.observe")
@@ -135,6 +136,7 @@ class Server:
         self._thread = threading.Thread(target=self._serve, name="treadle-observe-server",
                                         daemon=True)
         self._thread.start()
+        OWN_THREADS[0] += 1
         return True
 
     def stop(self) -> None:
@@ -147,6 +149,8 @@ class Server:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+            self._thread = None
+            OWN_THREADS[0] -= 1
         with self._lock:
             clients = list(self._clients.values())
         for conn, _ in clients:

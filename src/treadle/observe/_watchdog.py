@@ -25,6 +25,8 @@ sampled until it returns: it is then reported with its total alone.
 
 from __future__ import annotations
 
+from .._kernel.loop import KernelLoop
+
 import logging
 import os
 import sys
@@ -33,6 +35,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from .._kernel.loop import OWN_THREADS
 from .._kernel.task import coarse_clock
 from ._state import BlockEvent, LoopObservation, WatchState, _item_ref
 
@@ -67,12 +70,15 @@ class Watchdog:
 
     def start(self) -> None:
         self._thread.start()
+        OWN_THREADS[0] += 1
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
+        if self._thread.ident is not None and not self._thread.is_alive():
+            OWN_THREADS[0] -= 1
         coarse_clock.now = 0.0
 
     def wake(self) -> None:
@@ -141,7 +147,7 @@ class Watchdog:
             return
         serial = loop._batch_serial
         item = loop._running_item
-        items_run = loop._items_run
+        items_run = KernelLoop._items_run(loop)
         if serial != st.serial:
             self._end_item(obs, st, now)
             self._end_turn(obs, st, now)
