@@ -9,8 +9,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import treadle
+
 TREADLE = [sys.executable, "-m", "treadle"]
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+#: Where the treadle under test lives (the source tree, or the installed,
+#: maybe compiled, package): child processes import the same one.
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(treadle.__file__)))
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -296,3 +296,34 @@ def test_peer_uid_of_a_real_connection():
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="asyncio records awaited-by edges from 3.14")
+def test_awaited_by_edges_are_asyncios_own_on_314():
+    """An edge only asyncio's own record knows about (added with
+    future_add_to_awaited_by, no await behind it) is in the tree."""
+    import asyncio
+    import treadle
+    from treadle.observe._render import build_tree
+    from treadle.observe._report import ps_document
+    from treadle.observe._observer import observer
+
+    async def idle():
+        await asyncio.sleep(3600)
+
+    async def main():
+        me = asyncio.current_task()
+        child = asyncio.create_task(idle(), name="child")
+        await asyncio.sleep(0)
+        asyncio.future_add_to_awaited_by(child, me)
+        doc = ps_document(observer.open_loops())
+        asyncio.future_discard_from_awaited_by(child, me)
+        child.cancel()
+        return doc, id(me)
+
+    doc, main_id = treadle.run(main())
+    (loop,) = doc["loops"]
+    child = next(t for t in loop["tasks"] if t["name"] == "child")
+    assert [a["task_id"] for a in child["awaited_by"]] == [main_id]
+    roots, cycles, _ = build_tree(loop)
+    assert not cycles and len(roots) == 1 and roots[0]["task"]["id"] == main_id
