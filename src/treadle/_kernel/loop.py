@@ -72,6 +72,16 @@ nothing per batch for it), ``_io_wait_time`` (two clock reads around each
 poll that may block, none around a busy loop's zero-timeout polls) and the
 timer queue's lateness histogram.  A watchdog thread does all the timing:
 the loop itself reads no clock for any of it.
+
+Rule for every attribute observers read from other threads (here
+``_running_item``; in ``task.py`` ``_task``; ``Handle._callback``/``_args``;
+the timer heap): *store first, release after*.  Compiled, an attribute
+assignment releases the old value before it stores the new one, and a
+release can run Python code (a finalizer, a weak reference's callback)
+during which another thread may take the GIL and read the attribute: it
+would get an object being freed.  So the old value is kept in a local until
+the new one is stored (the ``previous`` local of the batch loop).  It costs
+a local assignment; uncompiled it changes nothing.
 """
 
 from __future__ import annotations
@@ -461,7 +471,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
 
     def _run_forever_cleanup(self) -> None:
         self._stopping = False
-        self._running_item = None       # left set if the batch raised
+        # Left set if the batch raised; store first, release after (header).
+        previous = self._running_item
+        self._running_item = None
+        previous = None
         self._thread_id = None
         _set_running_loop(None)
         self._set_coroutine_origin_tracking(False)
@@ -582,8 +595,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
             KernelLoop._run_batch_slow(self, n)
         else:
             popleft = self._ready_popleft
+            item: Any = None
             while n:
                 n -= 1
+                previous = item       # store first, release after (header)
                 item = popleft()
                 self._running_item = item
                 if isinstance(item, TaskCore):
@@ -592,8 +607,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
                     Handle._run(item)
                 elif not item._cancelled:       # one of asyncio's handles
                     item._run()
-            item = None  # no frame may keep a task alive (see Task._run)
-        self._running_item = None
+            self._running_item = None
+            # No frame may keep a task alive (see Task._run).
+            item = previous = None
         # -- 4. end of batch -------------------------------------------------
         if self._batch_end:
             KernelLoop._run_batch_end(self)
@@ -716,8 +732,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
             batch = None
         debug = self._debug
         i = 0
+        item: Any = None
+        previous: Any = None
         try:
             while i < n:
+                previous = item       # store first, release after (header)
                 item = batch[i] if batch is not None else ready.popleft()
                 i += 1
                 self._running_item = item
@@ -729,8 +748,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
                         ready.extendleft(reversed(batch[i:]))
                     raise
         finally:
+            self._running_item = None
             # No frame may outlive its call holding a task (see Task._run).
-            item = batch = None
+            item = previous = batch = None
 
     def _run_one_slow(self, item: Any, debug: bool) -> None:
         if not isinstance(item, TaskCore) and item._cancelled:

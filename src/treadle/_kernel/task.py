@@ -48,7 +48,9 @@ reference to the task that was running when it was created (a weak one, so
 a chain of tasks that each start the next keeps no finished task alive), and
 ``_waiting_since``, when it last began waiting on a future or task, read
 from ``coarse_clock``: a time the watchdog thread publishes every few
-milliseconds, so that the task reads no clock.
+milliseconds, so that the task reads no clock.  Observers read ``_task``
+from other threads, so it is dropped store-first (``loop.py``'s header says
+why).
 
 The state machine is asyncio's (see the invariant on ``_fut_waiter`` below);
 only the transport of wake-ups differs.  A task is in exactly one of:
@@ -307,9 +309,12 @@ class TaskCore:
                 # Done: let go of the Task (see the module header).  Here,
                 # outside the task's context: dropping the last reference
                 # runs the Task's finalizer, whose report may run the
-                # exception handler in that context.  (Its Wakeup points
-                # back to this core: that cycle goes too.)
+                # exception handler in that context.  (Store first, then
+                # release: see the header.  Its Wakeup points back to this
+                # core: that cycle goes too.)
+                task = self._task
                 self._task = None
+                task = None
                 self._wakeup_cb = None
             # Frames on the stack when a coroutine frame finishes outlive
             # their call (as its f_back chain).  None of them may end up
@@ -520,9 +525,11 @@ class TaskCore:
                 if eager is not None:
                     _register(task)
             else:
+                coro = self._coro
                 self._coro = None
-                self._task = None       # as in _run
+                self._task = None       # as in _run (``task`` holds it)
                 self._wakeup_cb = None
+                coro = None
             del task
 
     # ------------------------------------------------------------------

@@ -118,7 +118,8 @@ class TimerQueue:
         return moved
 
     def clear(self) -> None:
-        for entry in self._heap:
+        heap = self._heap          # released after the store (loop.py's header)
+        for entry in heap:
             entry[2]._scheduled = False
         self._heap = []
         self._tombstones = 0
