@@ -49,8 +49,8 @@ a chain of tasks that each start the next keeps no finished task alive), and
 ``_waiting_since``, when it last began waiting on a future or task, read
 from ``coarse_clock``: a time the watchdog thread publishes every few
 milliseconds, so that the task reads no clock.  Observers read ``_task``
-from other threads, so it is dropped store-first (``loop.py``'s header says
-why).
+from other threads, so it is dropped store-first (``handles.keep``;
+``loop.py``'s header says why).
 
 The state machine is asyncio's (see the invariant on ``_fut_waiter`` below);
 only the transport of wake-ups differs.  A task is in exactly one of:
@@ -76,7 +76,7 @@ from types import CoroutineType, GenericAlias
 from typing import Any, Callable, Final, Generator
 
 from . import _compat, _format
-from .handles import Handle
+from .handles import Handle, keep
 
 # Module constants are Final so that, compiled, they are C statics rather
 # than dictionary lookups on every use.
@@ -314,6 +314,7 @@ class TaskCore:
                 # core: that cycle goes too.)
                 task = self._task
                 self._task = None
+                keep(task)
                 task = None
                 self._wakeup_cb = None
             # Frames on the stack when a coroutine frame finishes outlive
@@ -527,9 +528,10 @@ class TaskCore:
             else:
                 coro = self._coro
                 self._coro = None
-                self._task = None       # as in _run (``task`` holds it)
+                self._task = None       # as in _run
                 self._wakeup_cb = None
-                coro = None
+                keep(coro)
+                keep(task)
             del task
 
     # ------------------------------------------------------------------

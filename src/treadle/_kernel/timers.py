@@ -29,7 +29,7 @@ from bisect import bisect_left
 from collections import deque
 from typing import Any, Final
 
-from .handles import TimerHandle
+from .handles import TimerHandle, keep
 
 COMPACT_MIN = 128
 
@@ -83,6 +83,7 @@ class TimerQueue:
                     entry[2]._scheduled = False
             heapq.heapify(live)
             self._heap = live
+            keep(heap)               # released after the store (loop.py's header)
             self._tombstones = 0
 
     def next_deadline(self) -> float | None:
@@ -118,10 +119,11 @@ class TimerQueue:
         return moved
 
     def clear(self) -> None:
-        heap = self._heap          # released after the store (loop.py's header)
+        heap = self._heap
         for entry in heap:
             entry[2]._scheduled = False
         self._heap = []
+        keep(heap)                   # released after the store (loop.py's header)
         self._tombstones = 0
 
     def handles(self) -> list[TimerHandle]:
