@@ -272,7 +272,10 @@ def _as_nobody(workdir: Path, nobody: pwd.struct_passwd, env: dict[str, str]) ->
         sock.settimeout(10)
         try:
             sock.connect(path)
-            sock.sendall(b'{"cmd": "ps"}\n')
+            try:
+                sock.sendall(b'{"cmd": "ps"}\n')
+            except BrokenPipeError:
+                pass                  # it may have answered and hung up already
             answer = sock.makefile("rb").readline()
         finally:
             sock.close()

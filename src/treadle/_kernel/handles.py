@@ -86,8 +86,8 @@ class Handle:
             callback, args = self._callback, self._args
             self._callback = None
             self._args = None
-            keep(callback)
-            keep(args)
+            if callback is args:
+                pass
 
     def cancelled(self) -> bool:
         return self._cancelled
@@ -115,14 +115,6 @@ class Handle:
             # outlives its call (it becomes that frame's f_back); it must
             # not keep the handle, and through it a task, alive.
             del self
-
-
-def keep(obj: object) -> None:
-    """Does nothing with *obj*, after an attribute that held it was given a
-    new value: calling it keeps *obj* alive until then, so that releasing
-    it (which may run finalizers, and let another thread in) happens after
-    the store (see the header of loop.py).  A plain local would not do:
-    compiled, a local is released right after its last use."""
 
 
 class TimerHandle(Handle):

@@ -63,8 +63,8 @@ debug feature is active (``_slow``), and the plain path has no other
 branches for them.
 
 What the loop leaves for observers (``treadle.observe`` reads these from its
-own threads and never calls into the loop to do so): ``_running[0]``, the
-item the batch is running right now (one list store per item, None between
+own threads and never calls into the loop to do so): ``_running_item``, the
+item the batch is running right now (one store per item, None between
 batches), beside ``_batch_serial``; and always-on counters that cost nothing
 per callback: the items run (``_items_run()``: what ``_since_poll`` counts
 anyway, banked in ``_items_polled`` at each poll, so a busy loop pays
@@ -73,15 +73,16 @@ poll that may block, none around a busy loop's zero-timeout polls) and the
 timer queue's lateness histogram.  A watchdog thread does all the timing:
 the loop itself reads no clock for any of it.
 
-Rule for every reference observers read from other threads (the running
-item here; a task's ``_task``, a handle's ``_callback``/``_args``, the timer
-heap): *store first, release after*.  Compiled, an attribute assignment
-releases the old value before it stores the new one, and a release can run
-Python code (a finalizer, a weak reference's callback) during which another
-thread may take the GIL and read the attribute: it would get an object
-being freed.  So the running item lives in a list (CPython's list stores
-first), and the others keep their old value alive across the store with
-``handles.keep()``.  Uncompiled, CPython stores first anyway.
+Rule for every reference observers read from other threads (``_running_item``
+here; a task's ``_task`` and ``_coro``, a handle's ``_callback``/``_args``,
+the timer heap): *store first, release after*.  Compiled, an attribute
+assignment releases the old value before it stores the new one, and a
+release can run Python code (a finalizer, a weak reference's callback)
+during which another thread may take the GIL and read the attribute: it
+would get an object being freed.  So the old value is held in a local that
+is *used after the store*: ``if old is new: pass`` (compiled, a local is
+released right after its last use, so merely assigning it would not do; a
+comparison costs an instruction).  Uncompiled, CPython stores first anyway.
 """
 
 from __future__ import annotations
@@ -229,9 +230,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._slow = self._debug
         #: What call_soon returns when it queues a task for a Wakeup.
         self._wakeup_handle = Handle(_no_op, (), self, None)
-        # Observation (see the module header).  Typed Any: its stores go
-        # through CPython's list, which stores first (see the header).
-        self._running: Any = [None]
+        # Observation (see the module header).
+        self._running_item: Any = None
         self._io_wait_time = 0.0
         # Poll scheduling (step 1).  Items run = _items_polled + _since_poll.
         self._since_poll = POLL_EVERY
@@ -472,7 +472,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
 
     def _run_forever_cleanup(self) -> None:
         self._stopping = False
-        self._running[0] = None         # left set if the batch raised
+        # Left set if the batch raised.  Store first, release after (header).
+        previous = self._running_item
+        self._running_item = None
+        if previous is None:
+            pass
         self._thread_id = None
         _set_running_loop(None)
         self._set_coroutine_origin_tracking(False)
@@ -593,19 +597,25 @@ class KernelLoop(asyncio.AbstractEventLoop):
             KernelLoop._run_batch_slow(self, n)
         else:
             popleft = self._ready_popleft
-            running = self._running
+            item: Any = None
             while n:
                 n -= 1
+                previous = item
                 item = popleft()
-                running[0] = item
+                self._running_item = item
+                if previous is item:    # store first, release after (header)
+                    pass
                 if isinstance(item, TaskCore):
                     TaskCore._run(item)
                 elif isinstance(item, Handle):
                     Handle._run(item)
                 elif not item._cancelled:       # one of asyncio's handles
                     item._run()
-            running[0] = None
-            item = None  # no frame may keep a task alive (see Task._run)
+            self._running_item = None
+            if item is None:            # store first, release after (header)
+                pass
+            # No frame may keep a task alive (see Task._run).
+            item = previous = None
         # -- 4. end of batch -------------------------------------------------
         if self._batch_end:
             KernelLoop._run_batch_end(self)
@@ -727,13 +737,16 @@ class KernelLoop(asyncio.AbstractEventLoop):
         else:
             batch = None
         debug = self._debug
-        running = self._running
         i = 0
+        item: Any = None
         try:
             while i < n:
+                previous = item
                 item = batch[i] if batch is not None else ready.popleft()
                 i += 1
-                running[0] = item
+                self._running_item = item
+                if previous is item:    # store first, release after (header)
+                    pass
                 try:
                     KernelLoop._run_one_slow(self, item, debug)
                 except BaseException:
@@ -742,9 +755,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
                         ready.extendleft(reversed(batch[i:]))
                     raise
         finally:
-            running[0] = None
+            self._running_item = None
+            if item is None:            # store first, release after (header)
+                pass
             # No frame may outlive its call holding a task (see Task._run).
-            item = batch = None
+            item = previous = batch = None
 
     def _run_one_slow(self, item: Any, debug: bool) -> None:
         if not isinstance(item, TaskCore) and item._cancelled:

@@ -44,13 +44,14 @@ freed by the cyclic GC.)
 
 For observers (``treadle.observe``, reading from its own threads) a task
 keeps two more facts, each at the cost of one store: ``_spawner``, a weak
-reference to the task that was running when it was created (a weak one, so
-a chain of tasks that each start the next keeps no finished task alive), and
+reference to the task whose step created it (the loop's ``_running_item``;
+a weak one, so a chain of tasks that each start the next keeps no finished
+task alive; made once per spawner, ``_self_ref``), and
 ``_waiting_since``, when it last began waiting on a future or task, read
 from ``coarse_clock``: a time the watchdog thread publishes every few
 milliseconds, so that the task reads no clock.  Observers read ``_task``
-from other threads, so it is dropped store-first (``handles.keep``;
-``loop.py``'s header says why).
+from other threads, so it is dropped store-first (``loop.py``'s header
+says why and how).
 
 The state machine is asyncio's (see the invariant on ``_fut_waiter`` below);
 only the transport of wake-ups differs.  A task is in exactly one of:
@@ -76,7 +77,7 @@ from types import CoroutineType, GenericAlias
 from typing import Any, Callable, Final, Generator
 
 from . import _compat, _format
-from .handles import Handle, keep
+from .handles import Handle
 
 # Module constants are Final so that, compiled, they are C statics rather
 # than dictionary lookups on every use.
@@ -126,7 +127,6 @@ class CoarseClock:
 
 
 coarse_clock: Final = CoarseClock()
-_CURRENT_TASK: Final = _compat.current_task
 
 
 class _Known:
@@ -154,7 +154,7 @@ class TaskCore:
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
         "_source_traceback", "_scope", "_wakeup_cb", "_spawner",
-        "_waiting_since",
+        "_waiting_since", "_self_ref",
     )
 
     #: The Task users hold; None once the task is done (see the header).
@@ -195,6 +195,8 @@ class TaskCore:
     _spawner: Any
     #: ``coarse_clock.now`` when the task last began to wait.
     _waiting_since: float
+    #: A weak reference to this task's Task, made for its first child.
+    _self_ref: Any
 
     def __init__(self, task: Any, coro: Any, loop: Any, name: object,
                  context: contextvars.Context | None, eager_start: Any,
@@ -223,6 +225,7 @@ class TaskCore:
         self._scope = None
         self._wakeup_cb = None
         self._spawner = None
+        self._self_ref = None
         self._waiting_since = 0.0
         if loop is None:
             import asyncio
@@ -232,9 +235,16 @@ class TaskCore:
         # loop that is not treadle's: then every wake-up uses call_soon).
         self._ready = getattr(loop, "_kernel_ready_append", None)
         if self._ready is not None:
-            parent = _CURRENT_TASK(loop)
-            if parent is not None:
-                self._spawner = _WEAKREF(parent)
+            # Created by a task step: that task is its spawner.  The weak
+            # reference is made once per spawner and shared by its children.
+            creator = loop._running_item
+            if isinstance(creator, TaskCore):
+                ref = creator._self_ref
+                if ref is None:
+                    parent = creator._task
+                    if parent is not None:
+                        ref = creator._self_ref = _WEAKREF(parent)
+                self._spawner = ref
         self._context = _copy_context() if context is None else context
         if (loop._debug if self._ready is not None else loop.get_debug()):
             self._source_traceback = _format.caller_stack()
@@ -314,7 +324,8 @@ class TaskCore:
                 # core: that cycle goes too.)
                 task = self._task
                 self._task = None
-                keep(task)
+                if task is None:
+                    pass
                 task = None
                 self._wakeup_cb = None
             # Frames on the stack when a coroutine frame finishes outlive
@@ -530,8 +541,8 @@ class TaskCore:
                 self._coro = None
                 self._task = None       # as in _run
                 self._wakeup_cb = None
-                keep(coro)
-                keep(task)
+                if coro is task:
+                    pass
             del task
 
     # ------------------------------------------------------------------

@@ -29,7 +29,7 @@ from bisect import bisect_left
 from collections import deque
 from typing import Any, Final
 
-from .handles import TimerHandle, keep
+from .handles import TimerHandle
 
 COMPACT_MIN = 128
 
@@ -83,7 +83,8 @@ class TimerQueue:
                     entry[2]._scheduled = False
             heapq.heapify(live)
             self._heap = live
-            keep(heap)               # released after the store (loop.py's header)
+            if heap is live:         # released after the store (loop.py's header)
+                pass
             self._tombstones = 0
 
     def next_deadline(self) -> float | None:
@@ -123,7 +124,8 @@ class TimerQueue:
         for entry in heap:
             entry[2]._scheduled = False
         self._heap = []
-        keep(heap)                   # released after the store (loop.py's header)
+        if heap is None:             # released after the store (loop.py's header)
+            pass
         self._tombstones = 0
 
     def handles(self) -> list[TimerHandle]:

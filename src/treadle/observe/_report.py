@@ -110,7 +110,7 @@ def _top_loop(loop: Any, sort: str, reverse: bool, limit: int) -> dict[str, Any]
                              "stats": done.as_dict(now), "warnings": []})
     ident = loop._thread_id
     tid, tname = thread_of(ident)
-    item = loop._running[0]
+    item = loop._running_item
     activity = ("stopped" if ident is None else "waiting for I/O" if loop._waiting
                 else "between callbacks" if item is None else f"running {item_label(item)}")
     del item

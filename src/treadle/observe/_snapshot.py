@@ -178,7 +178,7 @@ def snapshot_loop(loop: Any, *, stacks: bool = True) -> LoopInfo:
     ident = loop._thread_id
     tid, tname = thread_of(ident)
     running = ident is not None
-    item = loop._running[0]
+    item = loop._running_item
     if not running:
         activity = "closed" if loop.is_closed() else "stopped"
     elif loop._waiting:
@@ -257,7 +257,7 @@ def _task_info(loop: Any, task: Any, current: Any, running_frame: Any,
     core = _core(task)
     waiter = task._fut_waiter
     coro = task.get_coro()
-    if task is current or (core is not None and loop._running[0] is core):
+    if task is current or (core is not None and loop._running_item is core):
         state = "running"
     elif waiter is None or waiter.done():
         state = "scheduled"

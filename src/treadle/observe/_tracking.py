@@ -187,7 +187,7 @@ class TaskTracker:
             if stats is None:
                 stats = self._get(item, now)
             stats.wakes += 1
-            if self._loop._running[0] is item:
+            if self._loop._running_item is item:
                 stats.self_wakes += 1
             elif not stats.running:
                 stats.idle += max(0.0, now - stats.step_ended)

@@ -7,7 +7,7 @@ the ``treadle.blocking`` logger, and ``coarse_clock.now``, the time it
 publishes for tasks to stamp their waits with.
 
 Never: costs the loop a clock read.  The loop only leaves, per callback,
-which item it is running (``_running[0]``) and, per batch, a serial
+which item it is running (``_running_item``) and, per batch, a serial
 number (``_batch_serial``); this thread does all the timing.  If the same
 item is running at two ticks in a row, in the same batch, it has held the
 loop at least for the time between them.  Once that reaches the threshold,
@@ -152,7 +152,7 @@ class Watchdog:
             st.last_tick = now
             return
         serial = loop._batch_serial
-        item = loop._running[0]
+        item = loop._running_item
         items_run = KernelLoop._items_run(loop)
         if serial != st.serial:
             self._end_item(obs, st, now)
