@@ -42,7 +42,7 @@ class Target:
             err = self.stop()
             raise AssertionError(f"target did not start: {line!r} {err}")
 
-    def socket_ready(self, uid: int | None = None, timeout: float = 10.0) -> str:
+    def socket_ready(self, uid: int | None = None, timeout: float = 30.0) -> str:
         from treadle.observe._client import socket_candidates
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

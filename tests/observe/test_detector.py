@@ -24,6 +24,27 @@ def _records(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == LOGGER]
 
 
+class _Reported(logging.Handler):
+    """Sets an event once the detector has reported something still
+    running: a test blocks the loop until then (a bounded wait), so the
+    report does not depend on how soon a loaded machine runs the watchdog."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "still running" in record.getMessage():
+            self.seen.set()
+
+    def __enter__(self) -> threading.Event:
+        logging.getLogger(LOGGER).addHandler(self)
+        return self.seen
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(LOGGER).removeHandler(self)
+
+
 def _run(coro_fn, threshold: float = 0.05):
     loop = treadle.new_event_loop()
     loop.blocking_threshold = threshold
@@ -34,15 +55,17 @@ def _run(coro_fn, threshold: float = 0.05):
 
 
 def test_blocking_step_names_task_line_and_total(caplog):
-    async def crunch():
+    async def crunch(seen):
         await asyncio.sleep(0)
-        time.sleep(0.4)   # the blocking line
+        time.sleep(0.1)
+        seen.wait(60)   # the blocking line
 
     async def main(loop):
-        await loop.create_task(crunch(), name="cruncher")
+        await loop.create_task(crunch(seen), name="cruncher")
 
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
+    with caplog.at_level(logging.WARNING, logger=LOGGER), _Reported() as seen:
         _run(main)
+    assert seen.is_set()
     messages = _records(caplog)
     assert len(messages) == 2, messages
     first, second = messages
@@ -52,12 +75,12 @@ def test_blocking_step_names_task_line_and_total(caplog):
     assert "is still running" in first
     # The stack was sampled inside the step, at the blocking line.
     assert f'File "{__file__}", line' in first
-    assert "time.sleep(0.4)   # the blocking line" in first
+    assert "seen.wait(60)   # the blocking line" in first
     assert "in crunch" in first
     assert second.startswith("Task 'cruncher' (") and "in total" in second
     value, unit = second.split("held the event loop for ")[1].split(" ")[:2]
     total = float(value) / (1000 if unit == "ms" else 1)
-    assert 0.3 <= total <= 1.0
+    assert total >= 0.05           # (how much more depends on the machine)
 
 
 def test_reported_while_it_still_blocks(caplog):
@@ -90,35 +113,36 @@ def test_reported_while_it_still_blocks(caplog):
 
 
 def test_blocking_callback_is_named(caplog):
-    def slow_callback():
-        time.sleep(0.3)
+    def slow_callback(seen):
+        seen.wait(60)
 
     async def main(loop):
-        loop.call_soon(slow_callback)
+        loop.call_soon(slow_callback, seen)
         await asyncio.sleep(0.01)
 
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
+    with caplog.at_level(logging.WARNING, logger=LOGGER), _Reported() as seen:
         _run(main)
     messages = _records(caplog)
     assert messages and messages[0].startswith("Callback "), messages
-    assert ".slow_callback() at " in messages[0]
-    assert "time.sleep(0.3)" in messages[0]
+    assert ".slow_callback(<threading.Ev" in messages[0]
+    assert "test_detector.py:" in messages[0]
+    assert "seen.wait(60)" in messages[0]
 
 
 def test_eager_first_step_is_named(caplog):
-    async def eager():
-        time.sleep(0.3)
+    async def eager(seen):
+        seen.wait(60)
 
     async def main(loop):
         loop.set_task_factory(treadle.eager_task_factory)
-        await loop.create_task(eager(), name="eager-one")
+        await loop.create_task(eager(seen), name="eager-one")
 
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
+    with caplog.at_level(logging.WARNING, logger=LOGGER), _Reported() as seen:
         _run(main)
     messages = _records(caplog)
     # (up to 3.13 the name is given after the factory ran the first step)
     assert messages and messages[0].startswith("Task '"), messages
-    assert ".eager() at " in messages[0] and "time.sleep(0.3)" in messages[0]
+    assert ".eager() at " in messages[0] and "seen.wait(60)" in messages[0]
 
 
 def test_slow_iteration_of_many_fast_callbacks(caplog):
@@ -145,8 +169,10 @@ def test_fast_program_reports_nothing(caplog):
         for _ in range(200):
             await asyncio.sleep(0)
 
+    # (a generous threshold: on a loaded machine a step may be descheduled
+    # for tens of milliseconds, and that is not what this test is about)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        _run(main)
+        _run(main, threshold=1.0)
     assert not _records(caplog)
 
 
@@ -179,10 +205,10 @@ def test_threshold_validation():
 
 def test_block_events_are_counted():
     async def main(loop):
-        time.sleep(0.2)
+        time.sleep(0.5)
 
     loop = treadle.new_event_loop()
-    loop.blocking_threshold = 0.05
+    loop.blocking_threshold = 0.2
     try:
         loop.run_until_complete(main(loop))
         from treadle.metrics import loop_stats
@@ -190,7 +216,7 @@ def test_block_events_are_counted():
     finally:
         loop.close()
     assert stats.blocked == 1
-    assert 0.1 <= stats.longest_block <= 1.0
+    assert stats.longest_block >= 0.4
 
 
 @pytest.mark.parametrize("value, expect", [("off", False), ("0", False), ("0.02", True)])

@@ -59,7 +59,7 @@ STUCK = """
 
 def _wait_stuck(pid: int) -> dict:
     """ps --json until the loop is seen running the stuck task."""
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while True:
         out = treadle("ps", str(pid), "--json")
         assert out.returncode == 0, out.stderr
@@ -70,6 +70,7 @@ def _wait_stuck(pid: int) -> dict:
         time.sleep(0.05)
 
 
+@pytest.mark.timeout(180)          # (bounded waits for a loaded machine)
 def test_ps_finds_a_stuck_loop_while_it_is_stuck(tmp_path):
     with Target(tmp_path, STUCK) as target:
         target.socket_ready()

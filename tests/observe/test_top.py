@@ -54,6 +54,7 @@ def _rows(text: str) -> dict[str, str]:
     return rows
 
 
+@pytest.mark.timeout(180)
 def test_top_once(tmp_path):
     with Target(tmp_path, BUSY) as target:
         target.socket_ready()
@@ -77,12 +78,13 @@ def test_top_once(tmp_path):
         assert "NAME▼" in again.stdout
 
 
+@pytest.mark.timeout(180)
 def test_viewer_leaving_switches_tracking_off(tmp_path):
     import json
     with Target(tmp_path, BUSY) as target:
         target.socket_ready()
         treadle("top", str(target.pid), "--once", "--interval", "0.2")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             doc = json.loads(treadle("ps", str(target.pid), "--json").stdout)
             if not doc["loops"][0]["stats"]["tracking"]:
@@ -97,6 +99,7 @@ def _tmux(*args: str, socket_name: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.timeout(180)          # (bounded waits for a loaded machine)
 def test_top_in_a_real_terminal(tmp_path):
     """Start a program, run ``treadle top`` in a tmux pane, read the screen."""
     name = f"treadle-top-{uuid.uuid4().hex[:8]}"
@@ -112,7 +115,7 @@ def test_top_in_a_real_terminal(tmp_path):
         assert started.returncode == 0, started.stderr
         try:
             screen = ""
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 45
             while time.monotonic() < deadline:
                 screen = _tmux("capture-pane", "-p", "-t", "top", socket_name=name).stdout
                 rows = _rows(screen)
@@ -126,13 +129,13 @@ def test_top_in_a_real_terminal(tmp_path):
             assert "self-wakes over 50%" in _rows(screen)["spinner"], screen
             # Change the sort column with the keyboard: busy -> scheduled.
             _tmux("send-keys", "-t", "top", "Right", socket_name=name)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while "SCHED▼" not in screen and time.monotonic() < deadline:
                 time.sleep(0.1)
                 screen = _tmux("capture-pane", "-p", "-t", "top", socket_name=name).stdout
             assert "SCHED▼" in screen, screen
             _tmux("send-keys", "-t", "top", "q", socket_name=name)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while "TOP-EXITED" not in screen and time.monotonic() < deadline:
                 time.sleep(0.1)
                 screen = _tmux("capture-pane", "-p", "-t", "top", socket_name=name).stdout
