@@ -57,7 +57,6 @@ def _run(coro_fn, threshold: float = 0.05):
 def test_blocking_step_names_task_line_and_total(caplog):
     async def crunch(seen):
         await asyncio.sleep(0)
-        time.sleep(0.1)
         seen.wait(60)   # the blocking line
 
     async def main(loop):
