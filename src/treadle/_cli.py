@@ -3,6 +3,8 @@
     treadle run SCRIPT.py [ARGS...]     run an asyncio script on treadle
     treadle run -m MODULE [ARGS...]     the same for a module
     treadle bench [OPTIONS]             benchmarks side by side (treadle.bench)
+    treadle ps PID / pstree PID         the tasks of a running treadle program
+    treadle top PID                     live per-task and per-loop timing
     treadle --version
 """
 
@@ -64,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(bench)
+    _add_observe_commands(sub)
     return p
 
 
@@ -88,6 +91,71 @@ def _split_module_args(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv, None
 
 
+def _add_observe_commands(sub: Any) -> None:
+    ps = sub.add_parser(
+        "ps", help="list the tasks of a running treadle program",
+        description="Every task of every treadle loop in process PID: id, name, "
+                    "state, what it waits on and for how long, who started it, its "
+                    "coroutine stack and who awaits it (the columns of `python -m "
+                    "asyncio ps`, with treadle's in between).  Works while the loop "
+                    "is blocked.  Only your own processes.")
+    ps.add_argument("pid", metavar="PID")
+    ps.add_argument("--json", action="store_true", help="print the raw document as JSON")
+    tree = sub.add_parser(
+        "pstree", help="the tasks of a running treadle program as a tree",
+        description="The tasks of process PID as a tree through awaits and task "
+                    "groups (as `python -m asyncio pstree`); cycles of awaits are "
+                    "drawn once and listed.")
+    tree.add_argument("pid", metavar="PID")
+    tree.add_argument("--json", action="store_true", help="print the tree as JSON")
+    top = sub.add_parser(
+        "top", help="live per-task and per-loop timing of a running treadle program",
+        description="A live view of process PID refreshed every INTERVAL: per task "
+                    "its steps, busy / scheduled / idle time, wakes and self-wakes, "
+                    "where it was spawned and warnings; per loop turns/s, callbacks "
+                    "per turn, I/O wait vs running, timer lateness and the ready "
+                    "queue.  Per-task timing is on in the process while you watch.  "
+                    "Keys: left/right choose the sort column, r reverses, q quits.")
+    top.add_argument("pid", metavar="PID")
+    top.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                     help="refresh every SECONDS (default 1)")
+    top.add_argument("--sort", default="busy",
+                     choices=["id", "name", "state", "steps", "busy", "scheduled", "idle",
+                              "wakes", "self_wakes", "longest_step", "spawned_at"],
+                     help="initial sort column (default busy)")
+    top.add_argument("--once", action="store_true",
+                     help="print one screen as text and exit (also when not on a terminal)")
+
+
+def _observe(args: argparse.Namespace) -> int:
+    """ps / pstree / top: one line and status 1 for any process that cannot
+    be inspected."""
+    import json
+    from .observe._client import ClientError, check_pid, request
+    try:
+        pid = check_pid(args.pid)
+        if args.command == "top":
+            from .observe._top import run_top
+            return run_top(pid, interval=args.interval, sort=args.sort, once=args.once)
+        doc = request(pid, {"cmd": "ps"})
+    except ClientError as exc:
+        print(f"treadle {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    from .observe import _render
+    if args.command == "ps":
+        text = json.dumps(doc, indent=2) if args.json else _render.render_ps(doc)
+    else:
+        text = (json.dumps(_render.tree_json(doc), indent=2) if args.json
+                else _render.render_pstree(doc))
+    try:
+        print(text)
+    except BrokenPipeError:
+        pass
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     ours, module_args = _split_module_args(
@@ -105,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench":
         from .bench.cli import run as run_bench
         return run_bench(args)
+    if args.command in ("ps", "pstree", "top"):
+        return _observe(args)
     parser.print_help()
     return 0
 

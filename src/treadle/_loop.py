@@ -2,7 +2,8 @@
 
 Each layer is a class that extends the kernel loop with one concern
 (``_net``: sockets, transports, servers, TLS, DNS; ``_proc``: processes,
-pipes, signals); this module only stacks them.  Lower layers never import
+pipes, signals; ``observe``: the blocking detector and ``treadle ps``/``top``);
+this module only stacks them.  Lower layers never import
 this module.
 """
 
@@ -20,9 +21,10 @@ from ._kernel.shutdown import ShutdownMixin
 from ._net.loop import NetworkMixin
 from ._proc.loop import ProcessMixin
 from ._proc.signals import SignalMixin
+from .observe._mixin import ObserveMixin
 
 
-class EventLoop(ShutdownMixin, ProcessMixin, NetworkMixin, SignalMixin):
+class EventLoop(ObserveMixin, ShutdownMixin, ProcessMixin, NetworkMixin, SignalMixin):
     """treadle's asyncio event loop.  Create it with ``new_event_loop()``."""
 
 

@@ -81,8 +81,13 @@ class Handle:
                 # Keep the text: "Executing <Handle ...> took 2.5 seconds"
                 # must still name the callback after it is dropped.
                 self._repr = repr(self)
+            # Store first, release after: observers read these from other
+            # threads (see the header of loop.py).
+            callback, args = self._callback, self._args
             self._callback = None
             self._args = None
+            if callback is args:
+                pass
 
     def cancelled(self) -> bool:
         return self._cancelled

@@ -61,6 +61,28 @@ no allocation beyond the Handle and its context copy; no clock read when no
 timer is pending; one attribute test per turn decides whether any seam or
 debug feature is active (``_slow``), and the plain path has no other
 branches for them.
+
+What the loop leaves for observers (``treadle.observe`` reads these from its
+own threads and never calls into the loop to do so): ``_running_item``, the
+item the batch is running right now (one store per item, None between
+batches), beside ``_batch_serial``; and always-on counters that cost nothing
+per callback: the items run (``_items_run()``: what ``_since_poll`` counts
+anyway, banked in ``_items_polled`` at each poll, so a busy loop pays
+nothing per batch for it), ``_io_wait_time`` (two clock reads around each
+poll that may block, none around a busy loop's zero-timeout polls) and the
+timer queue's lateness histogram.  A watchdog thread does all the timing:
+the loop itself reads no clock for any of it.
+
+Rule for every reference observers read from other threads (``_running_item``
+here; a task's ``_task`` and ``_coro``, a handle's ``_callback``/``_args``,
+the timer heap): *store first, release after*.  Compiled, an attribute
+assignment releases the old value before it stores the new one, and a
+release can run Python code (a finalizer, a weak reference's callback)
+during which another thread may take the GIL and read the attribute: it
+would get an object being freed.  So the old value is held in a local that
+is *used after the store*: ``if old is new: pass`` (compiled, a local is
+released right after its last use, so merely assigning it would not do; a
+comparison costs an instruction).  Uncompiled, CPython stores first anyway.
 """
 
 from __future__ import annotations
@@ -117,6 +139,12 @@ _get_running_loop = asyncio.events._get_running_loop
 #: thread other than the loop's exists (a loop outside the main thread
 #: counts itself, and the main thread is the other one).
 _other_threads = _thread._count
+#: How many of those are treadle's own threads that never wait for the
+#: loop's work (the blocking detector's watchdog, the ``treadle ps``
+#: server): a switch interval's wait for the GIL costs them nothing, so they
+#: do not make a busy loop poll on every turn (step 1).  Kept by the layer
+#: that starts and joins them.
+OWN_THREADS: Final[list[int]] = [0]
 _set_running_loop = asyncio.events._set_running_loop
 
 
@@ -202,8 +230,12 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._slow = self._debug
         #: What call_soon returns when it queues a task for a Wakeup.
         self._wakeup_handle = Handle(_no_op, (), self, None)
-        # Poll scheduling (step 1).
+        # Observation (see the module header).
+        self._running_item: Any = None
+        self._io_wait_time = 0.0
+        # Poll scheduling (step 1).  Items run = _items_polled + _since_poll.
         self._since_poll = POLL_EVERY
+        self._items_polled = -POLL_EVERY
         #: Counts batches: a transport compares it with the number it noted
         #: when it last sent to know "I already sent in this batch" without
         #: registering anything (see _net/stream.py).
@@ -433,11 +465,18 @@ class KernelLoop(asyncio.AbstractEventLoop):
                                finalizer=self._asyncgen_finalizer_hook)
         _set_running_loop(self)
         # The first turn always polls, so I/O that is already pending is
-        # seen before the first batch, as on asyncio.
+        # seen before the first batch, as on asyncio.  (The items count,
+        # _items_polled + _since_poll, is kept.)
+        self._items_polled += self._since_poll - POLL_EVERY
         self._since_poll = POLL_EVERY
 
     def _run_forever_cleanup(self) -> None:
         self._stopping = False
+        # Left set if the batch raised.  Store first, release after (header).
+        previous = self._running_item
+        self._running_item = None
+        if previous is None:
+            pass
         self._thread_id = None
         _set_running_loop(None)
         self._set_coroutine_origin_tracking(False)
@@ -558,19 +597,37 @@ class KernelLoop(asyncio.AbstractEventLoop):
             KernelLoop._run_batch_slow(self, n)
         else:
             popleft = self._ready_popleft
+            item: Any = None
             while n:
                 n -= 1
+                previous = item
                 item = popleft()
+                self._running_item = item
+                if previous is item:    # store first, release after (header)
+                    pass
                 if isinstance(item, TaskCore):
                     TaskCore._run(item)
                 elif isinstance(item, Handle):
                     Handle._run(item)
                 elif not item._cancelled:       # one of asyncio's handles
                     item._run()
-            item = None  # no frame may keep a task alive (see Task._run)
+            self._running_item = None
+            if item is None:            # store first, release after (header)
+                pass
+            # No frame may keep a task alive (see Task._run).
+            item = previous = None
         # -- 4. end of batch -------------------------------------------------
         if self._batch_end:
             KernelLoop._run_batch_end(self)
+
+    def _items_run(self) -> int:
+        """Callbacks and task steps run so far (any thread: an inconsistent
+        pair of reads, across a poll, is read again)."""
+        while True:
+            polled = self._items_polled
+            count = polled + self._since_poll
+            if self._items_polled == polled:
+                return count
 
     def _call_at_batch_end(self, fn: Callable[[], object]) -> None:
         """Run *fn()* once, after the current batch and before the loop can
@@ -624,14 +681,16 @@ class KernelLoop(asyncio.AbstractEventLoop):
         hooks = self._hooks
         if hooks is not None:
             self._call_hooks("before_io_wait", timeout)
-        if self._debug and timeout != 0.0:
+        if timeout != 0.0:
+            # A wait that may block: timed for the I/O-wait counter.
             t0 = _perf_counter()
             try:
                 events = self._backend.poll(timeout)
             finally:
                 self._waiting = False
             dt = _perf_counter() - t0
-            if dt >= 1.0:
+            self._io_wait_time += dt
+            if self._debug and dt >= 1.0:
                 _compat.asyncio_logger().log(
                     logging.INFO if timeout is None or dt >= timeout else logging.DEBUG,
                     "poll %s took %.3f ms: %s events",
@@ -642,9 +701,15 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 events = self._backend.poll(timeout)
             finally:
                 self._waiting = False
-        # Another thread may be waiting for the GIL: poll (release it) on
-        # the next busy turn too (step 1).
-        self._since_poll = POLL_EVERY if _other_threads() else 0
+        # Items run so far stay _items_polled + _since_poll.  Another thread
+        # may be waiting for the GIL: poll (release it) on the next busy
+        # turn too (step 1), unless the only others are treadle's own.
+        self._items_polled += self._since_poll
+        if _other_threads() > OWN_THREADS[0]:
+            self._items_polled -= POLL_EVERY
+            self._since_poll = POLL_EVERY
+        else:
+            self._since_poll = 0
         if hooks is not None:
             self._call_hooks("after_io_wait", timeout)
         if not events:
@@ -673,10 +738,15 @@ class KernelLoop(asyncio.AbstractEventLoop):
             batch = None
         debug = self._debug
         i = 0
+        item: Any = None
         try:
             while i < n:
+                previous = item
                 item = batch[i] if batch is not None else ready.popleft()
                 i += 1
+                self._running_item = item
+                if previous is item:    # store first, release after (header)
+                    pass
                 try:
                     KernelLoop._run_one_slow(self, item, debug)
                 except BaseException:
@@ -685,8 +755,11 @@ class KernelLoop(asyncio.AbstractEventLoop):
                         ready.extendleft(reversed(batch[i:]))
                     raise
         finally:
+            self._running_item = None
+            if item is None:            # store first, release after (header)
+                pass
             # No frame may outlive its call holding a task (see Task._run).
-            item = batch = None
+            item = previous = batch = None
 
     def _run_one_slow(self, item: Any, debug: bool) -> None:
         if not isinstance(item, TaskCore) and item._cancelled:

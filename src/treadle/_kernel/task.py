@@ -42,6 +42,17 @@ freed by the cyclic GC.)
   ``_source_traceback``, ``_log_destroy_pending``, ``_loop``, ``_coro``)
   exist and mean what they mean on asyncio's task.
 
+For observers (``treadle.observe``, reading from its own threads) a task
+keeps two more facts, each at the cost of one store: ``_spawner``, a weak
+reference to the task whose step created it (the loop's ``_running_item``;
+a weak one, so a chain of tasks that each start the next keeps no finished
+task alive; made once per spawner, ``_self_ref``), and
+``_waiting_since``, when it last began waiting on a future or task, read
+from ``coarse_clock``: a time the watchdog thread publishes every few
+milliseconds, so that the task reads no clock.  Observers read ``_task``
+from other threads, so it is dropped store-first (``loop.py``'s header
+says why and how).
+
 The state machine is asyncio's (see the invariant on ``_fut_waiter`` below);
 only the transport of wake-ups differs.  A task is in exactly one of:
 
@@ -103,6 +114,21 @@ _ADD_AWAITED_BY: Final = _compat.future_add_to_awaited_by
 _DISCARD_AWAITED_BY: Final = _compat.future_discard_from_awaited_by
 
 
+class CoarseClock:
+    """``time.monotonic()`` as last published by ``treadle.observe``'s
+    watchdog thread (0.0 while no watchdog runs)."""
+
+    __slots__ = ("now",)
+
+    now: float
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+
+coarse_clock: Final = CoarseClock()
+
+
 class _Known:
     """The one class compiled code here cannot import: ``treadle.Task``
     (interpreted, ``taskclass.py``), filled in when that module loads."""
@@ -127,7 +153,8 @@ class TaskCore:
         "_fut_waiter",
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
-        "_source_traceback", "_scope", "_wakeup_cb",
+        "_source_traceback", "_scope", "_wakeup_cb", "_spawner",
+        "_waiting_since", "_self_ref",
     )
 
     #: The Task users hold; None once the task is done (see the header).
@@ -164,6 +191,12 @@ class TaskCore:
     _scope: Any
     #: This task's Wakeup (see _wakeup_callback), None until its first wait.
     _wakeup_cb: Wakeup | None
+    #: A weak reference to the task that created this one, or None.
+    _spawner: Any
+    #: ``coarse_clock.now`` when the task last began to wait.
+    _waiting_since: float
+    #: A weak reference to this task's Task, made for its first child.
+    _self_ref: Any
 
     def __init__(self, task: Any, coro: Any, loop: Any, name: object,
                  context: contextvars.Context | None, eager_start: Any,
@@ -191,6 +224,9 @@ class TaskCore:
         self._source_traceback = None
         self._scope = None
         self._wakeup_cb = None
+        self._spawner = None
+        self._self_ref = None
+        self._waiting_since = 0.0
         if loop is None:
             import asyncio
             loop = asyncio.get_event_loop()
@@ -198,6 +234,17 @@ class TaskCore:
         # The kernel's ready-queue append, for direct wake-ups (None on a
         # loop that is not treadle's: then every wake-up uses call_soon).
         self._ready = getattr(loop, "_kernel_ready_append", None)
+        if self._ready is not None:
+            # Created by a task step: that task is its spawner.  The weak
+            # reference is made once per spawner and shared by its children.
+            creator = loop._running_item
+            if isinstance(creator, TaskCore):
+                ref = creator._self_ref
+                if ref is None:
+                    parent = creator._task
+                    if parent is not None:
+                        ref = creator._self_ref = _WEAKREF(parent)
+                self._spawner = ref
         self._context = _copy_context() if context is None else context
         if (loop._debug if self._ready is not None else loop.get_debug()):
             self._source_traceback = _format.caller_stack()
@@ -272,9 +319,14 @@ class TaskCore:
                 # Done: let go of the Task (see the module header).  Here,
                 # outside the task's context: dropping the last reference
                 # runs the Task's finalizer, whose report may run the
-                # exception handler in that context.  (Its Wakeup points
-                # back to this core: that cycle goes too.)
+                # exception handler in that context.  (Store first, then
+                # release: see the header.  Its Wakeup points back to this
+                # core: that cycle goes too.)
+                task = self._task
                 self._task = None
+                if task is None:
+                    pass
+                task = None
                 self._wakeup_cb = None
             # Frames on the stack when a coroutine frame finishes outlive
             # their call (as its f_back chain).  None of them may end up
@@ -402,6 +454,7 @@ class TaskCore:
             else:
                 other.add_done_callback(self._wakeup_callback(), context=self._context)
             self._fut_waiter = other
+            self._waiting_since = coarse_clock.now
             if _AWAITED_BY:
                 _ADD_AWAITED_BY(other, self._task)
             if self._must_cancel:
@@ -430,6 +483,7 @@ class TaskCore:
                     result._asyncio_future_blocking = False
                     result.add_done_callback(self._wakeup_callback(), context=self._context)
                     self._fut_waiter = result
+                    self._waiting_since = coarse_clock.now
                     if _AWAITED_BY and isinstance(result, _FUTURE_TYPE):
                         _ADD_AWAITED_BY(result, self._task)
                     if self._must_cancel:
@@ -483,9 +537,12 @@ class TaskCore:
                 if eager is not None:
                     _register(task)
             else:
+                coro = self._coro
                 self._coro = None
                 self._task = None       # as in _run
                 self._wakeup_cb = None
+                if coro is task:
+                    pass
             del task
 
     # ------------------------------------------------------------------

@@ -1,0 +1,251 @@
+"""The blocking detector (treadle only): what it reports, when, and the
+switches that turn it off."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import treadle
+
+from ._util import child_env
+
+LOGGER = "treadle.blocking"
+
+
+def _records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER]
+
+
+class _Reported(logging.Handler):
+    """Sets an event once the detector has reported something still
+    running: a test blocks the loop until then (a bounded wait), so the
+    report does not depend on how soon a loaded machine runs the watchdog."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "still running" in record.getMessage():
+            self.seen.set()
+
+    def __enter__(self) -> threading.Event:
+        logging.getLogger(LOGGER).addHandler(self)
+        return self.seen
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(LOGGER).removeHandler(self)
+
+
+def _run(coro_fn, threshold: float = 0.05):
+    loop = treadle.new_event_loop()
+    loop.blocking_threshold = threshold
+    try:
+        return loop.run_until_complete(coro_fn(loop))
+    finally:
+        loop.close()
+
+
+def test_blocking_step_names_task_line_and_total(caplog):
+    async def crunch(seen):
+        await asyncio.sleep(0)
+        seen.wait(60)   # the blocking line
+
+    async def main(loop):
+        await loop.create_task(crunch(seen), name="cruncher")
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER), _Reported() as seen:
+        _run(main)
+    assert seen.is_set()
+    messages = _records(caplog)
+    assert len(messages) == 2, messages
+    first, second = messages
+    assert first.startswith("Task 'cruncher' (")
+    assert "crunch() at " in first and __file__ in first
+    assert "by Task " in first                       # who started it
+    assert "is still running" in first
+    # The stack was sampled inside the step, at the blocking line.
+    assert f'File "{__file__}", line' in first
+    assert "seen.wait(60)   # the blocking line" in first
+    assert "in crunch" in first
+    assert second.startswith("Task 'cruncher' (") and "in total" in second
+    value, unit = second.split("held the event loop for ")[1].split(" ")[:2]
+    total = float(value) / (1000 if unit == "ms" else 1)
+    assert total >= 0.05           # (how much more depends on the machine)
+
+
+def test_reported_while_it_still_blocks(caplog):
+    """The first report arrives while the step is still blocking: the step
+    waits for it (a logging handler sets the event)."""
+    seen = threading.Event()
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "still running" in record.getMessage():
+                seen.set()
+
+    handler = Handler()
+    logging.getLogger(LOGGER).addHandler(handler)
+    got: list[bool] = []
+
+    async def wait_for_report():
+        got.append(seen.wait(10))   # blocks the loop until reported
+
+    async def main(loop):
+        await loop.create_task(wait_for_report(), name="waiter")
+
+    try:
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            _run(main)
+    finally:
+        logging.getLogger(LOGGER).removeHandler(handler)
+    assert got == [True]
+    assert any("seen.wait(10)" in m for m in _records(caplog))
+
+
+def test_blocking_callback_is_named(caplog):
+    def slow_callback(seen):
+        seen.wait(60)
+
+    async def main(loop):
+        loop.call_soon(slow_callback, seen)
+        await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER), _Reported() as seen:
+        _run(main)
+    messages = _records(caplog)
+    assert messages and messages[0].startswith("Callback "), messages
+    assert ".slow_callback(<threading.Ev" in messages[0]
+    assert "test_detector.py:" in messages[0]
+    assert "seen.wait(60)" in messages[0]
+
+
+def test_eager_first_step_is_named(caplog):
+    async def eager(seen):
+        seen.wait(60)
+
+    async def main(loop):
+        loop.set_task_factory(treadle.eager_task_factory)
+        await loop.create_task(eager(seen), name="eager-one")
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER), _Reported() as seen:
+        _run(main)
+    messages = _records(caplog)
+    # (up to 3.13 the name is given after the factory ran the first step)
+    assert messages and messages[0].startswith("Task '"), messages
+    assert ".eager() at " in messages[0] and "seen.wait(60)" in messages[0]
+
+
+def test_slow_iteration_of_many_fast_callbacks(caplog):
+    def little():
+        time.sleep(0.002)
+
+    async def main(loop):
+        for _ in range(250):           # ~0.5 s in one batch, 2 ms each
+            loop.call_soon(little)
+        await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        _run(main, threshold=0.1)
+    messages = _records(caplog)
+    slow = [m for m in messages if m.startswith("A loop iteration has been running")]
+    assert len(slow) == 1, messages
+    assert "callbacks and task steps" in slow[0]
+    assert "little()" in slow[0]                   # caught running
+    assert not [m for m in messages if m.startswith("Callback little")]
+
+
+def test_fast_program_reports_nothing(caplog):
+    async def main(loop):
+        for _ in range(200):
+            await asyncio.sleep(0)
+
+    # (a generous threshold: on a loaded machine a step may be descheduled
+    # for tens of milliseconds, and that is not what this test is about)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        _run(main, threshold=1.0)
+    assert not _records(caplog)
+
+
+def test_switched_off_per_loop(caplog):
+    async def main(loop):
+        time.sleep(0.2)
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        _run(main, threshold=None)
+    assert not _records(caplog)
+
+
+def test_threshold_validation():
+    loop = treadle.new_event_loop()
+    try:
+        assert loop.blocking_threshold == 0.1
+        for bad in (0, -1, float("nan"), float("inf")):
+            with pytest.raises(ValueError):
+                loop.blocking_threshold = bad
+        for bad in ("1", True):
+            with pytest.raises(TypeError):
+                loop.blocking_threshold = bad
+        loop.blocking_threshold = 2
+        assert loop.blocking_threshold == 2.0
+        loop.blocking_threshold = None
+        assert loop.blocking_threshold is None
+    finally:
+        loop.close()
+
+
+def test_block_events_are_counted():
+    async def main(loop):
+        time.sleep(0.5)
+
+    loop = treadle.new_event_loop()
+    loop.blocking_threshold = 0.2
+    try:
+        loop.run_until_complete(main(loop))
+        from treadle.metrics import loop_stats
+        stats = loop_stats(loop)
+    finally:
+        loop.close()
+    assert stats.blocked == 1
+    assert stats.longest_block >= 0.4
+
+
+@pytest.mark.parametrize("value, expect", [("off", False), ("0", False), ("0.02", True)])
+def test_environment_variable(value, expect):
+    script = textwrap.dedent("""
+        import asyncio, time, treadle
+        async def main():
+            time.sleep(0.3)
+        loop = treadle.new_event_loop()
+        print(loop.blocking_threshold, flush=True)
+        loop.run_until_complete(main())
+        loop.close()
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env=child_env(TREADLE_BLOCKING_THRESHOLD=value))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("0.02" if expect else "None")
+    assert ("has held the event loop" in out.stderr) == expect, out.stderr
+
+
+def test_observe_switch_turns_every_thread_off():
+    script = textwrap.dedent("""
+        import asyncio, threading, time, treadle
+        async def main():
+            time.sleep(0.2)
+            return sorted(t.name for t in threading.enumerate())
+        print(treadle.run(main()))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env=child_env(TREADLE_OBSERVE="0"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['MainThread']"
+    assert "held the event loop" not in out.stderr
