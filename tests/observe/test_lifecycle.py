@@ -149,7 +149,7 @@ def test_server_not_started_when_the_directory_is_unsafe(tmp_path):
 
 def test_forked_child_serves_on_its_own():
     script = textwrap.dedent("""
-        import asyncio, os, treadle
+        import asyncio, os, time, treadle
         from treadle.observe._observer import observer
         async def path():
             return observer.socket_path
@@ -158,6 +158,11 @@ def test_forked_child_serves_on_its_own():
         pid = os.fork()
         if pid == 0:
             child = treadle.run(path())
+            # (the parent's server stops for the fork and starts again)
+            for _ in range(1000):
+                if os.path.exists(parent):
+                    break
+                time.sleep(0.01)
             os._exit(0 if child and child != parent and os.path.exists(parent) else 3)
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status), os.path.exists(parent))
@@ -168,6 +173,35 @@ def test_forked_child_serves_on_its_own():
                          timeout=60, env=child_env())
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "True", "False"]
+
+
+def test_forking_in_a_running_loop_forks_without_our_threads():
+    # 3.12+ warns when a process with threads forks (as error here): the
+    # threads stop for the fork, and run again afterwards in the parent.
+    script = textwrap.dedent("""
+        import asyncio, os, threading, warnings, treadle
+        def ours():
+            return sorted(t.name for t in threading.enumerate() if t.name.startswith("treadle-"))
+        async def main():
+            before = ours()
+            statuses = set()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for _ in range(5):
+                    pid = os.fork()
+                    if pid == 0:
+                        os._exit(0 if not ours() else 3)
+                    _, status = os.waitpid(pid, 0)
+                    statuses.add(os.waitstatus_to_exitcode(status))
+            assert not caught, [str(w.message) for w in caught]
+            return before, statuses, ours()
+        print(treadle.run(main()))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env=child_env())
+    assert out.returncode == 0, out.stderr
+    threads = ["treadle-observe-server", "treadle-watchdog"]
+    assert out.stdout.strip() == repr((threads, {0}, threads))
 
 
 def test_snapshots_while_the_loop_churns():

@@ -39,6 +39,8 @@ class Observer:
         self._watchdog: Any = None
         self._server: Any = None
         self._viewers = 0
+        #: The threads were stopped for an ``os.fork()`` (``_before_fork``).
+        self._paused_for_fork = False
 
     # -- from the loops ----------------------------------------------------------
 
@@ -173,12 +175,52 @@ class Observer:
         self._open = weakref.WeakSet()
         self._viewers = 0
 
+    def _before_fork(self) -> None:
+        """``os.fork()`` (multiprocessing's fork, ...) is about to run: the
+        threads stop for it and start again in the parent afterwards, so
+        that the process forks with no thread of ours, as it would on
+        asyncio's loop (3.12+ warns about forking a process that has
+        threads, and a child could inherit a lock one of them held)."""
+        with self._lock:
+            if os.getpid() != self._pid:
+                return
+            threads = self._detach_threads()
+            self._paused_for_fork = threads != (None, None)
+        if not self._paused_for_fork:
+            return
+        before = _os_threads()
+        _stop(*threads)
+        # join() returns before the system thread is quite gone, and the
+        # warning counts system threads: wait (briefly) until it has.
+        stopped = sum(thread is not None for thread in threads)
+        deadline = time.monotonic() + 0.1
+        while before is not None and time.monotonic() < deadline:
+            now = _os_threads()
+            if now is None or now <= before - stopped:
+                break
+            time.sleep(0.0002)
+
+    def _after_fork_in_parent(self) -> None:
+        with self._lock:
+            if (self._paused_for_fork and self._watchdog is None
+                    and len(self._open) and _config.enabled()):
+                self._start()
+            self._paused_for_fork = False
+
     def shutdown(self) -> None:
         with self._lock:
             if os.getpid() != self._pid:
                 return
             threads = self._detach_threads()
         _stop(*threads)
+
+
+def _os_threads() -> int | None:
+    """The threads of this process as the system counts them (Linux)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
 
 
 def _stop(watchdog: Any, server: Any) -> None:
@@ -222,4 +264,6 @@ def tracker_off(loop: Any) -> None:
 
 observer = Observer()
 atexit.register(observer.shutdown)
-os.register_at_fork(after_in_child=lambda: observer._forked())
+os.register_at_fork(before=lambda: observer._before_fork(),
+                    after_in_parent=lambda: observer._after_fork_in_parent(),
+                    after_in_child=lambda: observer._forked())
