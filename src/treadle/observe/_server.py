@@ -96,7 +96,9 @@ def refusal(peer: int | None, own: int) -> str | None:
 class Server:
     def __init__(self, observer: Any) -> None:
         self._observer = observer
-        self.path: str | None = None
+        self._path: str | None = None
+        #: Set once the thread has bound the socket, or given up.
+        self._ready = threading.Event()
         self._inode: int | None = None
         self._listener: socket.socket | None = None
         self._wake_r = self._wake_w = -1
@@ -106,6 +108,26 @@ class Server:
         self._stopping = False
 
     def start(self) -> bool:
+        """Start the thread.  Everything that touches the file system (the
+        private directory, binding the socket, sweeping stale ones) happens
+        in it, never on the loop thread that starts it: tools that flag
+        blocking calls in async code (blockbuster) would flag a loop that
+        stats a directory when it starts."""
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._main, name="treadle-observe-server",
+                                        daemon=True)
+        self._thread.start()
+        OWN_THREADS[0] += 1
+        return True
+
+    @property
+    def path(self) -> str | None:
+        """The socket's path once the thread has bound it (None if it could
+        not); waits a little for the thread to get there."""
+        self._ready.wait(5.0)
+        return self._path
+
+    def _bind(self) -> bool:
         directory = _config.runtime_dir(os.getuid())
         problem = private_dir(directory)
         if problem is not None:
@@ -130,14 +152,20 @@ class Server:
             logger.warning("treadle ps/top: not serving on %s: %s", path, exc)
             return False
         _sweep(directory, path)
-        self.path = path
+        self._path = path
         self._listener = listener
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._serve, name="treadle-observe-server",
-                                        daemon=True)
-        self._thread.start()
-        OWN_THREADS[0] += 1
         return True
+
+    def _main(self) -> None:
+        try:
+            bound = self._bind()
+        finally:
+            self._ready.set()
+        if bound:
+            try:
+                self._serve()
+            finally:
+                self._remove_socket()
 
     def stop(self) -> None:
         self._stopping = True
@@ -161,7 +189,6 @@ class Server:
         for _, client in clients:
             if client is not threading.current_thread():
                 client.join()
-        self._remove_socket()
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
@@ -191,7 +218,7 @@ class Server:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
-        path = self.path
+        path = self._path
         if path is not None:
             try:
                 if os.stat(path).st_ino == self._inode:
