@@ -337,3 +337,13 @@ class WriteRule:
     def batch_ended(self) -> None:
         """The end-of-batch flush is running (call it first thing in it)."""
         self._flush_queued = False
+
+    def after_batch(self, fn: Callable[[], object]) -> bool:
+        """Run *fn* at the end of the current batch, after the flushes
+        queued before it (False, and nothing done, on a loop that is not
+        treadle's)."""
+        kernel = self._kernel
+        if kernel is None:
+            return False
+        kernel._call_at_batch_end(fn)
+        return True

@@ -671,16 +671,14 @@ class TLSProtocol(_BufferedProtocol):
             else:
                 message = "SSL handshake failed"
             self._fatal_error(exc, message, deliver_alert=True)
-            at_batch_end = self._at_batch_end
-            if at_batch_end is not None and self._waiter is not None:
-                # The alert is still held for the end of the batch, and the
-                # wire's connection_lost() is scheduled when it leaves.
-                # Wake the waiter after that, in asyncio's order: by the
-                # time start_tls() raises, the wire transport has let go of
-                # this protocol, so nothing keeps the failed connection
-                # alive (the error's traceback holds the caller's frames).
-                at_batch_end(lambda: self._wakeup_waiter(exc))
-            else:
+            # The alert is still held for the end of the batch, and the
+            # wire's connection_lost() is scheduled when it leaves.  Wake
+            # the waiter after that, in asyncio's order: by the time
+            # start_tls() raises, the wire transport has let go of this
+            # protocol, so nothing keeps the failed connection alive (the
+            # error's traceback holds the caller's frames).
+            if self._waiter is None or not self._rule.after_batch(
+                    lambda: self._wakeup_waiter(exc)):
                 self._wakeup_waiter(exc)
             return
         loop = self._loop
