@@ -63,9 +63,13 @@ def serve_main(argv: list[str]) -> int:
 
 
 def count(row: str, spec: Any, requests: int, keep: str | None,
-          python: str) -> int:
-    """Instructions the server of *row* executed serving *requests*."""
-    _, client_args = server_of(dict(BY_NAME[row].params))
+          python: str, conns: int | None = None) -> int:
+    """Instructions the server of *row* executed serving *requests* (over
+    *conns* connections, or the workload's number)."""
+    params = dict(BY_NAME[row].params)
+    if conns is not None:
+        params["conns"] = conns
+    _, client_args = server_of(params)
     with tempfile.TemporaryDirectory(prefix="treadle-cg-") as tmp:
         out = os.path.join(tmp, "callgrind.out")
         env = dict(os.environ)
@@ -124,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loops", default="asyncio,uvloop,treadle,treadle-pure")
     p.add_argument("--requests", default="1000,4000",
                    help="N1,N2: the two runs whose difference is counted")
+    p.add_argument("--conns", type=int, metavar="N",
+                   help="connections (default: the workload's own).  With 1, every "
+                        "request is one poll, one read and one write on every loop: "
+                        "the figure no longer depends on how requests happen to "
+                        "batch up, which varies with the server's speed")
     p.add_argument("--keep", metavar="DIR", help="keep the callgrind files here")
     p.add_argument("--json", action="store_true", help="one JSON line per cell")
     a = p.parse_args(argv)
@@ -138,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         for spec in loops:
             python = spec.python or sys.executable
             try:
-                i1 = count(row, spec, n1, a.keep, python)
-                i2 = count(row, spec, n2, a.keep, python)
+                i1 = count(row, spec, n1, a.keep, python, a.conns)
+                i2 = count(row, spec, n2, a.keep, python, a.conns)
                 per = (i2 - i1) / (n2 - n1)
                 table[(row, spec.name)] = per
             except Exception as exc:  # one cell's failure is reported, not raised
