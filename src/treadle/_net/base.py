@@ -224,5 +224,10 @@ class TransportBase:
         return self._core._closing
 
     @property
+    def _paused(self) -> bool:
+        # (reading paused; 3.15's test_server_context waits on it)
+        return self._core._paused
+
+    @property
     def _conn_lost(self) -> int:
         return self._core._conn_lost

@@ -53,6 +53,7 @@ buffered; data sent at once is never copied.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import socket
 import sys
@@ -91,6 +92,8 @@ _NOT_BYTES: Final = (
 #: so that empty datagrams count).
 _DGRAM_HEADER: Final = 8 if sys.version_info >= (3, 13) else 0
 _PY313: Final = sys.version_info >= (3, 13)
+_PY315: Final = sys.version_info >= (3, 15)
+_copy_context: Final = contextvars.copy_context
 
 
 def _logger() -> Any:
@@ -118,6 +121,10 @@ class TransportCore(WriteRule):
     _raw: bool
     _server: Any
     _empty_waiter: asyncio.Future[Any] | None
+    #: The context every callback of the transport runs in (3.15: the
+    #: connection's, see StreamCore); None, a copy of the registering
+    #: caller's, as on earlier Pythons.
+    _context: contextvars.Context | None
 
     def __init__(self, transport: Any, loop: Any, sock: socket.socket,
                  protocol: Any) -> None:
@@ -136,6 +143,7 @@ class TransportCore(WriteRule):
         self._writing = False
         self._server = None
         self._empty_waiter = None
+        self._context = None
         # A socket subclass may override recv()/send(): call them, as
         # asyncio does.
         self._raw = type(sock) is _SOCKET
@@ -168,7 +176,7 @@ class TransportCore(WriteRule):
         self._paused = False
         if not self._reading:
             self._reading = True
-            self._loop._add_reader(self._sock_fd, self._read_ready)
+            self._loop._add_reader(self._sock_fd, self._read_ready, context=self._context)
         if self._loop._debug:
             _logger().debug("%r resumes reading", self._transport)
 
@@ -197,7 +205,7 @@ class TransportCore(WriteRule):
             self._flush_held(True)
         if not self._closing and not self._paused and not self._reading:
             self._reading = True
-            self._loop._add_reader(self._sock_fd, self._read_ready)
+            self._loop._add_reader(self._sock_fd, self._read_ready, context=self._context)
         if waiter is not None and not waiter.cancelled():
             waiter.set_result(None)
 
@@ -246,7 +254,7 @@ class TransportCore(WriteRule):
             if self._writing:
                 self._writing = False
                 self._loop._remove_writer(self._sock_fd)
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._loop.call_soon(self._call_connection_lost, None, context=self._context)
 
     def abort(self) -> None:
         self._force_close(None)
@@ -289,7 +297,7 @@ class TransportCore(WriteRule):
             self._reading = False
             loop._remove_reader(self._sock_fd)
         self._conn_lost += 1
-        loop.call_soon(self._call_connection_lost, exc)
+        loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
@@ -360,6 +368,12 @@ class StreamCore(TransportCore):
     def __init__(self, transport: Any, loop: Any, sock: socket.socket,
                  protocol: Any, max_size: int) -> None:
         super().__init__(transport, loop, sock, protocol)
+        if _PY315:
+            # 3.15: a stream transport's callbacks all run in one context,
+            # the connection's (for an accepted one, a copy of the
+            # server's), whoever registers them: resume_reading() from a
+            # task must not hand the task's context to data_received().
+            self._context = _copy_context()
         self._buffered = isinstance(protocol, _BufferedProtocol)
         self._eof = False
         self._max_size = max_size
@@ -540,7 +554,7 @@ class StreamCore(TransportCore):
         self._callback_depth -= 1
         if self._buffer.size and not self._writing and not self._conn_lost:
             self._writing = True
-            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
 
     # ------------------------------------------------------------------
     # writing
@@ -585,7 +599,7 @@ class StreamCore(TransportCore):
             return
         buffer.push(frozen(memoryview(data)[n:]))
         self._writing = True
-        self._loop._add_writer(self._sock_fd, self._write_ready)
+        self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
         self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Any) -> None:
@@ -617,7 +631,7 @@ class StreamCore(TransportCore):
             if buffer.size:
                 buffer.freeze()
                 self._writing = True
-                self._loop._add_writer(self._sock_fd, self._write_ready)
+                self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
                 self._maybe_pause_protocol()
             else:
                 self._buffer_drained(False)
@@ -655,7 +669,7 @@ class StreamCore(TransportCore):
             self.sent()
         if self._buffer.size:
             self._writing = True
-            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
             self._maybe_pause_protocol()
         else:
             self._buffer_drained(False)
@@ -732,7 +746,7 @@ class StreamCore(TransportCore):
                 # close() ran while the bytes were held back; on asyncio
                 # they had already gone and close() scheduled this.
                 self._conn_lost += 1
-                self._loop.call_soon(self._call_connection_lost, None)
+                self._loop.call_soon(self._call_connection_lost, None, context=self._context)
         elif self._eof:
             sock = self._sock
             assert sock is not None
@@ -836,7 +850,7 @@ class DatagramCore(TransportCore):
                 return
             except (BlockingIOError, InterruptedError):
                 self._writing = True
-                self._loop._add_writer(self._sock_fd, self._sendto_ready)
+                self._loop._add_writer(self._sock_fd, self._sendto_ready, context=self._context)
             except OSError as exc:
                 self._protocol.error_received(exc)
                 return

@@ -54,7 +54,7 @@ class SocketTransport(base.TransportBase, asyncio.Transport):
             server._attach(self)
         loop._transports[core._sock_fd] = self
         base.set_nodelay(sock)
-        loop.call_soon(core._start, waiter)
+        loop.call_soon(core._start, waiter, context=core._context)
 
     # Everything else is forwarded to the core (base.TransportBase has the
     # methods every socket transport shares).
