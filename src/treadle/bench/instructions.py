@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
             else:
                 print(f"{row:18} {spec.name:14} "
-                      f"{per if per is None else round(per):>10}", file=sys.stderr, flush=True)
+                      f"{'failed' if per is None else round(per):>10}", file=sys.stderr, flush=True)
     if not a.json:
         names = [s.name for s in loops]
         print("| row | " + " | ".join(names) + " |")
