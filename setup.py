@@ -30,14 +30,15 @@ COMPILED = [
     "src/treadle/_kernel/task.py",
     "src/treadle/_kernel/loop.py",
     "src/treadle/_io/epoll.py",
+    "src/treadle/_writeflow.py",
+    "src/treadle/_net/core.py",
     "src/treadle/_net/_tlsstate.py",
-    "src/treadle/_proc/flow.py",
 ]
-# Not compiled: the transports.  They subclass asyncio's transport classes,
-# and a native class with a Python base gets no weak-reference slot from
-# mypyc on Python 3.12+ (servers keep their clients in a WeakSet, as
-# asyncio's do).  Measured, compiling them gained 5-10% on the echo
-# benchmarks; correctness on every version comes first.
+# The transports users hold (_net/stream.py, datagram.py) stay interpreted:
+# they subclass asyncio's transport classes, which a native class cannot
+# do, and need weak references (servers keep their clients in a WeakSet),
+# which mypyc gives no native class on 3.12+.  They forward to the compiled
+# core in _net/core.py, as treadle.Task forwards to the compiled TaskCore.
 
 
 class CompileFailed(SystemExit):
@@ -94,10 +95,26 @@ def ext_modules():
     except (Exception, SystemExit) as exc:  # mypyc refused the source
         raise CompileFailed(f"mypyc failed on this Python "
                             f"({sys.version.split()[0]}): {exc!r}") from exc
+    patched = 0
     for ext in extensions:
         for source in ext.sources:
-            _no_traceback_entries(source)
+            patched += _patch_generated_c(source)
+    if not patched:
+        raise PatchError("no generated C file to patch was found")
     return extensions
+
+
+# The generated C is patched in two places (below).  Both depend on the
+# shape of mypyc's output, so each checks that it applied, and the install
+# fails (PatchError) when a new mypyc changes that shape, instead of
+# silently producing a build without the patch.
+
+
+class PatchError(CompileFailed):
+    """mypyc's generated C no longer has the shape setup.py patches."""
+
+    def __init__(self, what):
+        super().__init__(f"setup.py cannot patch mypyc's output: {what}")
 
 
 # mypyc records a traceback entry (a new code object and frame) for every
@@ -111,41 +128,52 @@ def ext_modules():
 _NO_TB = ("\n/* treadle (setup.py): no traceback entries for compiled frames */\n"
           "#undef CPy_AddTraceback\n"
           "#define CPy_AddTraceback(filename, funcname, line, globals) ((void)0)\n")
+_NATIVE_INCLUDE = '#include "__native_internal'
+
+# mypyc's dealloc never clears weak references, so a compiled object with a
+# weak reference slot (a native class with a Python base: KernelLoop, whose
+# base is asyncio.AbstractEventLoop, gets one on 3.11) would leave them
+# dangling when freed.  They are cleared where CPython's own dealloc does,
+# for the types that have the slot (the call is an error on the others).
+_TRASHCAN = re.compile(r"(\n[ \t]*)CPy_TRASHCAN_BEGIN\(self, (\w+)_dealloc\)")
+#: The dealloc the patch exists for; it must be among the patched ones.
+_NEEDS_WEAKREF_CLEARING = "loop___KernelLoop_dealloc"
 
 
-_CLEAR_WEAKREFS = re.compile(
-    r"PyObject_GC_UnTrack\(self\);(\s*)CPy_TRASHCAN_BEGIN\(self, (\w+)_dealloc\)")
+def _clear_weakrefs_on_dealloc(text, path):
+    patched = []
+
+    def patch(m):
+        patched.append(m.group(2) + "_dealloc")
+        return (m.group(1) + "if (Py_TYPE(self)->tp_weaklistoffset != 0) "
+                "PyObject_ClearWeakRefs((PyObject *)self);" + m.group(0))
+
+    text = _TRASHCAN.sub(patch, text)
+    if (f"{_NEEDS_WEAKREF_CLEARING}(" in text
+            and _NEEDS_WEAKREF_CLEARING not in patched):
+        raise PatchError(f"{path}: the weak-reference patch did not reach "
+                         f"{_NEEDS_WEAKREF_CLEARING} ({len(patched)} deallocs patched)")
+    return text
 
 
-def _clear_weakrefs_on_dealloc(text):
-    """mypyc's dealloc never clears weak references, so a compiled object
-    with a weakref slot (any native class with a Python base, such as a
-    transport subclassing asyncio.Transport) would leave them dangling when
-    freed.  Clear them where CPython's own dealloc does, for the types that
-    have a weak reference slot (the call is an error on the others)."""
-    return _CLEAR_WEAKREFS.sub(
-        lambda m: ("PyObject_GC_UnTrack(self);" + m.group(1)
-                   + "if (Py_TYPE(self)->tp_weaklistoffset != 0) "
-                   "PyObject_ClearWeakRefs((PyObject *)self);" + m.group(1)
-                   + f"CPy_TRASHCAN_BEGIN(self, {m.group(2)}_dealloc)"),
-        text)
-
-
-def _no_traceback_entries(path):
+def _patch_generated_c(path):
+    """Patch one generated C file; 1 if it was mypyc's module code, else 0."""
     name = os.path.basename(path)
     if not (name.startswith("__native") and name.endswith(".c")):
-        return
+        return 0
     with open(path) as f:
         text = f.read()
     if "treadle (setup.py)" in text:
-        return
-    marker = '#include "__native_internal'
-    at = text.find(marker)
+        return 1
+    at = text.find(_NATIVE_INCLUDE)
     if at < 0:
-        return
+        raise PatchError(f"{path}: no {_NATIVE_INCLUDE!r} line to put the "
+                         "traceback patch after")
     end = text.index("\n", at) + 1
+    text = _clear_weakrefs_on_dealloc(text[:end] + _NO_TB + text[end:], path)
     with open(path, "w") as f:
-        f.write(_clear_weakrefs_on_dealloc(text[:end] + _NO_TB + text[end:]))
+        f.write(text)
+    return 1
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": CheckedBuildExt})

@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import sys
 import types
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._io.backend import IOBackend
 from ._kernel.seams import Clock
@@ -47,6 +47,19 @@ def _name_public_methods(cls: type) -> None:
 
 
 _name_public_methods(EventLoop)
+
+
+if TYPE_CHECKING:
+    from ._kernel.contract import KernelServices
+    from ._kernel.loop import KernelLoop
+    from ._net.base import NetLoop
+
+    def _keeps_the_contract(kernel: KernelLoop, loop: EventLoop) -> tuple[KernelServices,
+                                                                          NetLoop]:
+        # mypy checks here that the kernel provides everything the layers
+        # are typed against (_kernel/contract.py), and the full loop what
+        # the socket transports need: a rename in the kernel fails here.
+        return kernel, loop
 
 
 def new_event_loop(*, clock: Clock | None = None,

@@ -1,18 +1,82 @@
-"""asyncio's rules for the protocol side of every transport treadle has
-(stream and datagram sockets, TLS, pipes, subprocesses).
+"""How every treadle transport writes: the write rule, the write buffer and
+asyncio's flow control, in one place (compiled).
 
-Owns: the water-mark rule of ``set_write_buffer_limits()``, how a
-transport tells its protocol to pause or resume writing, and the check of
-what a protocol factory returned (``require_protocol``).
-Never: keeps state; each transport keeps its own buffer and flags.
+Owns:
+
+* **The write rule** (``WriteRule``): asyncio's "``write()`` sends at
+  once", with at most one syscall per transport per loop turn.  In order:
+
+  1. While the transport is calling its own protocol (``data_received``,
+     ``buffer_updated``, ``eof_received``, ``connection_made``,
+     ``resume_writing``), a write only buffers; everything written goes out
+     together when that call returns.  A handler that writes a header and
+     a body sends one packet, not two.
+  2. Otherwise the first write of a batch of callbacks goes out at once (a
+     peer doing a blocking ``recv`` right after ``writer.write(b"x")`` in
+     the same thread sees the byte, see uvloop issue #631); later writes in
+     the same batch are buffered and leave together at the end of the
+     batch (the kernel's ``_call_at_batch_end``), before the loop can
+     block.  With the loop not running there are no batches: every write
+     is the first.  On a loop other than treadle's (TLS runs on any) only
+     rule 1 applies.
+  3. Whatever the fd does not accept stays buffered, the loop watches the
+     fd for writability, and above the high-water mark the protocol is
+     paused (asyncio's rule).  Bytes held back by rules 1-2 never pause the
+     protocol by themselves: crossing the high-water mark sends them at
+     once, and only what the fd refuses counts.
+
+  ``WriteRule`` decides *when*; each transport decides *how* (``send`` /
+  ``sendmsg`` for sockets, ``os.write`` / ``os.writev`` for pipes, TLS
+  records for TLS).  It is the base class of the socket transports' core
+  (``_net/core.py``) and an attribute of the pipe and TLS transports.
+
+* **The write buffer** (``WriteBuffer``): the bytes a transport accepted and
+  the fd has not taken yet, as a list of chunks that goes to ``sendmsg`` /
+  ``writev`` as it is (a burst of writes costs one syscall and no joining
+  copy), with asyncio's pause/resume rule over its size.  A partly sent
+  chunk is kept as a ``memoryview`` slice: a large chunk is never copied
+  again to drop its head.
+* asyncio's water-mark rule (``water_marks``), telling a protocol to pause
+  or resume (``tell_protocol``), the warning for writes after the
+  connection was lost (``lost_write``), and the check of what a protocol
+  factory returned (``require_protocol``).
+
+Never: touches an fd or a protocol's data.  ``WriteBuffer`` is a plain
+state machine (tested without a loop in ``tests/proc/test_flow.py``);
+``WriteRule`` reads the kernel's batch counter and registers end-of-batch
+flushes, nothing else.
+
+Why compiled: the socket transports' hot path (``_net/core.py``) runs
+through here on every write; compiled, these are direct C calls.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Callable, Final
+
+from ._kernel import _compat
+from ._kernel.loop import KernelLoop
 
 #: Defaults of asyncio's transports: pause above 64 KiB, resume at a quarter.
-DEFAULT_HIGH_WATER = 64 * 1024
+DEFAULT_HIGH_WATER: Final = 64 * 1024
+
+#: A transport warns once its protocol keeps writing this many times after
+#: the connection was lost (asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES).
+CONNLOST_WRITES_LOG_THRESHOLD: Final = 5
+
+
+def _iov_max() -> int:
+    try:
+        value = os.sysconf("SC_IOV_MAX")
+    except (AttributeError, ValueError, OSError):
+        value = -1
+    # POSIX guarantees at least 16; Linux and the BSDs say 1024.
+    return value if value > 0 else 16
+
+
+#: The most chunks one ``sendmsg`` / ``os.writev`` may take.
+IOV_MAX: Final = _iov_max()
 
 
 def water_marks(high: int | None, low: int | None,
@@ -56,3 +120,230 @@ def require_protocol(protocol: Any) -> None:
     before anything is made: the call fails cleanly, with no half-made
     transport left for the garbage collector, and no child spawned."""
     protocol.connection_made  # noqa: B018 - the lookup is the check
+
+
+def lost_write(count: int, message: str) -> int:
+    """A write after the connection was lost: dropped, as on asyncio, which
+    logs *message* once such writes pile up.  Returns the new count."""
+    if count >= CONNLOST_WRITES_LOG_THRESHOLD:
+        _compat.asyncio_logger().warning(message)
+    return count + 1
+
+
+def byte_view(data: Any) -> Any:
+    """*data* (bytes-like) as an object whose ``len()`` is its size in bytes
+    and that ``send``/``os.write`` take: a multi-byte or multi-dimensional
+    memoryview is cast to bytes, a non-contiguous one copied."""
+    if type(data) is memoryview and (data.itemsize != 1 or data.ndim != 1
+                                     or not data.c_contiguous):
+        if data.c_contiguous:
+            return data.cast("B")
+        return data.tobytes()
+    return data
+
+
+def frozen(data: Any) -> Any:
+    """*data* (from ``byte_view``), or a copy of it if the caller could still
+    change it after ``write()`` returns (a ``bytearray``, a writable
+    ``memoryview``)."""
+    t = type(data)
+    if t is bytes:
+        return data
+    if t is memoryview and data.readonly:
+        return data
+    return bytes(data)
+
+
+class WriteBuffer:
+    """Pending output plus asyncio's pause/resume rule.
+
+    ``chunks`` is what goes to ``sendmsg``/``writev`` (at most ``IOV_MAX``
+    at a time); ``size`` is what ``get_write_buffer_size()`` reports;
+    ``paused`` is whether the protocol has been told ``pause_writing()`` and
+    not yet ``resume_writing()``.
+    """
+
+    __slots__ = ("chunks", "size", "high", "low", "paused")
+
+    chunks: list[Any]
+    size: int
+    high: int
+    low: int
+    paused: bool
+
+    def __init__(self) -> None:
+        self.chunks = []
+        self.size = 0
+        self.high = DEFAULT_HIGH_WATER
+        self.low = DEFAULT_HIGH_WATER // 4
+        self.paused = False
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size != 0
+
+    # -- limits ----------------------------------------------------------
+
+    def set_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """asyncio's rule (``water_marks``)."""
+        self.high, self.low = water_marks(high, low)
+
+    def limits(self) -> tuple[int, int]:
+        """``(low, high)``, the order of ``get_write_buffer_limits()``."""
+        return (self.low, self.high)
+
+    # -- data ------------------------------------------------------------
+
+    def push(self, data: Any) -> None:
+        """Queue *data* (non-empty, from ``byte_view``, not to be mutated by
+        anyone: see ``frozen``)."""
+        self.chunks.append(data)
+        self.size += len(data)
+
+    def head(self, limit: int = IOV_MAX) -> list[Any]:
+        """The chunks one ``sendmsg``/``writev`` may take (the list itself
+        when it is short enough: send it before changing the buffer)."""
+        chunks = self.chunks
+        if len(chunks) <= limit:
+            return chunks
+        return chunks[:limit]
+
+    def advance(self, n: int) -> None:
+        """Drop the first *n* bytes: the fd took them."""
+        if n <= 0:
+            return
+        if n > self.size:
+            raise ValueError(f"advance({n}) past the end of a {self.size}-byte buffer")
+        self.size -= n
+        chunks = self.chunks
+        if not self.size:
+            chunks.clear()
+            return
+        i = 0
+        while n:
+            chunk = chunks[i]
+            length = len(chunk)
+            if n >= length:
+                n -= length
+                i += 1
+            else:
+                chunks[i] = memoryview(chunk)[n:]
+                n = 0
+        if i:
+            del chunks[:i]
+
+    def freeze(self) -> None:
+        """Copy every chunk the caller could still change (chunks pushed
+        unfrozen because they were about to be sent at once)."""
+        chunks = self.chunks
+        for i in range(len(chunks)):
+            chunks[i] = frozen(chunks[i])
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.size = 0
+
+    # -- flow control ----------------------------------------------------
+
+    def pause_due(self) -> bool:
+        """True exactly when the protocol must be told ``pause_writing()``
+        now (the buffer just went past the high-water mark); records it."""
+        if self.size > self.high and not self.paused:
+            self.paused = True
+            return True
+        return False
+
+    def resume_due(self) -> bool:
+        """True exactly when the protocol must be told ``resume_writing()``
+        now (paused, and the buffer is down to the low-water mark); records
+        it."""
+        if self.paused and self.size <= self.low:
+            self.paused = False
+            return True
+        return False
+
+
+class WriteRule:
+    """When a transport's writes leave (rules 1 and 2 of the module
+    docstring).  The transport keeps the data; this keeps the timing.
+
+    ``held()``: must this write wait?  ``sent()``: the transport wrote to
+    its fd in this batch.  ``flush_later(fn)``: have *fn* flush what was
+    held at the end of the batch (once per batch).  ``enter_callback()`` /
+    ``leave_callback()`` bracket the transport's calls into its protocol
+    (they nest).
+    """
+
+    #: The loop's kernel, when it is treadle's (None: no batches).
+    _kernel: KernelLoop | None
+    #: The kernel's batch number when this transport last wrote to its fd.
+    _sent_serial: int
+    #: Depth of the transport's calls into its protocol (rule 1).
+    _callback_depth: int
+    #: An end-of-batch flush is registered.
+    _flush_queued: bool
+
+    def __init__(self, loop: object) -> None:
+        self._kernel = loop if isinstance(loop, KernelLoop) else None
+        self._sent_serial = -1
+        self._callback_depth = 0
+        self._flush_queued = False
+
+    def held(self) -> bool:
+        """True: this write waits (in a protocol callback, or this transport
+        already wrote in the running batch); False: it may go out now."""
+        if self._callback_depth:
+            return True
+        kernel = self._kernel
+        return (kernel is not None and self._sent_serial == kernel._batch_serial
+                and kernel._thread_id is not None)
+
+    def in_callback(self) -> bool:
+        return self._callback_depth != 0
+
+    def enter_callback(self) -> None:
+        self._callback_depth += 1
+
+    def leave_callback(self) -> None:
+        self._callback_depth -= 1
+
+    def sent(self) -> None:
+        """This transport wrote to its fd: later writes in the same batch are
+        held (rule 2).  The kernel numbers its batches, so this is one store
+        and no registration."""
+        kernel = self._kernel
+        if kernel is not None:
+            self._sent_serial = kernel._batch_serial
+
+    def sent_this_batch(self) -> bool:
+        kernel = self._kernel
+        return (kernel is not None and self._sent_serial == kernel._batch_serial
+                and kernel._thread_id is not None)
+
+    def flush_later(self, flush: Callable[[], object]) -> bool:
+        """Have *flush* run at the end of the running batch (once, however
+        often this is called in it).  False when no batch is running: then
+        nothing would flush, and the caller must send now."""
+        kernel = self._kernel
+        if kernel is None or kernel._thread_id is None:
+            return False
+        if not self._flush_queued:
+            self._flush_queued = True
+            kernel._call_at_batch_end(flush)
+        return True
+
+    def batch_ended(self) -> None:
+        """The end-of-batch flush is running (call it first thing in it)."""
+        self._flush_queued = False
+
+    def after_batch(self, fn: Callable[[], object]) -> bool:
+        """Run *fn* at the end of the current batch, after the flushes
+        queued before it (False, and nothing done, on a loop that is not
+        treadle's)."""
+        kernel = self._kernel
+        if kernel is None:
+            return False
+        kernel._call_at_batch_end(fn)
+        return True

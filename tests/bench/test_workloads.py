@@ -38,9 +38,11 @@ def test_select_by_name_group_and_pattern():
     assert select(["echo_*_64k"], None) == ["echo_sockets_64k", "echo_streams_64k",
                                             "echo_protocol_64k"]
     assert select(["memory,switch"], None) == ["switch", "mem_tasks", "mem_conns"]
-    assert select(["io"], ["echo"]) == ["http", "http_split"]
+    assert select(["io"], ["echo"]) == ["http", "http_split", "http_aiohttp",
+                                        "http_uvicorn", "http_starlette"]
     assert select(["http"], None) == ["http"]             # the name, not the group
-    assert select(["http*"], None) == ["http", "http_split"]
+    assert select(["http*"], None) == ["http", "http_split", "http_aiohttp",
+                                      "http_uvicorn", "http_starlette"]
     assert select(None, ["cpu", "io"]) == ["scope_cancel", "scope_enter_exit",
                                            "simnet", "mem_tasks", "mem_conns"]
     assert select(None, ["cpu", "io", "scopes", "simnet"]) == ["mem_tasks", "mem_conns"]

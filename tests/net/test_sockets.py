@@ -259,3 +259,74 @@ def test_fd_of_a_transport_cannot_be_used_directly(run):
             loop.add_reader(c, print)
             assert loop.remove_reader(c)
     run(main())
+
+
+def test_recv_and_sendall_errors_are_those_of_recv_and_send(run):
+    # treadle reads and writes plain non-blocking sockets with os.read /
+    # os.write: the errors must stay those of sock.recv / sock.send.
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        with a, b:
+            with pytest.raises(ValueError, match="negative buffersize"):
+                await loop.sock_recv(b, -1)
+            with pytest.raises(TypeError):
+                await loop.sock_recv(b, 1.5)
+            assert await loop.sock_recv(b, 0) == b""
+            await loop.sock_sendall(a, b"ab")
+            assert await loop.sock_recv(b, True) == b"a"      # bool is an int
+            assert await loop.sock_recv(b, 1 << 20) == b"b"   # beyond the buffer
+            a.shutdown(socket.SHUT_WR)
+            assert await loop.sock_recv(b, 10) == b""
+            b.close()
+            a.close()
+            with pytest.raises(OSError) as recv_err:
+                await loop.sock_recv(b, 10)
+            assert recv_err.value.errno == 9 and type(recv_err.value) is OSError
+            with pytest.raises(OSError) as send_err:
+                await loop.sock_sendall(a, b"x")
+            assert send_err.value.errno == 9 and type(send_err.value) is OSError
+        c, d = _pair()
+        with c, d:
+            d.close()
+            with pytest.raises(BrokenPipeError):
+                await loop.sock_sendall(c, b"x" * 10)
+                await loop.sock_sendall(c, b"x" * 10)
+    run(main())
+
+
+def test_recv_uses_the_recv_of_a_socket_subclass(run):
+    class Recording(socket.socket):
+        def recv(self, n, flags=0):
+            calls.append(n)
+            return super().recv(n, flags)
+
+        def send(self, data, flags=0):
+            calls.append(len(data))
+            return super().send(data, flags)
+
+    calls = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        with a, b, Recording(fileno=a.detach()) as ra, Recording(fileno=b.detach()) as rb:
+            await loop.sock_sendall(ra, b"hello")
+            assert await loop.sock_recv(rb, 100) == b"hello"
+        assert calls == [5, 100]
+    run(main())
+
+
+def test_recv_from_a_socket_with_a_timeout_waits_in_recv(run):
+    # Outside debug mode asyncio calls recv() on such a socket, which
+    # waits for the timeout itself and raises TimeoutError.
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            b.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                await loop.sock_recv(b, 10)
+            a.send(b"x")
+            assert await loop.sock_recv(b, 10) == b"x"
+    run(main())

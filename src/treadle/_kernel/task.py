@@ -77,6 +77,7 @@ from types import CoroutineType, GenericAlias
 from typing import Any, Callable, Final, Generator
 
 from . import _compat, _format
+from .contract import ScopeHooks
 from .handles import Handle
 
 # Module constants are Final so that, compiled, they are C statics rather
@@ -185,10 +186,11 @@ class TaskCore:
     _log_destroy_pending: bool
     _source_traceback: Any
     #: The innermost treadle cancel scope the task is in (None: none).  The
-    #: kernel only ever calls three methods on it (``treadle._scopes``
-    #: defines them): at every suspension, when the task is cancelled, and
-    #: when it finishes.  A task in no scope pays one attribute test.
-    _scope: Any
+    #: kernel only ever calls the methods of ``contract.ScopeHooks`` on it
+    #: (``treadle._scopes`` defines them): when a task is born in it, at
+    #: every suspension, when the task is cancelled, and when it finishes.
+    #: A task in no scope pays one attribute test.
+    _scope: ScopeHooks | None
     #: This task's Wakeup (see _wakeup_callback), None until its first wait.
     _wakeup_cb: Wakeup | None
     #: A weak reference to the task that created this one, or None.
@@ -200,7 +202,7 @@ class TaskCore:
 
     def __init__(self, task: Any, coro: Any, loop: Any, name: object,
                  context: contextvars.Context | None, eager_start: Any,
-                 scope: Any = None) -> None:
+                 scope: ScopeHooks | None = None) -> None:
         # Every attribute the Task's __del__ and __repr__ read is set before
         # anything can raise.
         self._task = task
@@ -811,7 +813,7 @@ class TaskCore:
 
 def new_task(cls: Any, coro: Any, loop: Any, name: object,
              context: contextvars.Context | None, eager_start: Any,
-             scope: Any = None) -> Any:
+             scope: ScopeHooks | None = None) -> Any:
     """A ``treadle.Task`` (of class *cls*) without running Python-level
     ``__init__``: what ``loop.create_task()`` makes.  *scope*: the cancel
     scope it starts in."""

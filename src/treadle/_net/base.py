@@ -1,10 +1,12 @@
-"""Small helpers every networking module shares.
+"""What every networking module shares.
 
 Owns: asyncio's networking constants as treadle uses them, the socket
-option helpers (``TCP_NODELAY``, ``SO_REUSEPORT``), the SSL-socket check
-and the version flags that select which asyncio release's behaviour a
-method follows.
-Never: holds state.  Nothing here touches the loop.
+option helpers (``TCP_NODELAY``, ``SO_REUSEPORT``), the SSL-socket check,
+the version flags that select which asyncio release's behaviour a method
+follows, the loop type the transports are written against (``NetLoop``)
+and the base of the socket transports (``TransportBase``: the
+``asyncio.Transport`` surface, forwarded to the compiled core).
+Never: holds state of its own.  Nothing here touches the loop.
 
 Why a module of its own: ``sockets.py``, ``stream.py``, ``connect.py`` and
 ``server.py`` need the same dozen facts, and asyncio's own copies of them
@@ -15,31 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import socket
 import ssl
 import sys
+import warnings
+import weakref
 from asyncio import constants as _aio_constants
-from typing import TYPE_CHECKING, Any, Final
+from asyncio import trsock
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .._kernel import _compat
+from .._kernel.contract import KernelServices
 from .._kernel.loop import fileobj_to_fd as fileobj_to_fd
 from .._kernel.loop import set_result_unless_cancelled as set_result_unless_cancelled
-from .._writeflow import tell_protocol, water_marks
+from .core import READ_SIZE as READ_SIZE
+from .core import TransportCore
 
 PY312: Final = sys.version_info >= (3, 12)
 PY313: Final = sys.version_info >= (3, 13)
 
-#: A transport warns once its protocol keeps writing this many times after
-#: the connection was lost (asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES).
-CONNLOST_WRITES_LOG_THRESHOLD: Final = 5
-
 #: Seconds a listening socket rests after accept() ran out of descriptors
 #: or memory (asyncio's ACCEPT_RETRY_DELAY).
 ACCEPT_RETRY_DELAY: Final = 1.0
-
-#: Bytes read per recv() by the stream transports (asyncio's max_size).
-READ_SIZE: Final = 256 * 1024
 
 #: asyncio's sendfile modes.  The enum is private to asyncio, but
 #: ``loop.sendfile()`` callers and asyncio's tests set it on transports, so
@@ -49,14 +48,6 @@ SendfileMode: Final = _aio_constants._SendfileMode
 SendfileNotAvailableError: Final = asyncio.SendfileNotAvailableError
 
 HAS_IPV6: Final = bool(getattr(socket, "has_ipv6", False))
-
-#: How many buffers one sendmsg() may carry.
-try:
-    IOV_MAX: Final[int] = max(1, int(os.sysconf("SC_IOV_MAX")))
-    HAS_SENDMSG: Final[bool] = hasattr(socket.socket, "sendmsg")
-except (AttributeError, ValueError, OSError):  # pragma: no cover - not Linux
-    IOV_MAX = 1  # type: ignore[misc]
-    HAS_SENDMSG = False  # type: ignore[misc]
 
 #: accept() errors that mean "out of resources": back off instead of spinning.
 ACCEPT_RESOURCE_ERRNOS: Final = frozenset(
@@ -105,127 +96,138 @@ def bind_error_text(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-class TransportCommon:
-    """What the socket transports (stream and datagram) share, as asyncio's
-    transports share ``_FlowControlMixin`` and ``_SelectorTransport``:
-    write-buffer limits, pausing and resuming the protocol, and closing.
-    Put first in a transport's bases; the attributes below are the
-    transport's own slots."""
+class NetLoop(KernelServices, Protocol):
+    """What the socket transports use of their loop: the kernel's contract
+    plus the networking layer's own registry and read buffer
+    (``sockets.py``)."""
+
+    _transports: weakref.WeakValueDictionary[int, Any]
+    _recv_view: memoryview
+
+
+class TransportBase:
+    """What every socket transport (stream and datagram) shows the program,
+    forwarded to its compiled core (``core.TransportCore``): the protocol,
+    reading on and off, write-buffer limits, close and abort, and the
+    private names asyncio's own code reads on a transport.  Put first in a
+    transport's bases; ``_core`` is the transport's own slot."""
 
     if not TYPE_CHECKING:   # (mypy would check assignments against it)
         __slots__ = ()
 
-    _loop: Any
-    _protocol: Any
-    _buffer: Any
-    _buffer_size: int
-    _high_water: int
-    _low_water: int
-    _protocol_paused: bool
-    _closing: bool
-    _reading: bool
-    _writing: bool
-    _conn_lost: int
-    _sock_fd: int
-    _sock: Any
-    _paused: bool
+    _core: TransportCore
+    _extra: dict[str, Any]
 
-    def _read_ready(self) -> None:
-        raise NotImplementedError  # each transport reads its own way
+    def _init_extra(self, sock: socket.socket) -> None:
+        extra = self._extra
+        extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            extra["sockname"] = sock.getsockname()
+        except OSError:
+            extra["sockname"] = None
+        if "peername" not in extra:
+            try:
+                extra["peername"] = sock.getpeername()
+            except OSError:
+                extra["peername"] = None
 
+    def __del__(self) -> None:
+        try:
+            core = self._core
+        except AttributeError:      # __init__ failed before the core
+            return
+        if core.release_unclosed():
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
 
-    def _force_close(self, exc: BaseException | None) -> None:
-        raise NotImplementedError  # each transport closes its own way
+    def __repr__(self) -> str:
+        try:
+            info = self._core.describe()
+        except AttributeError:
+            info = ["uninitialized"]
+        return "<{}>".format(" ".join([type(self).__name__, *info]))
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        raise NotImplementedError  # each transport closes its own way
+    # -- the protocol --------------------------------------------------------
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self) -> Any:
+        return self._core._protocol
+
+    def is_closing(self) -> bool:
+        return self._core._closing
+
+    # -- reading -------------------------------------------------------------
+
+    def is_reading(self) -> bool:
+        return self._core.is_reading()
+
+    def pause_reading(self) -> None:
+        self._core.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._core.resume_reading()
+
+    # -- flow control --------------------------------------------------------
 
     def get_write_buffer_size(self) -> int:
-        return self._buffer_size
+        return self._core._buffer.size
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low_water, self._high_water)
+        return self._core.get_write_buffer_limits()
 
     def set_write_buffer_limits(self, high: int | None = None,
                                 low: int | None = None) -> None:
-        self._high_water, self._low_water = water_marks(high, low)
-        self._maybe_pause_protocol()
+        self._core.set_write_buffer_limits(high, low)
 
-    def _maybe_pause_protocol(self) -> None:
-        if self._buffer_size <= self._high_water or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        tell_protocol(self._loop, self, self._protocol, "pause_writing")
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and self._buffer_size <= self._low_water:
-            self._protocol_paused = False
-            tell_protocol(self._loop, self, self._protocol, "resume_writing")
-
-    # ------------------------------------------------------------------
-    # closing
-    # ------------------------------------------------------------------
+    # -- closing -------------------------------------------------------------
 
     def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        if self._reading:
-            self._reading = False
-            self._loop._remove_reader(self._sock_fd)
-        if not self._buffer:
-            self._conn_lost += 1
-            if self._writing:
-                self._writing = False
-                self._loop._remove_writer(self._sock_fd)
-            self._loop.call_soon(self._call_connection_lost, None)
+        self._core.close()
 
     def abort(self) -> None:
-        self._force_close(None)
+        self._core._force_close(None)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        # asyncio's SSLProtocol (and treadle's TLS) drop the connection
+        # through this, with the exception connection_lost() reports.
+        self._core._force_close(exc)
 
     def _fatal_error(self, exc: BaseException,
                      message: str = "Fatal error on transport") -> None:
-        if isinstance(exc, OSError):
-            if self._loop._debug:
-                logger().debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-        self._force_close(exc)
+        self._core._fatal_error(exc, message)
 
-    def _start(self, waiter: asyncio.Future[Any] | None) -> None:
-        protocol = self._protocol
-        try:
-            protocol.connection_made(self)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {protocol!r}.connection_made()",
-                "exception": exc,
-                "transport": self,
-                "protocol": protocol,
-            })
-        if not self._closing and not self._paused and not self._reading:
-            self._reading = True
-            self._loop._add_reader(self._sock_fd, self._read_ready)
-        if waiter is not None and not waiter.cancelled():
-            waiter.set_result(None)
+    # -- what asyncio's code reads on its transports ---------------------------
 
-    def __repr__(self) -> str:
-        info = [type(self).__name__]
-        if self._sock is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._sock_fd}")
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            info.append("read=polling" if self._reading else "read=idle")
-            state = "polling" if self._writing else "idle"
-            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
-        return "<{}>".format(" ".join(info))
+    @property
+    def _loop(self) -> Any:
+        return self._core._loop
+
+    @property
+    def _sock(self) -> socket.socket | None:
+        return self._core._sock
+
+    @property
+    def _sock_fd(self) -> int:
+        return self._core._sock_fd
+
+    @property
+    def _protocol(self) -> Any:
+        return self._core._protocol
+
+    @property
+    def _protocol_paused(self) -> bool:
+        return self._core._buffer.paused
+
+    @property
+    def _closing(self) -> bool:
+        return self._core._closing
+
+    @property
+    def _paused(self) -> bool:
+        # (reading paused; 3.15's test_server_context waits on it)
+        return self._core._paused
+
+    @property
+    def _conn_lost(self) -> int:
+        return self._core._conn_lost

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from . import base
 from .._writeflow import require_protocol
-from ._tlsimport import TLSProtocol
+from .tls import TLSProtocol
 from .datagram import DatagramTransport
 from .dns import interleave_addrinfos
 from .sendfile import SendfileMixin

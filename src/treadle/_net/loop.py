@@ -3,8 +3,8 @@
 Owns: nothing of its own; it names the top of the networking stack, the
 class ``treadle.EventLoop`` inherits (see ``_loop.py``).
 Never: the kernel imports this package; everything here reaches the kernel
-only through ``_add_reader``/``_add_writer``, ``call_soon``,
-``call_later`` and ``_call_at_batch_end``.
+only through its typed contract (``_kernel/contract.py``; the transports'
+loop type is ``base.NetLoop``).
 
 The layer is a chain of classes, one per module, each adding one concern
 to the one below (single inheritance, so that it compiles):
@@ -17,9 +17,10 @@ to the one below (single inheritance, so that it compiles):
       ServerMixin    server.py    create_server, create_unix_server, accept
       NetworkMixin   (here)
 
-Transports live beside them: ``stream.py`` (TCP and Unix streams, with the
-write-coalescing rule described there), ``datagram.py`` (UDP).  TLS comes
-through ``_tlsimport.py``.
+Transports live beside them: ``stream.py`` (TCP and Unix streams) and
+``datagram.py`` (UDP), each a thin ``asyncio`` transport over its compiled
+core in ``core.py``; how they write is ``_writeflow.py``'s rule.  TLS is
+``tls.py`` over ``_tlsstate.py``.
 """
 
 from __future__ import annotations

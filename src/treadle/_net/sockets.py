@@ -20,6 +20,7 @@ loop turn.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import weakref
 from typing import Any, Callable
@@ -29,8 +30,13 @@ from .dns import DNSMixin
 
 _check_ssl_socket = base.check_ssl_socket
 
-#: Below this, ``sock.recv(n)`` allocates little and is used as it is.
-_SMALL_RECV = 16 * 1024
+#: Up to this, ``sock_recv`` reads straight into the bytes it returns
+#: (``os.read``: the allocation stays below glibc's mmap threshold); above
+#: it, into the loop's buffer, copying out what arrived.
+_DIRECT_RECV = 64 * 1024
+_os_read = os.read
+_os_write = os.write
+_SOCKET = socket.socket
 
 
 class SocketMixin(DNSMixin):
@@ -103,13 +109,17 @@ class SocketMixin(DNSMixin):
         return await self._read_when_ready(sock, self._recv, sock, n)  # type: ignore[no-any-return]
 
     def _recv(self, sock: socket.socket, n: int) -> bytes:
-        """``sock.recv(n)``, through the loop's buffer when *n* is large
-        (see ``_recv_view``)."""
-        if (type(n) is not int or n < _SMALL_RECV or n > base.READ_SIZE
-                or type(sock) is not socket.socket):
-            # (recv() itself rejects an n that is not an int, with asyncio's
-            # message; a subclass may override recv())
+        """``sock.recv(n)``: on a plain socket, the same syscall through
+        ``os.read`` (no argument parsing) or, for large *n*, into the loop's
+        buffer (see ``_recv_view``)."""
+        if (type(sock) is not _SOCKET or sock.timeout != 0.0
+                or type(n) is not int or not 0 < n <= base.READ_SIZE):
+            # (a subclass may override recv(); a socket with a timeout
+            # waits in recv() as it does on asyncio; recv() itself rejects
+            # a bad n with asyncio's message)
             return sock.recv(n)
+        if n <= _DIRECT_RECV:
+            return _os_read(sock.fileno(), n)
         view = self._recv_view
         got = sock.recv_into(view, n)
         return view[:got].tobytes()
@@ -185,7 +195,14 @@ class SocketMixin(DNSMixin):
         if self._debug:
             base.check_nonblocking(self, sock)
         try:
-            n = sock.send(data)
+            if type(data) is bytes and type(sock) is _SOCKET and sock.timeout == 0.0:
+                # send() without flags, minus its argument parsing (a
+                # socket with a timeout waits in send(), as on asyncio).
+                n = _os_write(sock.fileno(), data)
+                if n == len(data):
+                    return
+            else:
+                n = sock.send(data)
         except (BlockingIOError, InterruptedError):
             n = 0
         view = memoryview(data)

@@ -58,7 +58,6 @@ write high-water mark (512 KiB) and resumed at the low mark.
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 import threading
 import warnings
@@ -66,22 +65,19 @@ from asyncio import constants as _asyncio_constants
 from asyncio.transports import _FlowControlMixin
 from typing import Any, ClassVar, Iterable
 
-from .._kernel._compat import mypyc_attr
-from .._writeflow import tell_protocol, water_marks
+from .._kernel._compat import asyncio_logger
+from .._writeflow import WriteRule, lost_write, tell_protocol, water_marks
 from ._tlsstate import (CLOSED, FLUSHING, HANDSHAKING, SHUTDOWN, WRAPPED, HandshakeComplete,
                         TLSConnection)
 
 __all__ = ["TLSProtocol", "SSLTransport"]
 
-# asyncio's logger: applications filter TLS messages on it by name.
-logger = logging.getLogger("asyncio")
 
 # The same defaults as asyncio (asyncio.constants).
 SSL_HANDSHAKE_TIMEOUT = 60.0
 SSL_SHUTDOWN_TIMEOUT = 30.0
 READ_HIGH_WATER_KIB = 256
 WRITE_HIGH_WATER_KIB = 512
-LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 #: writelines() joins its items into one write (one run of TLS records)
 #: when together they are at most this long.
@@ -152,7 +148,6 @@ def _default_context(server_side: bool, server_hostname: str | None) -> ssl.SSLC
     return context
 
 
-@mypyc_attr(native_class=False)
 class SSLTransport(_FlowControlMixin):
     """The transport the application sees on a TLS connection.
 
@@ -168,9 +163,7 @@ class SSLTransport(_FlowControlMixin):
     as a closed one (asyncio's raises AttributeError instead).
     """
 
-    # A regular Python class even when compiled: mypyc cannot lay out a
-    # native class over _FlowControlMixin's __slots__.  Its methods are
-    # thin; the work is in TLSProtocol and TLSConnection.
+    # Its methods are thin; the work is in TLSProtocol and TLSConnection.
 
     # start_tls() may upgrade this transport again (TLS inside TLS).
     _start_tls_compatible = True
@@ -356,7 +349,7 @@ class TLSProtocol(_BufferedProtocol):
     """
 
     #: Size of the buffer the wire transport reads into (a class attribute,
-    #: as asyncio's; ClassVar keeps it one when compiled).
+    #: as asyncio's).
     max_size: ClassVar[int] = 262144
 
     def __init__(self, loop: asyncio.AbstractEventLoop, app_protocol: asyncio.BaseProtocol,
@@ -429,12 +422,12 @@ class TLSProtocol(_BufferedProtocol):
         # Write coalescing (see the module docstring).
         self._held: list[bytes] = []
         self._held_size = 0
-        self._in_app_call = False
-        self._batch_hold = False
+        #: When writes leave (treadle's write rule; on another loop only
+        #: "held while the application is being called").
+        self._rule = WriteRule(loop)
         #: Set while the data received before close() is delivered (see
         #: _read_before_shutdown): writes are refused as after close().
         self._draining = False
-        self._at_batch_end: Any = getattr(loop, "_call_at_batch_end", None)
 
         self._app_transport_created = True
         self._app_transport: SSLTransport | None = SSLTransport(loop, self)
@@ -592,7 +585,7 @@ class TLSProtocol(_BufferedProtocol):
         tls = self._tls
         try:
             if self._loop.get_debug():
-                logger.debug("%r received EOF", self)
+                asyncio_logger().debug("%r received EOF", self)
             state = tls.state
             if state == HANDSHAKING:
                 try:
@@ -630,7 +623,7 @@ class TLSProtocol(_BufferedProtocol):
     def _start_handshake(self) -> None:
         loop = self._loop
         if loop.get_debug():
-            logger.debug("%r starts SSL handshake", self)
+            asyncio_logger().debug("%r starts SSL handshake", self)
             self._handshake_start_time = loop.time()
         else:
             self._handshake_start_time = None
@@ -678,22 +671,20 @@ class TLSProtocol(_BufferedProtocol):
             else:
                 message = "SSL handshake failed"
             self._fatal_error(exc, message, deliver_alert=True)
-            at_batch_end = self._at_batch_end
-            if at_batch_end is not None and self._waiter is not None:
-                # The alert is still held for the end of the batch, and the
-                # wire's connection_lost() is scheduled when it leaves.
-                # Wake the waiter after that, in asyncio's order: by the
-                # time start_tls() raises, the wire transport has let go of
-                # this protocol, so nothing keeps the failed connection
-                # alive (the error's traceback holds the caller's frames).
-                at_batch_end(lambda: self._wakeup_waiter(exc))
-            else:
+            # The alert is still held for the end of the batch, and the
+            # wire's connection_lost() is scheduled when it leaves.  Wake
+            # the waiter after that, in asyncio's order: by the time
+            # start_tls() raises, the wire transport has let go of this
+            # protocol, so nothing keeps the failed connection alive (the
+            # error's traceback holds the caller's frames).
+            if self._waiter is None or not self._rule.after_batch(
+                    lambda: self._wakeup_waiter(exc)):
                 self._wakeup_waiter(exc)
             return
         loop = self._loop
         if loop.get_debug() and self._handshake_start_time is not None:
             dt = loop.time() - self._handshake_start_time
-            logger.debug("%r: SSL handshake took %.1f ms", self, dt * 1e3)
+            asyncio_logger().debug("%r: SSL handshake took %.1f ms", self, dt * 1e3)
         extra = self._extra
         extra["peercert"] = event.peercert
         extra["cipher"] = event.cipher
@@ -701,13 +692,13 @@ class TLSProtocol(_BufferedProtocol):
         extra["ssl_object"] = self._tls.ssl_object
         if self._app_state == _APP_INIT:
             self._app_state = _APP_CON_MADE
-            outer = self._in_app_call
-            self._in_app_call = True
+            rule = self._rule
+            rule.enter_callback()
             try:
                 self._app_protocol.connection_made(self._get_app_transport())
             finally:
-                self._in_app_call = outer
-            if not outer:
+                rule.leave_callback()
+            if not rule.in_callback():
                 self._flush_held()
         self._wakeup_waiter()
         self._do_read()
@@ -757,8 +748,7 @@ class TLSProtocol(_BufferedProtocol):
         application closed: what it writes from these callbacks is dropped,
         as asyncio drops it."""
         tls = self._tls
-        outer = self._in_app_call
-        self._in_app_call = True
+        self._rule.enter_callback()
         self._draining = True
         try:
             if self._app_is_buffered:
@@ -769,7 +759,7 @@ class TLSProtocol(_BufferedProtocol):
             self._fatal_error(exc, "Fatal error on SSL protocol")
         finally:
             self._draining = False
-            self._in_app_call = outer
+            self._rule.leave_callback()
         if tls.state == WRAPPED:
             if tls.bytes_to_send:
                 self._process_outgoing()
@@ -844,7 +834,7 @@ class TLSProtocol(_BufferedProtocol):
             else:
                 self._write_refused()
             return
-        if self._in_app_call or self._batch_hold:
+        if self._rule.held():
             if len(data) < HOLD_LIMIT:
                 self._hold(data)
                 return
@@ -852,7 +842,7 @@ class TLSProtocol(_BufferedProtocol):
             self._send_now(data)
             return
         self._send_now(data)
-        self._hold_rest_of_batch()
+        self._rule.sent()
 
     def _write_appdata(self, pieces: list[Any]) -> None:
         tls = self._tls
@@ -864,7 +854,7 @@ class TLSProtocol(_BufferedProtocol):
         if not pieces:
             return
         total = sum(map(len, pieces))
-        if state == WRAPPED and (self._in_app_call or self._batch_hold) and total < HOLD_LIMIT:
+        if state == WRAPPED and self._rule.held() and total < HOLD_LIMIT:
             for data in pieces:
                 self._hold(data)
             return
@@ -876,8 +866,8 @@ class TLSProtocol(_BufferedProtocol):
             self._send_now(b"".join(pieces))
         else:
             self._send_many(pieces)
-        if state == WRAPPED and not self._in_app_call:
-            self._hold_rest_of_batch()
+        if state == WRAPPED and not self._rule.in_callback():
+            self._rule.sent()
 
     def _send_now(self, data: Any) -> None:
         try:
@@ -902,18 +892,15 @@ class TLSProtocol(_BufferedProtocol):
         self._held_size += len(data)
         if self._held_size >= HOLD_LIMIT:
             self._flush_held()
-
-    def _hold_rest_of_batch(self) -> None:
-        # Later writes of this batch of callbacks share records, sent when
-        # the batch ends (treadle's loop only: it has the hook).
-        at_batch_end = self._at_batch_end
-        if at_batch_end is not None and not self._batch_hold and self._loop.is_running():
-            self._batch_hold = True
-            at_batch_end(self._on_batch_end)
+        elif not self._rule.in_callback():
+            # Held because this connection already sent in this batch: the
+            # rest of the batch's writes share records, sent at its end.
+            self._rule.flush_later(self._on_batch_end)
 
     def _on_batch_end(self) -> None:
-        self._batch_hold = False
-        self._flush_held()
+        self._rule.batch_ended()
+        if not self._rule.in_callback():
+            self._flush_held()
 
     def _flush_held(self) -> None:
         held = self._held
@@ -928,9 +915,7 @@ class TLSProtocol(_BufferedProtocol):
     def _write_refused(self) -> None:
         # Writes after close are dropped, as on any asyncio transport; after
         # a few, each is logged.
-        if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-            logger.warning("SSL connection is closed")
-        self._conn_lost += 1
+        self._conn_lost = lost_write(self._conn_lost, "SSL connection is closed")
 
     def _process_outgoing(self) -> None:
         if not self._wire_writing_paused:
@@ -949,16 +934,16 @@ class TLSProtocol(_BufferedProtocol):
             return
         try:
             if not self._app_reading_paused:
-                outer = self._in_app_call
-                self._in_app_call = True
+                rule = self._rule
+                rule.enter_callback()
                 try:
                     if self._app_is_buffered:
                         drained = self._read_buffered(tls)
                     else:
                         drained = self._read_copied(tls)
                 finally:
-                    self._in_app_call = outer
-                if self._held and not outer:
+                    rule.leave_callback()
+                if self._held and not rule.in_callback():
                     self._flush_held()
                 if tls.state == WRAPPED:
                     # Reading may have produced records for the peer (and let
@@ -1015,16 +1000,16 @@ class TLSProtocol(_BufferedProtocol):
         try:
             if self._app_state == _APP_CON_MADE:
                 self._app_state = _APP_EOF
-                outer = self._in_app_call
-                self._in_app_call = True
+                rule = self._rule
+                rule.enter_callback()
                 try:
                     keep_open = self._app_protocol.eof_received()
                 finally:
-                    self._in_app_call = outer
-                if not outer:
+                    rule.leave_callback()
+                if not rule.in_callback():
                     self._flush_held()
                 if keep_open:
-                    logger.warning("returning true from eof_received() "
+                    asyncio_logger().warning("returning true from eof_received() "
                                    "has no effect when using ssl")
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -1102,7 +1087,7 @@ class TLSProtocol(_BufferedProtocol):
                 self._force_close_wire(exc)
         if isinstance(exc, OSError):
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
+                asyncio_logger().debug("%r: %s", self, message, exc_info=True)
         elif not isinstance(exc, _CancelledError):
             self._loop.call_exception_handler({
                 "message": message,

@@ -11,20 +11,12 @@ water marks, ``write_eof``, ``abort``.
 Never: blocks, or lets an exception from the fd escape into the loop; an
 I/O error ends the transport through ``connection_lost(exc)``.
 
-The write rule (shared with treadle's socket transports):
-
-1. ``write()`` with nothing buffered sends at once, as asyncio does: a
-   blocking read of the other end right after ``write()`` sees the data.
-2. Later writes in the same loop batch are buffered and flushed together,
-   in one ``os.writev``, at the end of the batch
-   (``loop._call_at_batch_end``).  Outside a running loop there is no batch:
-   every write is rule 1.
-3. Writes made inside the transport's own protocol callbacks
-   (``connection_made``, ``resume_writing``) are flushed in one
-   ``os.writev`` when the callback returns.
-4. Whatever the fd does not take stays buffered, the loop watches the fd
-   for writability, and the protocol is paused above the high-water mark
-   and resumed at the low-water mark (``flow.WriteBuffer``).
+Writes follow treadle's write rule (``_writeflow.py``: the first write
+of a loop batch goes out at once, later ones leave together in one
+``os.writev`` at the end of the batch, and writes made inside the
+transport's own protocol callbacks, ``connection_made`` and
+``resume_writing``, when the callback returns), with ``_writeflow``'s
+``WriteBuffer`` and its flow control.
 
 Transports keep an instance ``__dict__`` (no ``__slots__``): asyncio's own
 tests, and real programs, set attributes on pipe transports.
@@ -41,56 +33,55 @@ import warnings
 from typing import Any, Callable
 
 from .._kernel import _compat
+from .._kernel.contract import KernelServices
 from .._kernel.loop import set_result_unless_cancelled
-from .._writeflow import require_protocol, tell_protocol
-from .flow import IOV_MAX, WriteBuffer
-
-#: asyncio warns after this many writes to a transport that has lost its
-#: pipe (constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES).
-LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+from .._writeflow import (WriteBuffer, WriteRule, byte_view, frozen,
+                          lost_write, require_protocol, tell_protocol)
 
 
-
-
-def _byte_length(data: Any) -> int:
+def _flat(data: Any) -> Any:
+    """*data*, checked to be bytes-like, as ``_writeflow.byte_view`` (its
+    ``len()`` counts bytes; ``os.write`` takes it)."""
     if type(data) is bytes:
-        return len(data)
+        return data
     if isinstance(data, (bytes, bytearray, memoryview)):
-        return memoryview(data).nbytes
+        return byte_view(data)
     raise TypeError(f"data argument must be a bytes-like object, "
                     f"not {type(data).__name__!r}")
 
 
-def _writable(data: Any) -> Any:
-    """*data* in a form ``os.write`` takes: a memoryview that is not
-    C-contiguous (a strided slice) is flattened first."""
-    if type(data) is memoryview and not data.c_contiguous:
-        return data.tobytes()
-    return data
+class _PipeCommon:
+    """What both pipe transports share (put first in their bases)."""
+
+    _loop: KernelServices | None
+    _pipe: Any
+    _protocol: Any
+    _closing: bool
+
+    def __del__(self) -> None:
+        # Warn about, and close, a pipe the program never closed (asyncio's
+        # ResourceWarning).
+        if getattr(self, "_pipe", None) is not None:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._pipe.close()
+
+    def _open_loop(self) -> KernelServices:
+        """The loop, while the transport has not let go of it."""
+        loop = self._loop
+        assert loop is not None, "the pipe transport has been released"
+        return loop
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
 
 
-def _frozen(data: Any, start: int = 0) -> bytes | memoryview:
-    """*data* from byte *start*, as an object nobody else can mutate: bytes
-    are kept (a slice is a view, not a copy); a caller's bytearray or
-    memoryview is copied, since it may change after ``write()`` returns."""
-    if type(data) is bytes:
-        return data if start == 0 else memoryview(data)[start:]
-    view = memoryview(data)
-    if view.format != "B" or view.ndim != 1 or not view.c_contiguous:
-        return view.tobytes()[start:]
-    return view[start:].tobytes()
-
-
-def _close_unclosed(transport: Any) -> None:
-    """Both pipe transports' ``__del__``: warn about, and close, a pipe the
-    program never closed (asyncio's ResourceWarning)."""
-    if getattr(transport, "_pipe", None) is not None:
-        warnings.warn(f"unclosed transport {transport!r}", ResourceWarning,
-                      source=transport)
-        transport._pipe.close()
-
-
-class ReadPipeTransport(asyncio.ReadTransport):
+class ReadPipeTransport(_PipeCommon, asyncio.ReadTransport):
     """The read end of a pipe (asyncio's ``_UnixReadPipeTransport``)."""
 
     #: The most bytes read from the fd per readiness event (asyncio's value).
@@ -103,7 +94,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
                  extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self._extra["pipe"] = pipe
-        self._loop: Any = loop
+        self._loop: KernelServices | None = loop
         # fileno() first: for an object without one there is nothing to close.
         self._fileno: int = pipe.fileno()
         self._pipe: Any = pipe
@@ -144,20 +135,18 @@ class ReadPipeTransport(asyncio.ReadTransport):
             info.append("closed")
         return f"<{' '.join(info)}>"
 
-    __del__ = _close_unclosed
-
     # -- reading ---------------------------------------------------------
 
     def _start_reading(self) -> None:
         if self._paused or self._closing:
             return
-        self._loop._add_reader(self._fileno, self._read_ready)
+        self._open_loop()._add_reader(self._fileno, self._read_ready)
         self._polling = True
 
     def _stop_reading(self) -> None:
         if self._polling:
             self._polling = False
-            self._loop._remove_reader(self._fileno)
+            self._open_loop()._remove_reader(self._fileno)
 
     def _read_ready(self) -> None:
         try:
@@ -170,12 +159,12 @@ class ReadPipeTransport(asyncio.ReadTransport):
         if data:
             self._protocol.data_received(data)
             return
-        if self._loop.get_debug():
+        if self._open_loop().get_debug():
             _compat.asyncio_logger().info("%r was closed by peer", self)
         self._closing = True
         self._stop_reading()
-        self._loop.call_soon(self._protocol.eof_received)
-        self._loop.call_soon(self._call_connection_lost, None)
+        self._open_loop().call_soon(self._protocol.eof_received)
+        self._open_loop().call_soon(self._call_connection_lost, None)
 
     def is_reading(self) -> bool:
         return not self._paused and not self._closing
@@ -185,28 +174,19 @@ class ReadPipeTransport(asyncio.ReadTransport):
             return
         self._paused = True
         self._stop_reading()
-        if self._loop.get_debug():
+        if self._open_loop().get_debug():
             _compat.asyncio_logger().debug("%r pauses reading", self)
 
     def resume_reading(self) -> None:
         if self._closing or not self._paused:
             return
         self._paused = False
-        self._loop._add_reader(self._fileno, self._read_ready)
+        self._open_loop()._add_reader(self._fileno, self._read_ready)
         self._polling = True
-        if self._loop.get_debug():
+        if self._open_loop().get_debug():
             _compat.asyncio_logger().debug("%r resumes reading", self)
 
     # -- the rest of the API -------------------------------------------------
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
 
     def close(self) -> None:
         if not self._closing:
@@ -217,10 +197,10 @@ class ReadPipeTransport(asyncio.ReadTransport):
         # EIO is how a pty master reports that its slave side is gone: an
         # ordinary end of the stream, not worth the exception handler.
         if isinstance(exc, OSError) and exc.errno == errno.EIO:
-            if self._loop.get_debug():
+            if self._open_loop().get_debug():
                 _compat.asyncio_logger().debug("%r: %s", self, message, exc_info=True)
         else:
-            self._loop.call_exception_handler({
+            self._open_loop().call_exception_handler({
                 "message": message,
                 "exception": exc,
                 "transport": self,
@@ -258,7 +238,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
             pipe.close()
 
 
-class WritePipeTransport(asyncio.Transport):
+class WritePipeTransport(_PipeCommon, asyncio.Transport):
     """The write end of a pipe (asyncio's ``_UnixWritePipeTransport``), with
     treadle's write rule (module docstring).
 
@@ -276,18 +256,17 @@ class WritePipeTransport(asyncio.Transport):
                  extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self._extra["pipe"] = pipe
-        self._loop: Any = loop
+        self._loop: KernelServices | None = loop
         # fileno() first: for an object without one there is nothing to close.
         self._fileno: int = pipe.fileno()
         self._pipe: Any = pipe
         self._protocol: Any = protocol
         self._buffer = WriteBuffer()
+        self._rule = WriteRule(loop)
         self._conn_lost = 0
         self._closing = False       # close(), write_eof(), abort() or an error
         self._writing = False       # the loop watches the fd for writability
         self._watching_peer = False  # ... and for the reader going away
-        self._deferred = False      # an end-of-batch flush is registered
-        self._in_callback = 0       # depth of our own protocol callbacks
         self._flushing = False
         self._lost = False          # connection_lost is scheduled or done
         mode = os.fstat(self._fileno).st_mode
@@ -331,34 +310,33 @@ class WritePipeTransport(asyncio.Transport):
             info.append("closed")
         return f"<{' '.join(info)}>"
 
-    __del__ = _close_unclosed
-
-    # -- protocol callbacks (rule 3) -----------------------------------------
+    # -- protocol callbacks (the write rule holds their writes) --------------
 
     def _connection_made(self) -> None:
         protocol = self._protocol
         if protocol is None:
             return
-        self._in_callback += 1
+        self._rule.enter_callback()
         try:
             protocol.connection_made(self)
         finally:
             self._callback_done()
 
     def _callback_done(self) -> None:
-        self._in_callback -= 1
-        if (not self._in_callback and self._buffer.size and not self._writing
+        rule = self._rule
+        rule.leave_callback()
+        if (not rule.in_callback() and self._buffer.size and not self._writing
                 and not self._flushing and not self._conn_lost):
             self._flush(False)
 
     def _watch_peer(self) -> None:
         if self._closing or self._pipe is None:
             return
-        self._loop._add_reader(self._fileno, self._peer_closed)
+        self._open_loop()._add_reader(self._fileno, self._peer_closed)
         self._watching_peer = True
 
     def _peer_closed(self) -> None:
-        if self._loop.get_debug():
+        if self._open_loop().get_debug():
             _compat.asyncio_logger().info("%r was closed by peer", self)
         if self._buffer.size:
             self._close(BrokenPipeError())
@@ -368,22 +346,21 @@ class WritePipeTransport(asyncio.Transport):
     # -- writing -------------------------------------------------------------
 
     def write(self, data: Any) -> None:
-        n = _byte_length(data)
+        data = _flat(data)
+        n = len(data)
         if not n:
             return
         if self._conn_lost or self._closing:
             self._write_after_close()
             return
         buffer = self._buffer
-        if buffer.size or self._writing or self._in_callback or (
-                self._deferred and self._loop.is_running()):
-            # Rules 2-4: someone flushes this later (the batch end, the end
-            # of our callback, or the writer once the fd takes more).
-            buffer.push(_frozen(data))
+        if buffer.size or self._writing or self._rule.held():
+            # Someone flushes this later (the batch end, the end of our
+            # callback, or the writer once the fd takes more).
+            buffer.push(frozen(data))
             self._after_push()
             return
-        # Rule 1: nothing pending, send now.
-        data = _writable(data)
+        # Nothing pending: the first write of the batch goes now.
         try:
             sent = os.write(self._fileno, data)
         except (BlockingIOError, InterruptedError):
@@ -394,74 +371,68 @@ class WritePipeTransport(asyncio.Transport):
             self._conn_lost += 1
             self._fatal_error(exc, "Fatal write error on pipe transport")
             return
-        self._mark_sent()
+        self._rule.sent()
         if sent == n:
             return
-        buffer.push(_frozen(data, sent))
+        buffer.push(frozen(memoryview(data)[sent:]))
         self._start_writing()
         self._maybe_pause()
 
     def writelines(self, list_of_data: Any) -> None:
-        chunks = [item for item in list_of_data]
-        lengths = [_byte_length(item) for item in chunks]
-        if not any(lengths):
+        chunks = [_flat(item) for item in list_of_data]
+        if not any(map(len, chunks)):
             return
         if self._conn_lost or self._closing:
             self._write_after_close()
             return
-        idle = not (self._buffer.size or self._writing or self._in_callback or (
-            self._deferred and self._loop.is_running()))
-        for item, length in zip(chunks, lengths):
-            if length:
-                self._buffer.push(_frozen(item))
+        idle = not (self._buffer.size or self._writing or self._rule.held())
+        for item in chunks:
+            if len(item):
+                self._buffer.push(frozen(item))
         if idle:
-            # Rule 1 for the whole list, in one writev.
+            # The first write of the batch, the whole list in one writev.
             self._flush(False)
             if self._loop is not None:
-                self._mark_sent()
+                self._rule.sent()
         else:
             self._after_push()
 
     def _after_push(self) -> None:
-        """Data was queued behind other data or held back (rules 2-4)."""
+        """Data was queued behind other data or held back."""
         if self._writing:
             self._maybe_pause()     # only what the fd refused counts
-        elif self._buffer.size > self._buffer.high and not self._flushing:
+        elif self._flushing:
+            pass                    # the flush further up the stack sends it
+        elif self._buffer.size > self._buffer.high:
             # Held-back bytes never pause the protocol by themselves (on
             # asyncio they would have gone out at once): send them now, and
             # pause only for what the fd does not take.
             self._flush(False)
-
-    def _mark_sent(self) -> None:
-        """This transport wrote in the current batch: later writes in it are
-        coalesced and flushed at its end (rule 2).  No batch, no holding."""
-        loop = self._loop
-        if not self._deferred and loop.is_running():
-            self._deferred = True
-            loop._call_at_batch_end(self._batch_end)
+        elif self._rule.in_callback():
+            pass                    # flushed when the callback returns
+        elif not self._rule.flush_later(self._batch_end):
+            self._flush(False)      # no batch is running to flush it
 
     def _write_after_close(self) -> None:
         # asyncio drops such writes, and says so once they pile up.
-        if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-            _compat.asyncio_logger().warning(
-                "pipe closed by peer or os.write(pipe, data) raised exception.")
-        self._conn_lost += 1
+        self._conn_lost = lost_write(
+            self._conn_lost, "pipe closed by peer or os.write(pipe, data) raised exception.")
 
     def _batch_end(self) -> None:
-        self._deferred = False
-        if (self._buffer.size and not self._writing and not self._in_callback
+        self._rule.batch_ended()
+        if (self._buffer.size and not self._writing and not self._rule.in_callback()
                 and not self._conn_lost and self._pipe is not None):
             self._flush(False)
 
     def _start_writing(self) -> None:
         if not self._writing:
             self._writing = True
-            self._loop._add_writer(self._fileno, self._write_ready)
+            self._open_loop()._add_writer(self._fileno, self._write_ready)
 
     def _stop_writing(self) -> None:
         if self._writing:
             self._writing = False
-            self._loop._remove_writer(self._fileno)
+            self._open_loop()._remove_writer(self._fileno)
 
     def _write_ready(self) -> None:
         if self._buffer.size:
@@ -485,7 +456,7 @@ class WritePipeTransport(asyncio.Transport):
         fd = self._fileno
         drained = False
         while buffer.size:
-            chunks = buffer.chunks(IOV_MAX)
+            chunks = buffer.head()
             try:
                 if len(chunks) == 1:
                     sent = os.write(fd, chunks[0])
@@ -531,11 +502,11 @@ class WritePipeTransport(asyncio.Transport):
 
     def _maybe_resume(self) -> None:
         if self._buffer.resume_due():
-            self._in_callback += 1
+            self._rule.enter_callback()
             try:
                 tell_protocol(self._loop, self, self._protocol, "resume_writing")
             finally:
-                self._in_callback -= 1
+                self._rule.leave_callback()
 
     # -- flow control --------------------------------------------------------
 
@@ -570,15 +541,6 @@ class WritePipeTransport(asyncio.Transport):
             self._schedule_connection_lost(None)
         # else: the flush that drains the buffer calls connection_lost.
 
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
-
     def close(self) -> None:
         if self._pipe is not None and not self._closing:
             # For a write end, closing is write_eof: drain, then let go.
@@ -590,7 +552,7 @@ class WritePipeTransport(asyncio.Transport):
     def _stop_watching_peer(self) -> None:
         if self._watching_peer:
             self._watching_peer = False
-            self._loop._remove_reader(self._fileno)
+            self._open_loop()._remove_reader(self._fileno)
 
     def _fatal_error(self, exc: BaseException,
                      message: str = "Fatal error on pipe transport") -> None:
@@ -598,10 +560,10 @@ class WritePipeTransport(asyncio.Transport):
         # reach the protocol through connection_lost(exc); anything else is
         # a bug worth the exception handler.
         if isinstance(exc, OSError):
-            if self._loop.get_debug():
+            if self._open_loop().get_debug():
                 _compat.asyncio_logger().debug("%r: %s", self, message, exc_info=True)
         else:
-            self._loop.call_exception_handler({
+            self._open_loop().call_exception_handler({
                 "message": message,
                 "exception": exc,
                 "transport": self,
@@ -622,7 +584,7 @@ class WritePipeTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = True
-        loop = self._loop
+        loop = self._open_loop()
         if loop.is_closed():
             self._writing = self._watching_peer = False
             self._release()

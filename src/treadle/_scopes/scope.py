@@ -51,7 +51,7 @@ import inspect
 import math
 import sys
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from .._kernel import _compat
 from .._kernel.loop import KernelLoop
@@ -203,7 +203,7 @@ class CancelScope:
         loop, task = _host()
         self._loop = loop
         self._task = task
-        parent = task._scope
+        parent = scope_of(task)
         self._parent = parent
         if parent is not None:
             if parent._tasks is not None:
@@ -412,12 +412,19 @@ class CancelScope:
         })
 
 
+def scope_of(task: TaskCore) -> CancelScope | None:
+    """The innermost scope *task* is in.  The kernel knows it only as the
+    ``ScopeHooks`` it calls (``_kernel/contract.py``); every scope it holds
+    is one of these."""
+    return cast("CancelScope | None", task._scope)
+
+
 def current_effective_deadline() -> float:
     """The earliest deadline that applies to the current task: ``-inf`` if
     it is inside an effectively cancelled scope, ``inf`` if there is none."""
     _, task = _host()
     deadline = _INF
-    scope = task._scope
+    scope = scope_of(task)
     while scope is not None:
         if scope._cancelled:
             return -_INF

@@ -145,7 +145,8 @@ RECV_BYTES = 262144
 
 def drive(host: str, port: int, conns: int, request: bytes, warmup: float,
           duration: float,
-          on_data: Callable[[Conn, memoryview], int]) -> dict[str, Any]:
+          on_data: Callable[[Conn, memoryview], int],
+          requests: int = 0) -> dict[str, Any]:
     """Keep one *request* in flight on each of *conns* connections.
 
     *on_data(conn, view)* gets what one read returned (a view of a shared
@@ -153,6 +154,11 @@ def drive(host: str, port: int, conns: int, request: bytes, warmup: float,
     completed (0 or 1: one request is in flight); each one starts the next
     request.  Round trips are counted between ``warmup`` and
     ``warmup + duration`` seconds after the connections are open.
+
+    With *requests* > 0 the run is a fixed amount of work instead: exactly
+    that many round trips in all, no warm-up, however long they take (how
+    ``treadle.bench.instructions`` counts a server's instructions per
+    request, with the server running under valgrind).
     """
     poller = Poller()
     clients = [Conn(_connect(host, port)) for _ in range(conns)]
@@ -187,6 +193,9 @@ def drive(host: str, port: int, conns: int, request: bytes, warmup: float,
     for c in clients:
         c.t0 = start
         send(c, request)
+    if requests:
+        warmup, duration = 0.0, float("inf")
+    sent = conns
     t_window = start + warmup
     t_end = t_window + duration
     done0, cpu0, w0 = 0, 0.0, t_window
@@ -222,8 +231,15 @@ def drive(host: str, port: int, conns: int, request: bytes, warmup: float,
                         if in_window and len(samples) < MAX_SAMPLES:
                             samples.append(t - c.t0)
                         c.t0 = t
-                        send(c, request)
                         last_progress = t
+                        if requests:
+                            if done >= requests:
+                                t_end = t
+                                break
+                            if sent >= requests:
+                                continue
+                            sent += 1
+                        send(c, request)
         w1, cpu1 = perf(), time.process_time()
     finally:
         for c in clients:
@@ -252,7 +268,8 @@ def run_echo(a: argparse.Namespace) -> dict[str, Any]:
         c.got = 0
         return 1
 
-    res = drive(a.host, a.port, a.conns, b"x" * size, a.warmup, a.duration, on_data)
+    res = drive(a.host, a.port, a.conns, b"x" * size, a.warmup, a.duration, on_data,
+                a.requests)
     res["mib_per_sec"] = round(res["ops_per_sec"] * size * 2 / 2**20, 1)
     return res
 
@@ -276,7 +293,8 @@ def run_http(a: argparse.Namespace) -> dict[str, Any]:
             bad[0] += 1
         return 1
 
-    res = drive(a.host, a.port, a.conns, HTTP_REQUEST, a.warmup, a.duration, on_data)
+    res = drive(a.host, a.port, a.conns, HTTP_REQUEST, a.warmup, a.duration, on_data,
+                a.requests)
     if bad[0]:
         raise ValueError(f"{bad[0]} responses were not 200 OK")
     return res
@@ -329,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=2.0)
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--requests", type=int, default=0,
+                   help="a fixed number of round trips instead of a timed window")
     a = p.parse_args(argv)
     run = {"echo": run_echo, "http": run_http, "idle": run_idle}[a.mode]
     try:

@@ -19,6 +19,8 @@ import asyncio
 import gc
 import json
 import os
+import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +29,7 @@ from typing import Any, Awaitable, Callable, cast
 
 from ._http import BODY, HEAD, HEAD_CLOSE, RESPONSE, HttpError, RequestFramer
 from ._measure import Meter, peak_rss, raise_fd_limit, rss_probe
-from ._workloads import LoopFactory, Params, Result, run_on
+from ._workloads import LoopFactory, NotApplicable, Params, Result, run_on
 
 RECV = 65536
 POLL_S = 0.05
@@ -291,20 +293,251 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-def http(factory: LoopFactory, p: Params) -> Result:
-    split, conns = bool(p["split"]), int(p["conns"])
-    duration, warmup = float(p["duration"]), float(p["warmup"])
-
+def _http_protocol_server(split: bool) -> Callable[[asyncio.AbstractEventLoop],
+                                                  Awaitable[tuple[int, Closer]]]:
     async def start(loop: asyncio.AbstractEventLoop) -> tuple[int, Closer]:
         server = await loop.create_server(lambda: HttpProtocol(split), "127.0.0.1", 0,
                                           backlog=1024)
         port: int = server.sockets[0].getsockname()[1]
         return port, lambda: _close_server(server)
+    return start
 
+
+def http(factory: LoopFactory, p: Params) -> Result:
+    """An HTTP server under keep-alive load: the Protocol server
+    (``app="protocol"``) or a framework's (``_FRAMEWORK``), loaded by wrk
+    when it is installed, else by the Python load generator."""
+    app, conns = str(p["app"]), int(p["conns"])
+    duration, warmup = float(p["duration"]), float(p["warmup"])
+    if app == "protocol":
+        start = _http_protocol_server(bool(p["split"]))
+    else:
+        _require(app)
+        start = _FRAMEWORK[app]
+    wrk = shutil.which("wrk")
+    if wrk is not None:
+        m, rep = run_on(factory, _serve_under_wrk(start, wrk, conns, warmup, duration))
+        return _io_result(m, rep, client="wrk")
     args = ["http", "--conns", str(conns), "--duration", str(duration),
             "--warmup", str(warmup)]
     m, rep = run_on(factory, _serve_under_load(start, args, duration + warmup + 30.0))
-    return _io_result(m, rep)
+    return _io_result(m, rep, client="treadle's load generator",
+                      note="wrk is not installed: loaded by treadle's Python load "
+                           "generator instead")
+
+
+def _wrk_seconds(seconds: float) -> str:
+    # wrk takes whole seconds only.
+    return f"{max(1, round(seconds))}s"
+
+
+async def _run_wrk(wrk: str, port: int, conns: int, seconds: float,
+                   timeout: float) -> tuple[dict[str, Any], float]:
+    """One wrk run against *port*; its parsed report and its CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen(
+        [wrk, "-t1", f"-c{conns}", f"-d{_wrk_seconds(seconds)}", "--latency",
+         f"http://127.0.0.1:{port}/"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        await _wait_exit(proc, timeout)
+        out, err = _outputs(proc)
+    finally:
+        _reap(proc)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return parse_wrk(out.decode(errors="replace"), err.decode(errors="replace"),
+                     proc.returncode), cpu
+
+
+async def _serve_under_wrk(start: Callable[[asyncio.AbstractEventLoop],
+                                           Awaitable[tuple[int, Closer]]],
+                           wrk: str, conns: int, warmup: float, duration: float
+                           ) -> tuple[Meter, dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    port, close = await start(loop)
+    try:
+        if warmup >= 0.5:
+            # (wrk runs whole seconds: a shorter warm-up, as in --quick
+            # mode, is left out rather than stretched to one.)
+            await _run_wrk(wrk, port, conns, warmup, warmup + 30.0)
+        with Meter() as m:
+            rep, client_cpu = await _run_wrk(wrk, port, conns, duration, duration + 30.0)
+    finally:
+        await close()
+    rep["cpu_util"] = round(client_cpu / m.wall, 3) if m.wall else None
+    return m, rep
+
+
+_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _wrk_ms(text: str) -> float:
+    for unit in ("us", "ms", "s", "m"):
+        if text.endswith(unit):
+            return round(float(text[:-len(unit)]) * _WRK_UNITS[unit], 3)
+    return float(text)
+
+
+def parse_wrk(out: str, err: str, rc: int | None) -> dict[str, Any]:
+    """wrk's text report as the load generator's JSON fields."""
+    total = seconds = None
+    lat: dict[str, float] = {}
+    bad = errors = 0
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[1] == "requests" and words[2] == "in":
+            total = int(words[0])
+            seconds = _wrk_ms(words[3].rstrip(",")) / 1e3
+        elif len(words) == 2 and words[0] in ("50%", "99%"):
+            lat[words[0]] = _wrk_ms(words[1])
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            bad = int(words[-1])
+        elif line.strip().startswith("Socket errors:"):
+            errors = sum(int(w.rstrip(",")) for w in words[2:] if w.rstrip(",").isdigit())
+    if rc != 0 or total is None or not seconds:
+        tail = " | ".join((err or out).strip().splitlines()[-3:])
+        raise RuntimeError(f"wrk exited with status {rc}: {tail}")
+    if bad:
+        raise ValueError(f"{bad} responses were not 2xx/3xx")
+    if not total:
+        raise TimeoutError("no response in the measured window")
+    rep: dict[str, Any] = {"ops": total, "total_ops": total, "seconds": seconds,
+                           "ops_per_sec": total / seconds,
+                           "lat_ms_p50": lat.get("50%"), "lat_ms_p99": lat.get("99%")}
+    if errors:
+        rep["socket_errors"] = errors
+    return rep
+
+
+# ------------------------------------------------------------ frameworks
+
+# Real servers on the loop under test: aiohttp's hello world, uvicorn
+# (httptools) with a bare ASGI hello world, and uvicorn with a Starlette
+# JSON endpoint.  Each is optional: without its packages the workload is
+# "n/a" with a note naming what to install.
+
+FRAMEWORK_PACKAGES = {"aiohttp": ("aiohttp",), "uvicorn": ("uvicorn", "httptools"),
+                      "starlette": ("uvicorn", "httptools", "starlette")}
+
+
+def _require(app: str) -> None:
+    import importlib.util
+    missing = [m for m in FRAMEWORK_PACKAGES[app] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise NotApplicable(f"needs {', '.join(missing)} (pip install {' '.join(missing)})")
+
+
+async def _aiohttp_server(loop: asyncio.AbstractEventLoop) -> tuple[int, Closer]:
+    from aiohttp import web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="Hello, World!")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    server = cast(Any, site)._server
+    port: int = server.sockets[0].getsockname()[1]
+    return port, runner.cleanup
+
+
+async def _asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"Hello, World!"})
+
+
+def _starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def hello(request: Request) -> JSONResponse:
+        return JSONResponse({"message": "Hello, World!"})
+
+    return Starlette(routes=[Route("/", hello)])
+
+
+async def _uvicorn_server(app: Any) -> tuple[int, Closer]:
+    import uvicorn
+
+    # uvicorn's defaults otherwise (httptools, no access log): what
+    # `uvicorn app:app --loop none --port 0` runs on whatever loop is
+    # running.  (uvicorn binds the socket itself: a socket made with
+    # socket.socket() has proto 0, and asyncio would not turn Nagle off on
+    # its connections.)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="none",
+                            http="httptools", lifespan="off", access_log=False,
+                            log_level="warning", backlog=1024)
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.01)
+    port: int = server.servers[0].sockets[0].getsockname()[1]
+
+    async def close() -> None:
+        server.should_exit = True
+        await asyncio.wait_for(task, 5.0)
+
+    return port, close
+
+
+async def _uvicorn_hello(loop: asyncio.AbstractEventLoop) -> tuple[int, Closer]:
+    return await _uvicorn_server(_asgi_hello)
+
+
+async def _starlette_json(loop: asyncio.AbstractEventLoop) -> tuple[int, Closer]:
+    return await _uvicorn_server(_starlette_app())
+
+
+_FRAMEWORK = {"aiohttp": _aiohttp_server, "uvicorn": _uvicorn_hello,
+              "starlette": _starlette_json}
+
+
+# ------------------------------------------------------------ serving alone
+
+def server_of(params: Params) -> tuple[Callable[[asyncio.AbstractEventLoop],
+                                                Awaitable[tuple[int, Closer]]],
+                                       list[str]]:
+    """The server of an echo or HTTP workload (by its parameters) and the
+    load generator's arguments that drive it (without ``--port``)."""
+    conns = ["--conns", str(params["conns"])]
+    if "api" in params:
+        return _ECHO[str(params["api"])], ["echo", *conns, "--size", str(params["size"])]
+    app = str(params["app"])
+    if app == "protocol":
+        return _http_protocol_server(bool(params["split"])), ["http", *conns]
+    _require(app)
+    return _FRAMEWORK[app], ["http", *conns]
+
+
+async def serve_until_eof(start: Callable[[asyncio.AbstractEventLoop],
+                                          Awaitable[tuple[int, Closer]]]) -> None:
+    """Start a server, print its port on stdout, serve until stdin ends
+    (``treadle.bench.instructions`` runs this under valgrind)."""
+    loop = asyncio.get_running_loop()
+    port, close = await start(loop)
+    print(port, flush=True)
+    ended = loop.create_future()
+
+    def on_stdin() -> None:
+        if not os.read(0, 4096) and not ended.done():
+            ended.set_result(None)
+
+    loop.add_reader(0, on_stdin)
+    try:
+        await ended
+    finally:
+        loop.remove_reader(0)
+        await close()
 
 
 # ------------------------------------------------------------------ memory

@@ -486,15 +486,34 @@ for _api in ("sockets", "streams", "protocol"):
 
 WORKLOADS += [
     Workload("http", "http",
-             "HTTP/1.1 keep-alive server on the Protocol API, 50 connections, "
-             "one request in flight each",
+             "HTTP/1.1 keep-alive server on the Protocol API, 50 connections "
+             "(wrk; treadle's load generator when wrk is missing)",
              "requests/s", True, "http",
-             {"conns": 50, "split": False, "duration": 2.0, "warmup": 0.5},
+             {"app": "protocol", "conns": 50, "split": False, "duration": 2.0,
+              "warmup": 0.5},
              {"conns": 10, "duration": 0.3, "warmup": 0.1}, (), True),
     Workload("http_split", "http",
              "the same, each response written in two writes (head, body)",
              "requests/s", True, "http",
-             {"conns": 50, "split": True, "duration": 2.0, "warmup": 0.5},
+             {"app": "protocol", "conns": 50, "split": True, "duration": 2.0,
+              "warmup": 0.5},
+             {"conns": 10, "duration": 0.3, "warmup": 0.1}, (), True),
+    Workload("http_aiohttp", "http",
+             "aiohttp web hello world, 50 keep-alive connections (needs aiohttp)",
+             "requests/s", True, "http",
+             {"app": "aiohttp", "conns": 50, "duration": 2.0, "warmup": 0.5},
+             {"conns": 10, "duration": 0.3, "warmup": 0.1}, (), True),
+    Workload("http_uvicorn", "http",
+             "uvicorn (httptools) with a bare ASGI hello world, 50 keep-alive "
+             "connections (needs uvicorn, httptools)",
+             "requests/s", True, "http",
+             {"app": "uvicorn", "conns": 50, "duration": 2.0, "warmup": 0.5},
+             {"conns": 10, "duration": 0.3, "warmup": 0.1}, (), True),
+    Workload("http_starlette", "http",
+             "uvicorn (httptools) + Starlette JSONResponse, 50 keep-alive "
+             "connections (needs uvicorn, httptools, starlette)",
+             "requests/s", True, "http",
+             {"app": "starlette", "conns": 50, "duration": 2.0, "warmup": 0.5},
              {"conns": 10, "duration": 0.3, "warmup": 0.1}, (), True),
     Workload("scope_cancel", "scopes",
              "100,000 tasks blocked in one cancel scope, cancelled together "

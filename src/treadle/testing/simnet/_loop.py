@@ -38,7 +38,7 @@ import stat
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..._loop import EventLoop
-from ..._net._tlsimport import TLSProtocol
+from ..._net.tls import TLSProtocol
 from ..._net.server import Server
 from ..._net.staggered import staggered_race
 from ._host import Incarnation, current_incarnation

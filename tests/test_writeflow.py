@@ -1,10 +1,11 @@
-"""The write buffer's state machine, without a loop or an fd."""
+"""The write buffer's state machine (``_writeflow.WriteBuffer``), without a
+loop or an fd."""
 
 from __future__ import annotations
 
 import pytest
 
-from treadle._proc.flow import DEFAULT_HIGH_WATER, IOV_MAX, WriteBuffer
+from treadle._writeflow import DEFAULT_HIGH_WATER, IOV_MAX, WriteBuffer
 
 
 def test_defaults_are_asyncios():
@@ -42,11 +43,11 @@ def test_advance_across_chunks_keeps_order():
         buf.push(chunk)
     assert buf.size == 8
     buf.advance(2)
-    assert b"".join(bytes(c) for c in buf.chunks()) == b"cdefgh"
+    assert b"".join(bytes(c) for c in buf.chunks) == b"cdefgh"
     buf.advance(1)
-    assert [bytes(c) for c in buf.chunks()] == [b"defg", b"h"]
+    assert [bytes(c) for c in buf.chunks] == [b"defg", b"h"]
     buf.advance(5)
-    assert buf.size == 0 and buf.chunks() == []
+    assert buf.size == 0 and buf.chunks == []
     buf.advance(0)
     with pytest.raises(ValueError):
         buf.advance(1)
@@ -57,7 +58,7 @@ def test_partial_chunk_is_a_view_not_a_copy():
     buf = WriteBuffer()
     buf.push(big)
     buf.advance(10)
-    (head,) = buf.chunks()
+    (head,) = buf.chunks
     assert isinstance(head, memoryview) and head.obj is big
     assert bytes(head) == big[10:]
 
@@ -66,8 +67,8 @@ def test_chunks_limit():
     buf = WriteBuffer()
     for i in range(10):
         buf.push(bytes([i]))
-    assert [bytes(c) for c in buf.chunks(3)] == [b"\0", b"\1", b"\2"]
-    assert len(buf.chunks()) == 10
+    assert [bytes(c) for c in buf.head(3)] == [b"\0", b"\1", b"\2"]
+    assert len(buf.chunks) == 10
 
 
 def test_pause_when_past_high_then_resume_at_low():
@@ -90,4 +91,4 @@ def test_clear():
     buf = WriteBuffer()
     buf.push(b"abc")
     buf.clear()
-    assert buf.size == 0 and buf.chunks() == []
+    assert buf.size == 0 and buf.chunks == []

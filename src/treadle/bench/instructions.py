@@ -1,0 +1,178 @@
+"""Instructions per request of a server, counted by valgrind (callgrind).
+
+    python -m treadle.bench.instructions [--rows echo_protocol_1k,http,...]
+        [--loops asyncio,uvloop,treadle,treadle-pure] [--requests 1000,4000]
+
+Owns: the noise-free figure of the echo and HTTP workloads.  Wall-clock
+and even CPU-time numbers move with the machine's load; the number of
+instructions the server process executes per request does not.
+Never: measures the load generator (it runs outside valgrind), or
+anything but user-space instructions: time spent inside syscalls is not
+counted, so a loop that saves a syscall shows only the instructions of
+its wrapper.  ``treadle bench --metric cpu`` counts both.
+
+How: the server of the workload (the same code ``treadle bench`` runs,
+``_netloads.server_of``) runs alone under ``valgrind --tool=callgrind`` on
+the loop under test; ``_loadgen.py --requests N`` (outside valgrind) drives
+exactly N round trips over the workload's connections, then the server is
+told to stop.  Two runs, N1 and N2 requests, and the difference of their
+totals divided by N2 - N1 cancel start-up, imports and shutdown.  Under
+valgrind the server is the slow side, so every poll finds all the
+connections ready: the figure is that of a saturated server.
+
+Each run leaves its callgrind file in ``--keep DIR`` when asked
+(``callgrind_annotate FILE`` shows where the instructions went).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from ._netloads import loadgen_command, server_of
+from ._plan import parse_loops
+from ._workloads import BY_NAME
+
+DEFAULT_ROWS = ("echo_sockets_1k", "echo_streams_1k", "echo_protocol_1k",
+                "echo_protocol_64k", "http", "http_split", "http_aiohttp",
+                "http_uvicorn", "http_starlette")
+
+_TOTALS = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.M)
+
+
+def serve_main(argv: list[str]) -> int:
+    """``python -m treadle.bench.instructions --serve ROW FACTORY``: the
+    process valgrind runs."""
+    from ._child import resolve
+    from ._measure import steady_allocator
+    from ._netloads import serve_until_eof
+    from ._workloads import run_on
+
+    steady_allocator()      # as every benchmark child does (see _measure)
+    row, factory = argv
+    start, _ = server_of(dict(BY_NAME[row].params))
+    run_on(resolve(factory), serve_until_eof(start))
+    return 0
+
+
+def count(row: str, spec: Any, requests: int, keep: str | None,
+          python: str, conns: int | None = None) -> int:
+    """Instructions the server of *row* executed serving *requests* (over
+    *conns* connections, or the workload's number)."""
+    params = dict(BY_NAME[row].params)
+    if conns is not None:
+        params["conns"] = conns
+    _, client_args = server_of(params)
+    with tempfile.TemporaryDirectory(prefix="treadle-cg-") as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        env = dict(os.environ)
+        for k, v in spec.env.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+             python, "-m", "treadle.bench.instructions", "--serve", row, spec.factory],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            assert server.stdout is not None and server.stdin is not None
+            line = server.stdout.readline()
+            if not line.strip():
+                raise RuntimeError(f"{row} on {spec.name}: the server did not start: "
+                                   + server.stderr.read().decode(errors="replace")[-2000:]
+                                   if server.stderr else "")
+            port = int(line)
+            client = subprocess.run(
+                loadgen_command(*client_args, "--port", str(port),
+                                "--requests", str(requests)),
+                capture_output=True, timeout=3600)
+            rep = json.loads(client.stdout.decode().strip().splitlines()[-1])
+            if "error" in rep:
+                raise RuntimeError(f"load generator: {rep['error']}")
+            server.stdin.close()
+            server.wait(timeout=600)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        if server.returncode != 0:
+            raise RuntimeError(f"{row} on {spec.name}: server exited with "
+                               f"{server.returncode}")
+        with open(out, "rb") as f:
+            text = f.read()
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(out, os.path.join(keep, f"{row}.{spec.name}.{requests}.out"))
+    m = _TOTALS.search(text)
+    if m is None:
+        raise RuntimeError("no totals in the callgrind output")
+    return int(m.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        return serve_main(argv[1:])
+    p = argparse.ArgumentParser(prog="python -m treadle.bench.instructions",
+                                description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", default=",".join(DEFAULT_ROWS))
+    p.add_argument("--loops", default="asyncio,uvloop,treadle,treadle-pure")
+    p.add_argument("--requests", default="1000,4000",
+                   help="N1,N2: the two runs whose difference is counted")
+    p.add_argument("--conns", type=int, metavar="N",
+                   help="connections (default: the workload's own).  With 1, every "
+                        "request is one poll, one read and one write on every loop: "
+                        "the figure no longer depends on how requests happen to "
+                        "batch up, which varies with the server's speed")
+    p.add_argument("--keep", metavar="DIR", help="keep the callgrind files here")
+    p.add_argument("--json", action="store_true", help="one JSON line per cell")
+    a = p.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    n1, n2 = (int(x) for x in a.requests.split(","))
+    loops, _ = parse_loops(a.loops)
+    rows = [r.strip() for r in a.rows.split(",") if r.strip()]
+    table: dict[tuple[str, str], float | str] = {}
+    for row in rows:
+        for spec in loops:
+            python = spec.python or sys.executable
+            try:
+                i1 = count(row, spec, n1, a.keep, python, a.conns)
+                i2 = count(row, spec, n2, a.keep, python, a.conns)
+                per = (i2 - i1) / (n2 - n1)
+                table[(row, spec.name)] = per
+            except Exception as exc:  # one cell's failure is reported, not raised
+                table[(row, spec.name)] = f"failed: {exc}"
+                per = None
+            if a.json:
+                print(json.dumps({"row": row, "loop": spec.name, "instr_per_request": per,
+                                  "error": None if per is not None else table[(row, spec.name)]}),
+                      flush=True)
+            else:
+                print(f"{row:18} {spec.name:14} "
+                      f"{'failed' if per is None else round(per):>10}", file=sys.stderr, flush=True)
+    if not a.json:
+        names = [s.name for s in loops]
+        print("| row | " + " | ".join(names) + " |")
+        print("|---|" + "---:|" * len(names))
+        for row in rows:
+            cells = []
+            for n in names:
+                v = table[(row, n)]
+                cells.append(f"{v:,.0f}" if isinstance(v, float) else str(v))
+            print(f"| {row} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
