@@ -161,7 +161,10 @@ def test_write_type_errors(run):
             tr.writelines([b"ok", "text"])
         tr.write(b"")                   # nothing, no error
         tr.writelines([])
-        tr.close()
+        # (abort, not close: asyncio 3.15 keeps the b"ok" of the failed
+        # writelines() buffered without watching for writability, so its
+        # close() never finishes)
+        tr.abort()
         await proto.done
         peer.close()
     run(main())
