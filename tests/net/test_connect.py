@@ -4,11 +4,13 @@ start_tls, on both loops: parameters, errors, Happy Eyeballs."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import ssl
 import sys
 import tempfile
+import types
 
 import pytest
 
@@ -396,3 +398,21 @@ def test_start_tls_rejects_transports_without_support(run):
         with pytest.raises(TypeError, match="is not supported by start_tls"):
             await loop.start_tls(asyncio.Transport(), asyncio.Protocol(), ctx)
     run(main())
+
+
+def test_the_error_of_a_failed_connect_belongs_to_the_caller_alone(run):
+    # Once create_connection() has raised, nothing of the loop's (a future,
+    # a handle's arguments, a frame a traceback kept) still holds the error
+    # in a reference cycle (anyio's test of CPython's gh-124859).
+    async def main():
+        exc = None
+        try:
+            await asyncio.get_running_loop().create_connection(
+                asyncio.Protocol, "127.0.0.1", closed_port())
+        except OSError as error:
+            exc = error
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return [type(r).__name__ for r in gc.get_referrers(exc)
+                if not isinstance(r, types.FrameType)]
+    assert run(main()) == []

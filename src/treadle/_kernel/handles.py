@@ -99,15 +99,17 @@ class Handle:
             # Spelled out for the common arities: compiled, ``f(*args)``
             # builds a list and a tuple and goes through PyObject_Call
             # (about a thousand instructions per callback, measured with
-            # callgrind), while a fixed call is one vectorcall.
-            args = self._args
-            n = len(args)
+            # callgrind), while a fixed call is one vectorcall.  No local
+            # holds the arguments: a traceback can keep this frame alive
+            # after cancel() dropped them (a future holding the error of
+            # the callback that failed it would then outlive the error).
+            n = len(self._args)
             if n == 0:
                 self._context.run(self._callback)
             elif n == 1:
-                self._context.run(self._callback, args[0])
+                self._context.run(self._callback, self._args[0])
             else:
-                self._context.run(self._callback, *args)
+                self._context.run(self._callback, *self._args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

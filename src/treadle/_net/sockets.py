@@ -169,7 +169,7 @@ class SocketMixin(DNSMixin):
         finally:
             if not handle._cancelled:
                 self._remove_reader(fd)
-            del fut
+            del fut, handle   # (the handle holds the future too)
 
     def _retry_read(self, fut: asyncio.Future[Any], op: Any,
                     args: tuple[Any, ...]) -> None:
@@ -220,7 +220,7 @@ class SocketMixin(DNSMixin):
         finally:
             if not handle._cancelled:
                 self._remove_writer(fd)
-            del fut
+            del fut, handle
 
     def _sock_sendall(self, fut: asyncio.Future[Any], sock: socket.socket,
                       progress: _SendAll) -> None:
@@ -257,7 +257,7 @@ class SocketMixin(DNSMixin):
         finally:
             if not handle._cancelled:
                 self._remove_writer(fd)
-            del fut
+            del fut, handle
 
     def _sock_sendto(self, fut: asyncio.Future[Any], sock: socket.socket,
                      data: Any, address: Any) -> None:
@@ -305,7 +305,7 @@ class SocketMixin(DNSMixin):
             if not handle._cancelled:
                 self._remove_writer(fd)
             # The exception's traceback holds this frame: break the cycle.
-            del fut
+            del fut, handle
 
     def _sock_connect_cb(self, fut: asyncio.Future[Any], sock: socket.socket,
                          address: Any) -> None:
@@ -348,7 +348,7 @@ class SocketMixin(DNSMixin):
         finally:
             if not handle._cancelled:
                 self._remove_reader(fd)
-            del fut
+            del fut, handle
 
     def _sock_accept(self, fut: asyncio.Future[Any], sock: socket.socket) -> None:
         if fut.done():
