@@ -21,6 +21,7 @@ loop's thread: the answers are read from the loops as they are
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ import threading
 import time
 from typing import Any
 
-from .._kernel.loop import OWN_THREADS
+from ._threads import HiddenThread, forget_stand_in
 from . import _config
 
 logger = logging.getLogger("treadle.observe")
@@ -102,8 +103,8 @@ class Server:
         self._inode: int | None = None
         self._listener: socket.socket | None = None
         self._wake_r = self._wake_w = -1
-        self._thread: threading.Thread | None = None
-        self._clients: dict[int, tuple[socket.socket, threading.Thread]] = {}
+        self._thread: HiddenThread | None = None
+        self._clients: dict[int, tuple[socket.socket, HiddenThread]] = {}
         self._lock = threading.Lock()
         self._stopping = False
 
@@ -114,10 +115,8 @@ class Server:
         blocking calls in async code (blockbuster) would flag a loop that
         stats a directory when it starts."""
         self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._main, name="treadle-observe-server",
-                                        daemon=True)
+        self._thread = HiddenThread(self._main, "treadle-observe-server")
         self._thread.start()
-        OWN_THREADS[0] += 1
         return True
 
     @property
@@ -161,6 +160,7 @@ class Server:
             bound = self._bind()
         finally:
             self._ready.set()
+        forget_stand_in()               # (a warning may have been logged)
         if bound:
             try:
                 self._serve()
@@ -175,10 +175,9 @@ class Server:
             except OSError:
                 pass
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and not thread.is_current():
             thread.join()
             self._thread = None
-            OWN_THREADS[0] -= 1
         with self._lock:
             clients = list(self._clients.values())
         for conn, _ in clients:
@@ -187,7 +186,7 @@ class Server:
             except OSError:
                 pass
         for _, client in clients:
-            if client is not threading.current_thread():
+            if not client.is_current():
                 client.join()
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
@@ -245,8 +244,8 @@ class Server:
                 conn, _ = listener.accept()
             except OSError:
                 continue
-            client = threading.Thread(target=self._client, args=(conn,),
-                                      name="treadle-observe-client", daemon=True)
+            client = HiddenThread(functools.partial(self._client, conn),
+                                  "treadle-observe-client")
             with self._lock:
                 self._clients[id(conn)] = (conn, client)
             client.start()

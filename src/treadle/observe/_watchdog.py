@@ -35,8 +35,8 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .._kernel.loop import OWN_THREADS
 from .._kernel.task import coarse_clock
+from ._threads import HiddenThread, forget_stand_in
 from ._state import BlockEvent, LoopObservation, WatchState, _item_ref
 
 # ``_snapshot`` (stacks, labels) is imported when there is something to
@@ -65,8 +65,7 @@ class Watchdog:
         self._running_loops = running_loops
         self._wake = threading.Event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="treadle-watchdog",
-                                        daemon=True)
+        self._thread = HiddenThread(self._run, "treadle-watchdog")
         self._failed: set[str] = set()
         #: Loops looked at in the last tick (to finish their reports when
         #: they stop running).
@@ -74,15 +73,11 @@ class Watchdog:
 
     def start(self) -> None:
         self._thread.start()
-        OWN_THREADS[0] += 1
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
-        if self._thread.ident is not None and not self._thread.is_alive():
-            OWN_THREADS[0] -= 1
+        self._thread.join()
         coarse_clock.now = 0.0
 
     def wake(self) -> None:
@@ -138,6 +133,7 @@ class Watchdog:
             if loops and tick is None:
                 tick = IDLE_TICK
             del loops
+            forget_stand_in()           # (a report was logged)
             self._wake.wait(tick)
 
     # ------------------------------------------------------------------

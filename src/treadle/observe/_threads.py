@@ -1,0 +1,99 @@
+"""Threads of treadle's own that ``threading`` does not list.
+
+Owns: starting and joining the observation threads (the blocking
+detector's watchdog, the ``treadle ps`` server and its clients).
+
+Why: asyncio's loop runs no thread of its own, and programs and test
+suites count threads: ``threading.active_count()``, or
+``threading.enumerate()`` before and after each test to find leaks
+(anyio's suite asserts how many worker threads exist while a loop runs).
+A thread started with ``_thread`` is not listed there, unless it asks
+``threading.current_thread()`` who it is, which ``logging`` does for every
+record it makes; the stand-in ``threading`` then registers is dropped
+again by ``forget_stand_in()``, which these threads call after anything
+that may have logged.
+
+Never: hides a thread from the system (``os.fork()`` counts system
+threads: ``_observer`` stops these for a fork) or from the kernel's poll
+rule (``OWN_THREADS``: a switch interval's wait for the GIL costs these
+threads nothing, so a busy loop need not poll on their account).
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+import threading
+from typing import Callable
+
+from .._kernel.loop import OWN_THREADS
+
+
+#: Held while OWN_THREADS changes (two of these threads may start or end
+#: at once).
+_counting = _thread.allocate_lock()
+
+
+def forget_stand_in() -> None:
+    """Drop the entry ``threading`` made for this thread when something
+    (``logging``) asked for ``threading.current_thread()``."""
+    ident = _thread.get_ident()
+    active = threading._active  # type: ignore[attr-defined]
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        if isinstance(active.get(ident), threading._DummyThread):
+            del active[ident]
+
+
+class HiddenThread:
+    """``target()`` in a thread of its own (see the module docstring)."""
+
+    __slots__ = ("_target", "_done", "ident", "name")
+
+    def __init__(self, target: Callable[[], object], name: str) -> None:
+        self._target = target
+        #: Held while the thread runs.
+        self._done = _thread.allocate_lock()
+        self.ident: int | None = None
+        self.name = name
+
+    def start(self) -> None:
+        """Start the thread and wait until it runs, as ``threading`` does:
+        until then the interpreter does not count it (``_thread._count()``,
+        which the kernel's poll rule compares with ``OWN_THREADS``)."""
+        self._done.acquire()
+        running = _thread.allocate_lock()
+        running.acquire()
+        try:
+            self.ident = _thread.start_new_thread(self._main, (running,))
+        except BaseException:
+            self._done.release()
+            raise
+        running.acquire()
+
+    def _main(self, running: _thread.LockType) -> None:
+        with _counting:
+            OWN_THREADS[0] += 1
+        running.release()
+        try:
+            self._target()
+        except BaseException as exc:     # a daemon thread's end: reported, never raised
+            if not isinstance(exc, SystemExit):
+                print(f"treadle: thread {self.name} failed: {exc!r}", file=sys.stderr)
+        finally:
+            forget_stand_in()
+            with _counting:          # (threads that end by themselves too)
+                OWN_THREADS[0] -= 1
+            self._done.release()
+
+    def is_alive(self) -> bool:
+        return self._done.locked()
+
+    def is_current(self) -> bool:
+        return self.ident is not None and self.ident == _thread.get_ident()
+
+    def join(self) -> None:
+        """Wait for the thread to end (at once if it never started)."""
+        if self.ident is None or self.is_current():
+            return
+        with self._done:
+            pass
