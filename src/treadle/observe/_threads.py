@@ -45,35 +45,31 @@ def forget_stand_in() -> None:
 
 
 class HiddenThread:
-    """``target()`` in a thread of its own (see the module docstring)."""
+    """``target()`` in a thread of its own (see the module docstring).
 
-    __slots__ = ("_target", "_done", "ident", "name")
+    Its waits are ``threading.Event`` waits, as ``threading.Thread``'s are:
+    tools that flag blocking calls on a loop's thread (blockbuster) allow
+    the lock acquisitions ``threading`` makes, and would flag ours."""
+
+    __slots__ = ("_target", "_finished", "ident", "name")
 
     def __init__(self, target: Callable[[], object], name: str) -> None:
         self._target = target
-        #: Held while the thread runs.
-        self._done = _thread.allocate_lock()
+        self._finished = threading.Event()
         self.ident: int | None = None
         self.name = name
 
     def start(self) -> None:
-        """Start the thread and wait until it runs, as ``threading`` does:
-        until then the interpreter does not count it (``_thread._count()``,
-        which the kernel's poll rule compares with ``OWN_THREADS``)."""
-        self._done.acquire()
-        running = _thread.allocate_lock()
-        running.acquire()
-        try:
-            self.ident = _thread.start_new_thread(self._main, (running,))
-        except BaseException:
-            self._done.release()
-            raise
-        running.acquire()
+        """Start the thread.  Not waited for (a wait on the loop's thread is
+        what blockbuster flags): the thread counts itself in
+        ``OWN_THREADS`` once it runs, after the interpreter has counted it
+        in ``_thread._count()``, so the kernel's poll rule sees it as
+        another thread until then, never the other way round."""
+        self.ident = _thread.start_new_thread(self._main, ())
 
-    def _main(self, running: _thread.LockType) -> None:
+    def _main(self) -> None:
         with _counting:
             OWN_THREADS[0] += 1
-        running.release()
         try:
             self._target()
         except BaseException as exc:     # a daemon thread's end: reported, never raised
@@ -83,10 +79,11 @@ class HiddenThread:
             forget_stand_in()
             with _counting:          # (threads that end by themselves too)
                 OWN_THREADS[0] -= 1
-            self._done.release()
+            self._finished.set()
 
     def is_alive(self) -> bool:
-        return self._done.locked()
+        """Started and not finished."""
+        return self.ident is not None and not self._finished.is_set()
 
     def is_current(self) -> bool:
         return self.ident is not None and self.ident == _thread.get_ident()
@@ -95,5 +92,4 @@ class HiddenThread:
         """Wait for the thread to end (at once if it never started)."""
         if self.ident is None or self.is_current():
             return
-        with self._done:
-            pass
+        self._finished.wait()
