@@ -605,6 +605,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 self._running_item = item
                 if previous is item:    # store first, release after (header)
                     pass
+                # Uncompiled, the local would keep the item that ran last
+                # alive while this one runs (a task freed only then reports
+                # its unretrieved exception one item late).
+                previous = None
                 if isinstance(item, TaskCore):
                     TaskCore._run(item)
                 elif isinstance(item, Handle):
@@ -747,6 +751,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 self._running_item = item
                 if previous is item:    # store first, release after (header)
                     pass
+                # Uncompiled, the local would keep the item that ran last
+                # alive while this one runs (a task freed only then reports
+                # its unretrieved exception one item late).
+                previous = None
                 try:
                     KernelLoop._run_one_slow(self, item, debug)
                 except BaseException:
