@@ -28,12 +28,14 @@ def _observe_threads() -> set[str]:
     return {t.name for t in threads if t and t.is_alive()}
 
 
-def test_socket_and_threads_live_from_first_run_to_close():
+def test_socket_and_threads_live_from_the_first_loop_to_its_close():
     async def socket_path():
         return observer.socket_path
 
-    loop = treadle.new_event_loop()
     assert observer.socket_path is None and not _observe_threads()
+    loop = treadle.new_event_loop()
+    # (made with the loop, before it runs: see Server.start)
+    assert observer.socket_path is not None
     try:
         path = loop.run_until_complete(socket_path())
     except BaseException:

@@ -23,6 +23,7 @@ class ObserveMixin(KernelLoop):
         super().__init__(**kwargs)
         self._observation = LoopObservation(self, _config.threshold())
         self._observation.track_requested = _config.track_tasks()
+        observer.loop_created(self)
 
     @property
     def blocking_threshold(self) -> float | None:

@@ -44,6 +44,18 @@ class Observer:
 
     # -- from the loops ----------------------------------------------------------
 
+    def loop_created(self, loop: Any) -> None:
+        """A treadle loop was made: the threads start now if they are not
+        running (see ``Server.start`` for why not when it first runs)."""
+        if not _config.enabled():
+            return
+        with self._lock:
+            if os.getpid() != self._pid:
+                self._forked()
+            self._open.add(loop)
+            if self._watchdog is None:
+                self._start()
+
     def loop_started(self, loop: Any) -> None:
         obs: LoopObservation = loop._observation
         obs.run_started = time.monotonic()

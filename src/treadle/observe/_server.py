@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any
 
-from ._threads import HiddenThread, forget_stand_in
+from ._threads import HiddenThread
 from . import _config
 
 logger = logging.getLogger("treadle.observe")
@@ -109,11 +109,16 @@ class Server:
         self._stopping = False
 
     def start(self) -> bool:
-        """Start the thread.  Everything that touches the file system (the
-        private directory, binding the socket, sweeping stale ones) happens
-        in it, never on the loop thread that starts it: tools that flag
-        blocking calls in async code (blockbuster) would flag a loop that
-        stats a directory when it starts."""
+        """Bind the socket, then start the thread that serves it.  The
+        observer calls this when the first loop is made, on the thread that
+        makes it: no loop runs there yet, so tools that flag blocking calls
+        on a running loop's thread (blockbuster) have nothing to flag, and
+        the socket exists before any of the loop's code runs (programs and
+        tests count descriptors around what they do)."""
+        if not self._bind():
+            self._ready.set()
+            return False
+        self._ready.set()
         self._wake_r, self._wake_w = os.pipe()
         self._thread = HiddenThread(self._main, "treadle-observe-server")
         self._thread.start()
@@ -157,15 +162,9 @@ class Server:
 
     def _main(self) -> None:
         try:
-            bound = self._bind()
+            self._serve()
         finally:
-            self._ready.set()
-        forget_stand_in()               # (a warning may have been logged)
-        if bound:
-            try:
-                self._serve()
-            finally:
-                self._remove_socket()
+            self._remove_socket()
 
     def stop(self) -> None:
         self._stopping = True
