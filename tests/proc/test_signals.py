@@ -256,3 +256,104 @@ def test_non_callable_is_refused_at_once():
         assert signal.getsignal(USR1) == signal.SIG_DFL
     finally:
         loop.close()
+
+
+def _signal_from_another_thread(sig, delay=0.05):
+    """Deliver ``sig`` to a thread other than the loop's, after ``delay``:
+    Python's C handler then trips the flag there, and the loop thread, blocked
+    in its poller, gets no EINTR.  This is, made certain, the race of a signal
+    that lands just before the loop blocks."""
+    def send():
+        threading.Event().wait(delay)
+        signal.pthread_kill(threading.get_ident(), sig)
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread
+
+
+def test_a_python_handler_runs_while_the_loop_is_blocked():
+    # treadle only (asyncio's loop would sleep on until its timer): while a
+    # loop runs in the main thread, a signal ends its wait (signals.py, rule 4).
+    loop = treadle.new_event_loop()
+    got = []
+
+    def handler(signum, frame):
+        got.append(signum)
+        done.set_result(None)
+
+    signal.signal(USR1, handler)
+    try:
+        done = loop.create_future()
+        thread = _signal_from_another_thread(USR1)
+        t0 = loop.time()
+        loop.run_until_complete(asyncio.wait_for(done, 20))
+        thread.join()
+        assert got == [USR1]
+        assert loop.time() - t0 < 10        # not when the wait timed out
+    finally:
+        loop.close()
+    assert signal.set_wakeup_fd(-1) == -1               # given back at the end
+
+
+def test_ctrl_c_cancels_asyncio_run_whenever_it_lands():
+    # asyncio.Runner's SIGINT handler is a Python-level handler: it must run
+    # even when the signal reaches the process just as the loop blocks.
+    state = []
+
+    async def main():
+        t0 = asyncio.get_running_loop().time()
+        try:
+            _signal_from_another_thread(signal.SIGINT)
+            await asyncio.sleep(20)
+        except asyncio.CancelledError:
+            state.append("cancelled")
+            assert asyncio.get_running_loop().time() - t0 < 10
+            raise
+
+    with pytest.raises(KeyboardInterrupt):
+        with asyncio.Runner(loop_factory=treadle.new_event_loop) as runner:
+            runner.run(main())
+    assert state == ["cancelled"]
+
+
+def test_the_wakeup_fd_of_another_owner_stays_theirs():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    loop = treadle.new_event_loop()
+    try:
+        signal.set_wakeup_fd(a.fileno())
+
+        async def main():
+            return signal.set_wakeup_fd(a.fileno())
+        assert loop.run_until_complete(main()) == a.fileno()
+        assert signal.set_wakeup_fd(-1) == a.fileno()
+    finally:
+        loop.close()
+        a.close()
+        b.close()
+
+
+def test_removing_the_last_handler_keeps_the_run_awake():
+    loop = treadle.new_event_loop()
+    got = []
+
+    def handler(signum, frame):
+        got.append(signum)
+        done.set_result(None)
+
+    try:
+        done = loop.create_future()
+
+        async def main():
+            loop.add_signal_handler(USR2, lambda: None)
+            assert loop.remove_signal_handler(USR2)
+            signal.signal(USR1, handler)
+            _signal_from_another_thread(USR1)
+            await asyncio.wait_for(done, 20)
+        t0 = loop.time()
+        loop.run_until_complete(main())
+        assert got == [USR1]
+        assert loop.time() - t0 < 10
+    finally:
+        loop.close()
+    assert signal.set_wakeup_fd(-1) == -1

@@ -32,6 +32,16 @@ Rules:
    for a number that is not a signal; ``RuntimeError`` for a signal that
    cannot be caught (SIGKILL, SIGSTOP), a closed loop, or a thread other
    than the main one.
+4. While a loop runs in the main thread, the signal wakeup fd is its
+   wake-up pipe, handlers or not (unless another owner set one: it stays
+   theirs), and is given back when it stops.  Python runs a Python-level
+   handler (asyncio.Runner's SIGINT handler, say) only when the interpreter
+   next executes bytecode; compiled code that is about to block in the
+   poller executes none, so a signal that lands just before the wait would
+   go unhandled until the wait ends, which may be never.  With the wakeup
+   fd, the signal's byte ends the wait, and the loop hands it to
+   ``_process_self_data`` below, an interpreted function: entering it runs
+   the pending handlers.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from __future__ import annotations
 import errno
 import signal
 import sys
+import threading
 import warnings
 from typing import Any, Callable
 
@@ -59,6 +70,8 @@ class SignalMixin(KernelLoop):
         self._signal_handlers: dict[int, Handle] = {}
         self._signal_previous: dict[int, Any] = {}
         self._previous_wakeup_fd: int | None = None
+        #: The wakeup fd is ours for the length of a run (rule 4).
+        self._wakeup_fd_borrowed = False
 
     def _check_signal(self, sig: Any) -> None:
         if not isinstance(sig, int):
@@ -121,9 +134,36 @@ class SignalMixin(KernelLoop):
             self._restore_wakeup_fd()
         return True
 
+    def _run_forever_setup(self) -> None:
+        super()._run_forever_setup()
+        if self._signal_handlers or self._wake_w < 0:
+            return  # add_signal_handler has made it ours already
+        try:
+            old_fd = signal.set_wakeup_fd(self._wake_w)
+        except (ValueError, OSError):
+            return  # not the main thread (of the main interpreter)
+        if old_fd not in (-1, self._wake_w):
+            signal.set_wakeup_fd(old_fd)  # someone else's: it stays theirs
+        else:
+            self._wakeup_fd_borrowed = True
+
+    def _run_forever_cleanup(self) -> None:
+        try:
+            if self._wakeup_fd_borrowed and not self._signal_handlers:
+                self._give_back_wakeup_fd(-1)
+            self._wakeup_fd_borrowed = False
+        finally:
+            super()._run_forever_cleanup()
+
     def _restore_wakeup_fd(self) -> None:
         fd = self._previous_wakeup_fd
         self._previous_wakeup_fd = None
+        if fd in (None, -1) and self._thread_id == threading.main_thread().ident:
+            self._wakeup_fd_borrowed = True
+            return  # kept until the run ends (rule 4)
+        self._give_back_wakeup_fd(fd)
+
+    def _give_back_wakeup_fd(self, fd: int | None) -> None:
         try:
             current = signal.set_wakeup_fd(-1 if fd is None else fd)
             if current not in (self._wake_w, -1):
@@ -133,6 +173,8 @@ class SignalMixin(KernelLoop):
             _compat.asyncio_logger().info("set_wakeup_fd(-1) failed: %s", exc)
 
     def _process_self_data(self, data: bytes) -> None:
+        # Interpreted, so that calling it runs the Python-level handlers of
+        # the signals that sent these bytes (rule 4).
         for signum in data:
             if signum:
                 self._handle_signal(signum)
