@@ -134,8 +134,11 @@ def test_ctrl_c_cancels_main_and_exits_like_python(tmp_path):
                 raise
         asyncio.run(main())
     """)
+    # (A shell's background job inherits SIGINT ignored: the child would
+    # never see Ctrl-C.  Give it the default, as a terminal's program has.)
     proc = subprocess.Popen([*TREADLE, "run", str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(signal.SIGINT)

@@ -51,6 +51,44 @@ def test_sock_sendfile_leaves_the_file_position_after_what_was_sent(run):
     assert results[1][2] == (len(DATA) if PY314 else 123)
 
 
+class _Unseekable:
+    """A readable file-like object without ``seek`` (a pipe's reader, say)."""
+
+    def __init__(self, data):
+        self._data = data
+
+    def readinto(self, view):
+        n = min(len(view), len(self._data))
+        view[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+def test_sock_sendfile_of_a_file_without_seek(run):
+    # 3.14: a file without seek is sent from where it is, offset or not;
+    # before, a non-zero offset is seeked to (AttributeError here).
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        with a, b:
+            reader = asyncio.create_task(recv_until_eof(b))
+            try:
+                sent = await loop.sock_sendfile(a, _Unseekable(DATA), 5)
+            except AttributeError as exc:
+                sent = f"AttributeError: {exc}"
+            a.shutdown(socket.SHUT_WR)
+            received = await reader
+        return sent, len(received)
+
+    sent, received = run(main())
+    if PY314:
+        assert (sent, received) == (len(DATA), len(DATA))
+    else:
+        assert "seek" in sent and received == 0
+
+
 @pytest.mark.skipif(not PY314, reason="asyncio's thread-safe handles are 3.14's")
 def test_threadsafe_handle_cancel_waits_for_a_running_callback(loop):
     started = threading.Event()

@@ -180,6 +180,9 @@ def test_replacing_a_handler(loop):
 
 
 def test_close_removes_handlers(loop_factory):
+    # Python's own SIGINT handler first (a background job starts with it
+    # ignored; the fixture puts back whatever was there).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     loop = loop_factory()
     loop.add_signal_handler(USR1, lambda: None)
     loop.add_signal_handler(signal.SIGINT, lambda: None)
@@ -310,6 +313,7 @@ def test_ctrl_c_cancels_asyncio_run_whenever_it_lands():
             assert asyncio.get_running_loop().time() - t0 < 10
             raise
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # (as above)
     with pytest.raises(KeyboardInterrupt):
         with asyncio.Runner(loop_factory=treadle.new_event_loop) as runner:
             runner.run(main())

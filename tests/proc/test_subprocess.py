@@ -82,7 +82,11 @@ def test_kill_terminate_send_signal(run):
     async def main():
         codes = []
         for action in ("kill", "terminate", "hup"):
-            proc = await asyncio.create_subprocess_exec("sleep", "30")
+            # (SIGHUP back to its default: nohup starts us with it ignored,
+            # and an ignored signal stays ignored across exec.)
+            proc = await asyncio.create_subprocess_exec(
+                "sleep", "30",
+                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
             if action == "kill":
                 proc.kill()
             elif action == "terminate":

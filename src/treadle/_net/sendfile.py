@@ -36,13 +36,18 @@ _TRANSPORT_FALLBACK_CHUNK = 16384
 
 
 #: 3.14 made sendfile's file position exact: the fallbacks seek to *offset*
-#: even when it is 0, and the native path leaves the position after what it
-#: sent even when it sent nothing.  Up to 3.13 both only move it when needed.
+#: even when it is 0 (and a file without ``seek`` is read from where it is,
+#: whatever the offset), and the native path leaves the position after what
+#: it sent even when it sent nothing.  Up to 3.13 both only move it when
+#: needed.
 _SEEK_ALWAYS = sys.version_info >= (3, 14)
 
 
 def _seek_to_start(file: Any, offset: int) -> None:
-    if offset or (_SEEK_ALWAYS and hasattr(file, "seek")):
+    if _SEEK_ALWAYS:
+        if hasattr(file, "seek"):
+            file.seek(offset)
+    elif offset:
         file.seek(offset)
 
 
