@@ -214,10 +214,28 @@ class Observer:
 
     def _after_fork_in_parent(self) -> None:
         with self._lock:
-            if (self._paused_for_fork and self._watchdog is None
+            paused, self._paused_for_fork = self._paused_for_fork, False
+            if not paused or self._watchdog is not None:
+                return
+            running = list(self._running.values())
+            if not running:
+                self._restart_after_fork()
+                return
+        # A running loop starts them again on its next turn, not this hook:
+        # 3.13's os.fork() counts the process's threads for its
+        # "multi-threaded" warning after the hooks have run, so it would
+        # count threads started here.  (With no loop running they start at
+        # once, and 3.13 warns about the next fork of that kind.)
+        try:
+            running[0].call_soon_threadsafe(self._restart_after_fork)
+        except RuntimeError:               # closed meanwhile: the next
+            pass                           # loop made or started does it
+
+    def _restart_after_fork(self) -> None:
+        with self._lock:
+            if (os.getpid() == self._pid and self._watchdog is None
                     and len(self._open) and _config.enabled()):
                 self._start()
-            self._paused_for_fork = False
 
     def shutdown(self) -> None:
         with self._lock:
