@@ -50,11 +50,7 @@ class Observer:
         if not _config.enabled():
             return
         with self._lock:
-            if os.getpid() != self._pid:
-                self._forked()
-            self._open.add(loop)
-            if self._watchdog is None:
-                self._start()
+            self._opened(loop)
 
     def loop_started(self, loop: Any) -> None:
         obs: LoopObservation = loop._observation
@@ -66,12 +62,8 @@ class Observer:
         if not _config.enabled():
             return
         with self._lock:
-            if os.getpid() != self._pid:
-                self._forked()
-            self._open.add(loop)
+            self._opened(loop)
             self._running[id(loop)] = loop
-            if self._watchdog is None:
-                self._start()
         watchdog = self._watchdog
         if watchdog is not None:
             watchdog.wake()
@@ -159,6 +151,14 @@ class Observer:
         return server.path if server is not None else None
 
     # -- threads -------------------------------------------------------------------
+
+    def _opened(self, loop: Any) -> None:
+        """(Under the lock.)  *loop* is open, and the threads run."""
+        if os.getpid() != self._pid:
+            self._forked()
+        self._open.add(loop)
+        if self._watchdog is None:
+            self._start()
 
     def _start(self) -> None:
         from ._server import Server

@@ -115,10 +115,10 @@ class Server:
         on a running loop's thread (blockbuster) have nothing to flag, and
         the socket exists before any of the loop's code runs (programs and
         tests count descriptors around what they do)."""
-        if not self._bind():
-            self._ready.set()
-            return False
+        bound = self._bind()
         self._ready.set()
+        if not bound:
+            return False
         self._wake_r, self._wake_w = os.pipe()
         self._thread = HiddenThread(self._main, "treadle-observe-server")
         self._thread.start()
