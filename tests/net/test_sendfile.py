@@ -10,6 +10,8 @@ import tempfile
 
 import pytest
 
+import treadle
+
 from ._util import RecordingProtocol, recv_exactly, recv_until_eof, tls_contexts
 
 DATA = bytes(range(256)) * 4096         # 1 MiB
@@ -221,3 +223,86 @@ def test_sock_sendfile_on_a_transports_socket_is_refused_when_it_must_wait(run):
         await proto.done
         peer.close()
     run(main())
+
+
+def test_sock_sendfile_after_the_default_executor_is_shut_down(run, data_file):
+    # treadle sends from the default executor; without it, it sends as
+    # asyncio does.
+    async def main():
+        loop = asyncio.get_running_loop()
+        await loop.shutdown_default_executor()
+        a, b = _pair()
+        with a, b:
+            reader = asyncio.create_task(recv_exactly(b, len(DATA)))
+            assert await loop.sock_sendfile(a, data_file) == len(DATA)
+            assert await reader == DATA
+    run(main())
+
+
+def test_cancelled_sock_sendfile_sends_nothing_more(run, loop_factory):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        size = 64 * 1024 * 1024
+        with a, b, tempfile.TemporaryFile() as f:
+            f.truncate(size)
+            task = asyncio.create_task(loop.sock_sendfile(a, f))
+            await asyncio.sleep(0.05)        # the peer reads nothing: full
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            received = 0
+            for _ in range(3):
+                while True:
+                    try:
+                        received += len(b.recv(1 << 20))
+                    except BlockingIOError:
+                        break
+                await asyncio.sleep(0.02)    # room again: would it send?
+            try:
+                more = len(b.recv(1 << 20))
+            except BlockingIOError:
+                more = 0
+            assert more == 0
+            assert 0 < received < size
+            position = os.lseek(f.fileno(), 0, os.SEEK_CUR)
+            if loop_factory is treadle.new_event_loop:
+                # treadle: the position says what was sent, as after an
+                # error; asyncio leaves it where it was.
+                assert position == received
+            else:
+                assert position == 0
+    run(main())
+
+
+def test_zero_copy_never_runs_on_the_loop_thread(monkeypatch, data_file):
+    # treadle only: os.sendfile reads the file, which blocks on the disk
+    # when its pages are not cached; asyncio calls it on the loop thread.
+    import threading
+
+    threads = []
+    real_sendfile = os.sendfile
+
+    def recording_sendfile(*args):
+        threads.append(threading.get_ident())
+        return real_sendfile(*args)
+
+    monkeypatch.setattr(os, "sendfile", recording_sendfile)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        with a, b:
+            reader = asyncio.create_task(recv_exactly(b, len(DATA)))
+            assert await loop.sock_sendfile(a, data_file) == len(DATA)
+            assert await reader == DATA
+        tr, proto, peer = await _transport_and_peer()
+        with peer:
+            reader = asyncio.create_task(recv_exactly(peer, len(DATA)))
+            assert await loop.sendfile(tr, data_file, 0) == len(DATA)
+            assert await reader == DATA
+            tr.close()
+        return threading.get_ident()
+
+    loop_thread = treadle.run(main())
+    assert threads and loop_thread not in threads

@@ -8,10 +8,28 @@ Never: changes the file position except to leave it just after the last
 byte sent (asyncio's contract, also on error), or lets a transport's own
 writes interleave with the file's bytes.
 
-Zero-copy path: ``os.sendfile`` is called in a loop until the socket is
-full, then again each time it becomes writable (asyncio makes one call per
-loop turn).  For a transport, its write buffer is drained first, reading
-is paused, and ``write()`` raises until the file is sent.
+Zero-copy path, rules:
+
+1. ``os.sendfile`` never runs on the loop thread.  It reads the file,
+   which blocks on the disk when the pages are not cached (asyncio calls it
+   on the loop thread; tools that flag blocking calls in async code allow
+   that only from asyncio's own files).  A *burst* runs in the loop's
+   default executor: ``os.sendfile`` again and again until the socket is
+   full, the file ends or *count* is reached (asyncio makes one call per
+   loop turn).  When the socket is full the loop waits for it to become
+   writable (not watching it while a burst runs, which would wake the loop
+   on every turn), then starts the next burst.  With the default executor
+   shut down the loop thread sends, as asyncio does.
+2. The loop waits for the burst in flight before anything else touches the
+   socket or the file position: a cancelled ``sock_sendfile`` asks the
+   worker to stop after its current call, waits for it (one call: the
+   socket is non-blocking) and only then raises ``CancelledError``.
+3. A burst sends on a duplicate of the socket's descriptor, taken on the
+   loop thread and closed by the worker: if the socket is closed while the
+   burst runs, the worker can never write into whatever reuses its number;
+   it stops at its next call with ``EBADF``.
+4. For a transport, its write buffer is drained first, reading is paused,
+   and ``write()`` raises until the file is sent.
 """
 
 from __future__ import annotations
@@ -103,21 +121,57 @@ class SendfileMixin(SocketMixin):
         blocksize = count if count else fsize
         if not blocksize:
             return 0
-        job = _SendfileJob(self.create_future(), sock, fileno, offset, count,
+        job = _SendfileJob(sock, fileno, offset, count,
                            min(blocksize, sys.maxsize // 2 + 1))
         fd = sock.fileno()
-        job.fd = fd
-        job.step(self)
-        if job.fut.done():
-            return job.fut.result()  # type: ignore[no-any-return]
+        writable: asyncio.Future[None] | None = None
         try:
-            return await job.fut  # type: ignore[no-any-return]
-        finally:
-            if job.registered:
-                job.registered = False
+            while True:
+                await self._sendfile_burst(job)
+                if job.error is not None:
+                    raise job.error
+                if job.finished:
+                    return job.total_sent
+                # The socket is full.  A transport's socket is not ours to
+                # wait on (asyncio's RuntimeError); loop.sendfile() lends
+                # it explicitly.
+                self._ensure_fd_no_transport(fd)
+                writable = self.create_future()
+                self._add_writer(fd, _wake, writable)
+                await writable
+                writable = None
                 self._remove_writer(fd)
-            if job.fut.cancelled() or not job.fut.done():
-                job.update_filepos()
+        finally:
+            if writable is not None:
+                self._remove_writer(fd)
+            job.error = None            # no reference cycle through the traceback
+            job.update_filepos()
+
+    async def _sendfile_burst(self, job: _SendfileJob) -> None:
+        """Run one burst of *job* in the default executor (rule in the
+        module docstring); on this thread when the executor is shut down,
+        as asyncio sends.  Returns only when the burst is over, even when
+        cancelled: until then the worker owns the file position."""
+        try:
+            job.wfd = os.dup(job.sock.fileno())
+        except OSError as exc:
+            job.fail(exc)
+            return
+        try:
+            burst = self.run_in_executor(None, job.burst)
+        except RuntimeError:
+            job.burst()
+            return
+        try:
+            await asyncio.shield(burst)
+        except asyncio.CancelledError:
+            job.stop = True
+            while not burst.done():
+                try:
+                    await asyncio.shield(burst)
+                except asyncio.CancelledError:
+                    pass
+            raise
 
     async def _sock_sendfile_fallback(self, sock: socket.socket, file: Any,
                                       offset: int, count: int | None) -> int:
@@ -213,15 +267,21 @@ class SendfileMixin(SocketMixin):
             await proto.restore()
 
 
+def _wake(writable: asyncio.Future[None]) -> None:
+    if not writable.done():
+        writable.set_result(None)
+
+
 class _SendfileJob:
-    """State of one zero-copy ``sock_sendfile`` between writable events."""
+    """One zero-copy ``sock_sendfile``: where it is in the file, and how
+    its last burst ended.  Between bursts only the loop thread touches it;
+    during one, only the worker (the loop waits for the burst's future)."""
 
-    __slots__ = ("fut", "sock", "fileno", "offset", "start", "count",
-                 "blocksize", "total_sent", "fd", "registered")
+    __slots__ = ("sock", "fileno", "offset", "start", "count", "blocksize",
+                 "total_sent", "wfd", "stop", "finished", "error")
 
-    def __init__(self, fut: asyncio.Future[Any], sock: socket.socket, fileno: int,
-                 offset: int, count: int | None, blocksize: int) -> None:
-        self.fut = fut
+    def __init__(self, sock: socket.socket, fileno: int, offset: int,
+                 count: int | None, blocksize: int) -> None:
         self.sock = sock
         self.fileno = fileno
         self.offset = offset
@@ -229,8 +289,13 @@ class _SendfileJob:
         self.count = count
         self.blocksize = blocksize
         self.total_sent = 0
-        self.fd = -1
-        self.registered = False
+        #: The burst's own descriptor of the socket (rule 3).
+        self.wfd = -1
+        #: Set by the loop when the awaiting task is cancelled.
+        self.stop = False
+        #: The file ended or *count* was reached.
+        self.finished = False
+        self.error: BaseException | None = None
 
     def update_filepos(self) -> None:
         # 3.14+: the file position ends after what was sent even when
@@ -238,69 +303,60 @@ class _SendfileJob:
         if self.total_sent > 0 or _SEEK_ALWAYS:
             os.lseek(self.fileno, self.start + self.total_sent, os.SEEK_SET)
 
-    def finish(self, loop: Any, result: Any = None,
-               exc: BaseException | None = None) -> None:
-        if self.registered:
-            self.registered = False
-            loop._remove_writer(self.fd)
-        self.update_filepos()
-        if exc is not None:
-            self.fut.set_exception(exc)
-        else:
-            self.fut.set_result(result)
+    def burst(self) -> None:
+        """Send until the socket is full, the file ends, *count* is reached,
+        the loop asks to stop or the socket is closed; then close the
+        burst's descriptor.  Never raises: the outcome is left in the job."""
+        try:
+            self._send()
+        finally:
+            os.close(self.wfd)
+            self.wfd = -1
 
-    def step(self, loop: Any) -> None:
-        """Send until the socket is full, the file ends or *count* is
-        reached; register for writability when the socket is full."""
-        fut = self.fut
-        if fut.done():
-            if self.registered:
-                self.registered = False
-                loop._remove_writer(self.fd)
-            return
+    def _send(self) -> None:
         while True:
+            if self.stop:
+                return
+            if self.sock.fileno() < 0:
+                # Closed under us (the descriptor we send on is our own).
+                self.fail(OSError(errno.EBADF, os.strerror(errno.EBADF)))
+                return
             blocksize = self.blocksize
             if self.count:
                 blocksize = self.count - self.total_sent
                 if blocksize <= 0:
-                    self.finish(loop, self.total_sent)
+                    self.finished = True
                     return
                 blocksize = min(blocksize, sys.maxsize // 2 + 1)
             try:
-                sent = os.sendfile(self.fd, self.fileno, self.offset, blocksize)
+                sent = os.sendfile(self.wfd, self.fileno, self.offset, blocksize)
             except (BlockingIOError, InterruptedError):
-                if not self.registered:
-                    # A transport's socket is not ours to wait on (asyncio's
-                    # RuntimeError); loop.sendfile() lends it explicitly.
-                    loop._ensure_fd_no_transport(self.fd)
-                    self.registered = True
-                    loop._add_writer(self.fd, self.step, loop)
                 return
             except OSError as exc:
-                if (self.total_sent and exc.errno == errno.ENOTCONN
-                        and type(exc) is not ConnectionError):
-                    # The peer went away mid-transfer: report it the same
-                    # way on every platform.
-                    new_exc = ConnectionError("socket is not connected", errno.ENOTCONN)
-                    new_exc.__cause__ = exc
-                    exc = new_exc
-                if self.total_sent == 0:
-                    # Typically not a regular (mmap-able) file: fall back.
-                    self.finish(loop, exc=_SendfileNotAvailableError(
-                        "os.sendfile call failed"))
-                else:
-                    self.finish(loop, exc=exc)
+                self.fail(exc)
                 return
-            except (SystemExit, KeyboardInterrupt):
-                raise
             except BaseException as exc:
-                self.finish(loop, exc=exc)
+                self.error = exc
                 return
             if sent == 0:
-                self.finish(loop, self.total_sent)    # end of file
+                self.finished = True        # end of file
                 return
             self.offset += sent
             self.total_sent += sent
+
+    def fail(self, exc: OSError) -> None:
+        if (self.total_sent and exc.errno == errno.ENOTCONN
+                and type(exc) is not ConnectionError):
+            # The peer went away mid-transfer: report it the same way on
+            # every platform.
+            new_exc = ConnectionError("socket is not connected", errno.ENOTCONN)
+            new_exc.__cause__ = exc
+            exc = new_exc
+        if self.total_sent == 0:
+            # Typically not a regular (mmap-able) file: fall back.
+            self.error = _SendfileNotAvailableError("os.sendfile call failed")
+        else:
+            self.error = exc
 
 
 class _FallbackProtocol(asyncio.Protocol):
