@@ -58,11 +58,14 @@ import os
 import socket
 import sys
 from collections import deque
-from typing import Any, Callable, Final, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 
 from .._kernel import _compat
 from .._writeflow import (IOV_MAX, WriteBuffer, WriteRule, byte_view, frozen,
                           lost_write, tell_protocol, water_marks)
+
+if TYPE_CHECKING:
+    from .base import NetLoop
 
 _BufferedProtocol = asyncio.BufferedProtocol
 _SHUT_WR: Final = socket.SHUT_WR
@@ -105,7 +108,7 @@ class TransportCore(WriteRule):
     ``asyncio`` transport object the program holds."""
 
     _transport: Any
-    _loop: Any
+    _loop: NetLoop
     _sock: socket.socket | None
     _sock_fd: int
     _protocol: Any
@@ -126,7 +129,7 @@ class TransportCore(WriteRule):
     #: caller's, as on earlier Pythons.
     _context: contextvars.Context | None
 
-    def __init__(self, transport: Any, loop: Any, sock: socket.socket,
+    def __init__(self, transport: Any, loop: NetLoop, sock: socket.socket,
                  protocol: Any) -> None:
         super().__init__(loop)
         self._transport = transport
@@ -309,7 +312,8 @@ class TransportCore(WriteRule):
                 sock.close()
             self._sock = None
             self._protocol = None
-            self._loop = None
+            # As asyncio's transports: a closed one lets go of its loop.
+            self._loop = None  # type: ignore[assignment]
             server = self._server
             if server is not None:
                 self._server = None
@@ -365,7 +369,7 @@ class StreamCore(TransportCore):
     _full_reads: int
     _bulk_after: int
 
-    def __init__(self, transport: Any, loop: Any, sock: socket.socket,
+    def __init__(self, transport: Any, loop: NetLoop, sock: socket.socket,
                  protocol: Any, max_size: int) -> None:
         super().__init__(transport, loop, sock, protocol)
         if _PY315:
@@ -793,7 +797,7 @@ class DatagramCore(TransportCore):
     _max_size: int
     _queue: deque[tuple[bytes, Any]]
 
-    def __init__(self, transport: Any, loop: Any, sock: socket.socket,
+    def __init__(self, transport: Any, loop: NetLoop, sock: socket.socket,
                  protocol: Any, address: Any, connected: bool,
                  max_size: int) -> None:
         super().__init__(transport, loop, sock, protocol)

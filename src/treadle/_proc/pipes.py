@@ -89,7 +89,7 @@ class ReadPipeTransport(_PipeCommon, asyncio.ReadTransport):
 
     _extra: dict[str, Any]    # asyncio.BaseTransport's (typeshed omits it)
 
-    def __init__(self, loop: Any, pipe: Any, protocol: Any,
+    def __init__(self, loop: KernelServices, pipe: Any, protocol: Any,
                  waiter: asyncio.Future[Any] | None = None,
                  extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
@@ -251,7 +251,7 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
 
     _extra: dict[str, Any]
 
-    def __init__(self, loop: Any, pipe: Any, protocol: Any,
+    def __init__(self, loop: KernelServices, pipe: Any, protocol: Any,
                  waiter: asyncio.Future[Any] | None = None,
                  extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
