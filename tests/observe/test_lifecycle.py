@@ -266,3 +266,44 @@ def test_ps_document_is_json():
         return json.dumps(ps_document(observer.open_loops()))
 
     assert json.loads(treadle.run(main()))["pid"] == os.getpid()
+
+
+def _reachable_count(root: object) -> int:
+    """How many references the objects reachable from *root* hold, not
+    following functions, modules, frames and the like: what the memory-leak
+    checks of test suites count (aiohttp's walks a stream and its loop)."""
+    import gc
+    import types
+    skip = tuple(getattr(types, name) for name in types.__all__
+                 if name.endswith("Type"))
+    seen: dict[int, int] = {id(root): 1}
+    todo = [root]
+    while todo:
+        refs = gc.get_referents(*todo)
+        todo = []
+        for obj in refs:
+            if isinstance(obj, skip):
+                continue
+            seen[id(obj)] = seen.get(id(obj), 0) + 1
+            if seen[id(obj)] == 1:
+                todo.append(obj)
+    return sum(seen.values())
+
+
+def test_what_a_loop_references_does_not_change_while_nothing_runs(loop_factory):
+    # The watchdog ticks every 20 ms while a step holds the loop: it must
+    # change nothing the loop references.
+    import time
+    import types
+
+    async def main():
+        holder = types.SimpleNamespace(loop=asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        before = _reachable_count(holder)
+        time.sleep(0.07)                 # a few ticks, below the threshold
+        after = _reachable_count(holder)
+        return before, after
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        before, after = runner.run(main())
+    assert before == after

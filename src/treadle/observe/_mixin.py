@@ -5,11 +5,17 @@ loop its ``LoopObservation`` and the ``blocking_threshold`` setting, and
 tells the observer when the loop starts and stops running and when it is
 closed.
 Never: adds work to a loop turn: everything here runs once per
-``run_forever`` call or per ``close()``.
+``run_forever`` call or per ``close()``.  Never lets the loop reference its
+``LoopObservation``: the watchdog thread changes it at every tick, and code
+that walks the objects a loop references (the memory-leak checks of test
+suites, which count them twice with nothing run in between) must find the
+same objects each time, as on asyncio's loop.  The observation is found
+through a weak mapping keyed by the loop instead.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from .._kernel.loop import KernelLoop
@@ -17,13 +23,24 @@ from . import _config
 from ._observer import observer
 from ._state import LoopObservation
 
+#: loop -> its observation (see the module docstring).
+_observations: weakref.WeakKeyDictionary[Any, LoopObservation] = weakref.WeakKeyDictionary()
+
 
 class ObserveMixin(KernelLoop):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._observation = LoopObservation(self, _config.threshold())
-        self._observation.track_requested = _config.track_tasks()
+        observation = LoopObservation(self, _config.threshold())
+        observation.track_requested = _config.track_tasks()
+        _observations[self] = observation
         observer.loop_created(self)
+
+    @property
+    def _observation(self) -> LoopObservation:
+        try:
+            return _observations[self]
+        except KeyError:        # (before __init__ made it)
+            raise AttributeError("_observation") from None
 
     @property
     def blocking_threshold(self) -> float | None:
