@@ -182,3 +182,18 @@ def test_time_patched_on_the_instance_drives_timers(run):
         return fired
 
     assert run(main()) == ["late"]
+
+
+@pytest.mark.parametrize("when_of", [int, float, lambda t: __import__("fractions").Fraction(t)])
+def test_when_is_what_call_at_was_given(loop, when_of):
+    # asyncio keeps call_at's argument: call_at(5, f).when() is 5, an int
+    # (aiohttp's timeout helper rounds deadlines up to whole seconds).
+    when = when_of(int(loop.time()) + 100)
+    handle = loop.call_at(when, lambda: None)
+    assert handle.when() == when and type(handle.when()) is type(when)
+    assert type(handle._when) is type(when)
+    assert f"when={when}" in repr(handle)
+    later = loop.call_at(int(loop.time()) + 50, lambda: None)
+    assert later < handle and handle > later
+    handle.cancel()
+    later.cancel()

@@ -149,3 +149,49 @@ def test_server_from_an_existing_unix_socket(run):
                 tr.close()
                 await proto.done
     run(main())
+
+
+def test_stale_socket_files_are_looked_at_off_the_loop_thread(monkeypatch):
+    # treadle only: os.stat and os.remove can block on the disk; asyncio
+    # calls them on the loop thread when it creates a Unix server or
+    # datagram endpoint.
+    import threading
+
+    import treadle
+
+    creating = []                   # (function, thread) while creating
+    real_stat, real_remove = os.stat, os.remove
+
+    def recording(real):
+        def call(path, *args, **kwargs):
+            if str(path).endswith(".sock") and recording.on:
+                creating.append((real.__name__, threading.get_ident()))
+            return real(path, *args, **kwargs)
+        return call
+    recording.on = False
+
+    monkeypatch.setattr(os, "stat", recording(real_stat))
+    monkeypatch.setattr(os, "remove", recording(real_remove))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with tempfile.TemporaryDirectory() as tmp:
+            stream_path = os.path.join(tmp, "stream.sock")
+            dgram_path = os.path.join(tmp, "dgram.sock")
+            for path, kind in ((stream_path, socket.SOCK_STREAM),
+                               (dgram_path, socket.SOCK_DGRAM)):
+                with socket.socket(socket.AF_UNIX, kind) as stale:
+                    stale.bind(path)
+            recording.on = True
+            server = await loop.create_unix_server(asyncio.Protocol, stream_path)
+            tr, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=dgram_path, family=socket.AF_UNIX)
+            recording.on = False
+            server.close()
+            await server.wait_closed()
+            tr.close()
+        return threading.get_ident()
+
+    loop_thread = treadle.run(main())
+    assert [name for name, _ in creating].count("remove") == 2
+    assert all(thread != loop_thread for _, thread in creating)

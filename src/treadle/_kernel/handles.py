@@ -131,19 +131,37 @@ class Handle:
 
 
 class TimerHandle(Handle):
-    """A callback scheduled for a point on the loop's clock."""
+    """A callback scheduled for a point on the loop's clock.
 
-    __slots__ = ("_scheduled", "_when")
+    ``_deadline`` is that point as a float, what the timer queue orders by.
+    ``when()`` (and ``_when``, which code outside reads too) answers with
+    what ``call_at`` was given, as asyncio's does: ``call_at(5, f).when()``
+    is ``5``, not ``5.0``.  ``_given`` holds it only when it is not that
+    float, so the common timer stores no second object."""
+
+    __slots__ = ("_scheduled", "_deadline", "_given")
 
     _scheduled: bool
-    _when: float
+    _deadline: float
+    _given: Any
 
     def __init__(self, when: float, callback: Callable[..., object],
                  args: tuple[Any, ...], loop: Any,
                  context: contextvars.Context | None = None) -> None:
         super().__init__(callback, args, loop, context)
-        self._when = when
+        self._deadline = when
+        self._given = None
         self._scheduled = False
+
+    @property
+    def _when(self) -> Any:
+        given = self._given
+        return self._deadline if given is None else given
+
+    @_when.setter
+    def _when(self, value: Any) -> None:
+        self._deadline = float(value)
+        self._given = None if type(value) is float else value
 
     def _repr_info(self) -> list[str]:
         info = super()._repr_info()
@@ -155,27 +173,27 @@ class TimerHandle(Handle):
 
     def __lt__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
-            return self._when < other._when
+            return self._deadline < other._deadline
         return NotImplemented
 
     def __le__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
-            return self._when < other._when or self.__eq__(other) is True
+            return self._deadline < other._deadline or self.__eq__(other) is True
         return NotImplemented
 
     def __gt__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
-            return self._when > other._when
+            return self._deadline > other._deadline
         return NotImplemented
 
     def __ge__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
-            return self._when > other._when or self.__eq__(other) is True
+            return self._deadline > other._deadline or self.__eq__(other) is True
         return NotImplemented
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TimerHandle):
-            return (self._when == other._when
+            return (self._deadline == other._deadline
                     and self._callback == other._callback
                     and self._args == other._args
                     and self._cancelled == other._cancelled)
@@ -186,7 +204,8 @@ class TimerHandle(Handle):
             self._loop._timer_handle_cancelled(self)
         super().cancel()
 
-    def when(self) -> float:
+    def when(self) -> Any:
         """The absolute time on the loop's clock (``loop.time()``) at which
         the callback is due."""
-        return self._when
+        given = self._given
+        return self._deadline if given is None else given

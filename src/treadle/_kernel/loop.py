@@ -428,6 +428,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                  args: tuple[Any, ...], context: Any) -> TimerHandle:
         if self._closed:
             raise RuntimeError("Event loop is closed")
+        given = when
         if type(when) is not float:
             when = _timer_time(when)
         if not callable(callback) or self._debug:
@@ -435,6 +436,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
             if self._debug:
                 self._check_thread()
         timer = TimerHandle(when, callback, args, self, context)
+        if given is not when:
+            timer._given = given        # when() answers with it (see TimerHandle)
         self._timers.push(timer)
         return timer
 

@@ -66,7 +66,7 @@ class TimerQueue:
         handle._scheduled = True
         seq = self._seq
         self._seq = seq + 1
-        _heappush(self._heap, (handle._when, seq, handle))
+        _heappush(self._heap, (handle._deadline, seq, handle))
 
     def cancelled(self, handle: TimerHandle) -> None:
         """Called when a scheduled handle is cancelled (O(1) amortised)."""

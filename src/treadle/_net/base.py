@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl
+import stat
 import sys
 import warnings
 import weakref
 from asyncio import constants as _aio_constants
 from asyncio import trsock
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Final, Protocol, TypeVar
 
 from .._kernel import _compat
 from .._kernel.contract import KernelServices
@@ -32,6 +34,8 @@ from .._kernel.loop import fileobj_to_fd as fileobj_to_fd
 from .._kernel.loop import set_result_unless_cancelled as set_result_unless_cancelled
 from .core import READ_SIZE as READ_SIZE
 from .core import TransportCore
+
+T = TypeVar("T")
 
 PY312: Final = sys.version_info >= (3, 12)
 PY313: Final = sys.version_info >= (3, 13)
@@ -86,6 +90,34 @@ def set_reuseport(sock: socket.socket) -> None:
     except OSError:
         raise ValueError("reuse_port not supported by socket module, "
                          "SO_REUSEPORT defined but not implemented.") from None
+
+
+async def off_loop_thread(loop: Any, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in the loop's default executor, for a filesystem call
+    that can block on the disk (asyncio makes these few on the loop thread,
+    and tools that flag blocking calls in async code allow that only from
+    asyncio's own files); on this thread when the executor is shut down,
+    as asyncio does."""
+    try:
+        future = loop.run_in_executor(None, fn, *args)
+    except RuntimeError:
+        return fn(*args)
+    return await future  # type: ignore[no-any-return]
+
+
+def remove_stale_unix_socket(path: str) -> None:
+    """Remove a socket file an earlier run left at *path* (it would make
+    ``bind`` fail); anything else there is left alone, for ``bind`` to
+    report.  Abstract names (leading NUL) have no file."""
+    if path[0] in (0, "\x00"):
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger().error("Unable to check or remove stale UNIX socket %r: %r", path, err)
 
 
 def bind_error_text(exc: OSError) -> str:

@@ -18,7 +18,6 @@ import asyncio
 import os
 import socket
 import ssl as _ssl
-import stat
 from typing import Any, Callable
 
 from . import base
@@ -409,16 +408,9 @@ class ConnectMixin(SendfileMixin):
                 for addr in (local_addr, remote_addr):
                     if addr is not None and not isinstance(addr, str):
                         raise TypeError("string is expected")
-                if local_addr and local_addr[0] not in (0, "\x00"):
-                    try:
-                        if stat.S_ISSOCK(os.stat(local_addr).st_mode):
-                            os.remove(local_addr)
-                    except FileNotFoundError:
-                        pass
-                    except OSError as err:
-                        base.logger().error(
-                            "Unable to check or remove stale UNIX socket %r: %r",
-                            local_addr, err)
+                if local_addr:
+                    await base.off_loop_thread(self, base.remove_stale_unix_socket,
+                                               local_addr)
                 addr_pairs_info = (((family, proto), (local_addr, remote_addr)),)
             else:
                 addr_infos: dict[tuple[int, int], list[Any]] = {}

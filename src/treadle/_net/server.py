@@ -29,7 +29,6 @@ import errno
 import itertools
 import os
 import socket
-import stat
 import sys
 import weakref
 from asyncio import trsock
@@ -480,18 +479,8 @@ class ServerMixin(ConnectMixin):
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
+            await base.off_loop_thread(self, base.remove_stale_unix_socket, path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            # A stale socket file from an earlier run would make bind fail;
-            # abstract names (leading NUL) have no file.
-            if path[0] not in (0, "\x00"):
-                try:
-                    if stat.S_ISSOCK(os.stat(path).st_mode):
-                        os.remove(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    base.logger().error(
-                        "Unable to check or remove stale UNIX socket %r: %r", path, err)
             try:
                 sock.bind(path)
             except OSError as exc:
@@ -513,7 +502,8 @@ class ServerMixin(ConnectMixin):
             bound = sock.getsockname()
             if bound and bound[0] not in (0, "\x00"):
                 try:
-                    self._unix_server_sockets[sock] = os.stat(bound).st_ino
+                    self._unix_server_sockets[sock] = (
+                        await base.off_loop_thread(self, os.stat, bound)).st_ino
                 except FileNotFoundError:
                     pass
         sock.setblocking(False)
