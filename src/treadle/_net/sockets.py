@@ -20,7 +20,6 @@ loop turn.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import weakref
 from typing import Any, Callable
@@ -30,12 +29,10 @@ from .dns import DNSMixin
 
 _check_ssl_socket = base.check_ssl_socket
 
-#: Up to this, ``sock_recv`` reads straight into the bytes it returns
-#: (``os.read``: the allocation stays below glibc's mmap threshold); above
-#: it, into the loop's buffer, copying out what arrived.
+#: Up to this, ``sock_recv`` is ``sock.recv`` (its allocation stays below
+#: glibc's mmap threshold); above it, on a plain socket, it reads into the
+#: loop's buffer and copies out what arrived.
 _DIRECT_RECV = 64 * 1024
-_os_read = os.read
-_os_write = os.write
 _SOCKET = socket.socket
 
 
@@ -109,20 +106,19 @@ class SocketMixin(DNSMixin):
         return await self._read_when_ready(sock, self._recv, sock, n)  # type: ignore[no-any-return]
 
     def _recv(self, sock: socket.socket, n: int) -> bytes:
-        """``sock.recv(n)``: on a plain socket, the same syscall through
-        ``os.read`` (no argument parsing) or, for large *n*, into the loop's
-        buffer (see ``_recv_view``)."""
-        if (type(sock) is not _SOCKET or sock.timeout != 0.0
-                or type(n) is not int or not 0 < n <= base.READ_SIZE):
+        """``sock.recv(n)``; for large *n*, on a plain non-blocking socket,
+        into the loop's buffer (see ``_recv_view``): ``recv`` would allocate
+        *n* bytes with ``mmap`` and shrink them.  (This module runs
+        interpreted: reading ``sock.timeout`` or calling ``os.read`` on the
+        fd to skip ``recv``'s argument parsing costs more than it saves.)"""
+        if (type(n) is int and _DIRECT_RECV < n <= base.READ_SIZE
+                and type(sock) is _SOCKET and sock.timeout == 0.0):
             # (a subclass may override recv(); a socket with a timeout
-            # waits in recv() as it does on asyncio; recv() itself rejects
-            # a bad n with asyncio's message)
-            return sock.recv(n)
-        if n <= _DIRECT_RECV:
-            return _os_read(sock.fileno(), n)
-        view = self._recv_view
-        got = sock.recv_into(view, n)
-        return view[:got].tobytes()
+            # waits in recv() as it does on asyncio)
+            view = self._recv_view
+            got = sock.recv_into(view, n)
+            return view[:got].tobytes()
+        return sock.recv(n)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         _check_ssl_socket(sock)
@@ -195,16 +191,11 @@ class SocketMixin(DNSMixin):
         if self._debug:
             base.check_nonblocking(self, sock)
         try:
-            if type(data) is bytes and type(sock) is _SOCKET and sock.timeout == 0.0:
-                # send() without flags, minus its argument parsing (a
-                # socket with a timeout waits in send(), as on asyncio).
-                n = _os_write(sock.fileno(), data)
-                if n == len(data):
-                    return
-            else:
-                n = sock.send(data)
+            n = sock.send(data)
         except (BlockingIOError, InterruptedError):
             n = 0
+        if type(data) is bytes and n == len(data):
+            return
         view = memoryview(data)
         if view.itemsize != 1 or view.ndim != 1:
             view = view.cast("B")
