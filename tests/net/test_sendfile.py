@@ -33,15 +33,20 @@ def _pair():
     return a, b
 
 
+async def _sock_sendfile_whole(data_file) -> None:
+    """sock_sendfile() the whole of *data_file* to a peer that reads it all."""
+    loop = asyncio.get_running_loop()
+    a, b = _pair()
+    with a, b:
+        reader = asyncio.create_task(recv_exactly(b, len(DATA)))
+        assert await loop.sock_sendfile(a, data_file) == len(DATA)
+        assert await reader == DATA
+
+
 def test_sock_sendfile_whole_file(run, data_file):
     async def main():
-        loop = asyncio.get_running_loop()
-        a, b = _pair()
-        with a, b:
-            reader = asyncio.create_task(recv_exactly(b, len(DATA)))
-            assert await loop.sock_sendfile(a, data_file) == len(DATA)
-            assert await reader == DATA
-            assert data_file.tell() == len(DATA)
+        await _sock_sendfile_whole(data_file)
+        assert data_file.tell() == len(DATA)
     run(main())
 
 
@@ -231,11 +236,7 @@ def test_sock_sendfile_after_the_default_executor_is_shut_down(run, data_file):
     async def main():
         loop = asyncio.get_running_loop()
         await loop.shutdown_default_executor()
-        a, b = _pair()
-        with a, b:
-            reader = asyncio.create_task(recv_exactly(b, len(DATA)))
-            assert await loop.sock_sendfile(a, data_file) == len(DATA)
-            assert await reader == DATA
+        await _sock_sendfile_whole(data_file)
     run(main())
 
 
@@ -291,11 +292,7 @@ def test_zero_copy_never_runs_on_the_loop_thread(monkeypatch, data_file):
 
     async def main():
         loop = asyncio.get_running_loop()
-        a, b = _pair()
-        with a, b:
-            reader = asyncio.create_task(recv_exactly(b, len(DATA)))
-            assert await loop.sock_sendfile(a, data_file) == len(DATA)
-            assert await reader == DATA
+        await _sock_sendfile_whole(data_file)
         tr, proto, peer = await _transport_and_peer()
         with peer:
             reader = asyncio.create_task(recv_exactly(peer, len(DATA)))
