@@ -302,9 +302,10 @@ def test_busy_loop_polls_io_on_every_turn():
 
 def test_busy_loop_watching_no_fd_polls_at_a_bounded_interval():
     """With no fd watched but the loop's own wake-up pipe, a chain of
-    call_soon callbacks polls once per POLL_EVERY callbacks, not per turn:
-    there is nothing a poll could find, and a call_soon_threadsafe from
-    another thread still runs (its callback is queued, the pipe only wakes)."""
+    call_soon callbacks polls at most once per POLL_EVERY callbacks (when it
+    finds another thread), not per turn: there is nothing a poll could find,
+    and a call_soon_threadsafe from another thread still runs (its callback
+    is queued, the pipe only wakes)."""
     loop = treadle.new_event_loop()
     polls = []
 

@@ -262,3 +262,26 @@ def test_threads_that_count_threads_see_none_of_ours_even_after_a_report():
         return threading.active_count()
 
     assert treadle.run(main()) == before
+
+
+def test_the_watchdog_keeps_ticking_while_the_loop_is_busy():
+    """A loop busy with pure computation (a task spinning on ``sleep(0)``,
+    no fd of its users) must not keep the watchdog from the GIL: it ticks
+    about every half threshold plus a switch interval.  (A loop that
+    released the GIL now and then restarted the watchdog's wait for it each
+    time, and ticks came hundreds of milliseconds apart.)"""
+    from treadle.observe import _watchdog
+
+    async def main(loop):
+        await asyncio.sleep(0.05)
+        first = _watchdog.ticks
+        start = time.monotonic()
+        while time.monotonic() - start < 0.6:
+            await asyncio.sleep(0)
+        return _watchdog.ticks - first
+
+    # Nominally 0.6 s / (0.025 + 0.005) = 20 ticks; a loaded machine delays
+    # some, a starved watchdog got a handful.
+    nominal = 0.6 / (0.05 / _watchdog.TICKS_WHILE_HEALTHY + 0.005)
+    ticks = _run(main, threshold=0.05)
+    assert ticks >= 0.4 * nominal, ticks

@@ -114,6 +114,28 @@ def test_handler_runs_in_the_loop_with_its_args(loop):
     assert signal.getsignal(USR1) == signal.SIG_DFL
 
 
+def test_a_busy_loop_runs_the_handler_while_it_spins(loop):
+    """A loop that watches no fd of its users and never waits (one task
+    spinning on ``sleep(0)``) still runs the handler within a few turns: the
+    signal's number waits in the loop's pipe, which such a loop need not
+    poll for anything else."""
+    calls = []
+    loop.add_signal_handler(USR1, calls.append, "usr1")
+
+    async def main():
+        os.kill(os.getpid(), USR1)
+        for turns in range(100_000):
+            if calls:
+                return turns
+            await asyncio.sleep(0)
+        return None
+
+    turns = loop.run_until_complete(main())
+    assert calls == ["usr1"]
+    assert turns is not None and turns < 10, turns
+    assert loop.remove_signal_handler(USR1)
+
+
 def test_burst_of_signals_all_delivered(loop):
     counts = {USR1: 0, USR2: 0, WINCH: 0}
 

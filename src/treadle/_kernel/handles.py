@@ -207,5 +207,4 @@ class TimerHandle(Handle):
     def when(self) -> Any:
         """The absolute time on the loop's clock (``loop.time()``) at which
         the callback is due."""
-        given = self._given
-        return self._deadline if given is None else given
+        return self._when

@@ -26,13 +26,21 @@ One turn of the loop (``_run_once``) does, in this order:
    starved for up to a second).  A loop alone in its process that watches
    nothing but its own wake-up pipe has nothing to find there
    (``call_soon_threadsafe`` queues its callback before it writes the
-   pipe), so it polls only every ``POLL_EVERY`` callbacks, to drain the
-   pipe (signals): pure computation (chains of callbacks, task switches,
-   futures, queues) makes no syscall per turn.  Whether other threads exist
-   is read after each poll, so a thread started during a busy stretch is
-   seen within ``POLL_EVERY`` callbacks.  Always poll when stopping and on
-   the first turn of ``run_forever``.  Ready fds put their reader/writer
-   handles on the ready queue, after what was already ready.
+   pipe), so it does not poll at all while it is busy: pure computation
+   (chains of callbacks, task switches, futures, queues) makes no syscall.
+   Two things end that: the signal layer's Python-level handler sets
+   ``_poll_next`` when a signal the loop handles arrives (its number waits
+   in the pipe), and every ``POLL_EVERY`` callbacks the loop re-reads how
+   many threads exist (a counter, no syscall), so a thread started during
+   a busy stretch is seen within ``POLL_EVERY`` callbacks.  treadle's own
+   observation threads (``OWN_THREADS``) do not count: they never wait for
+   the loop's work, and with no poll to interrupt their wait for the GIL,
+   the switch interval hands it to them (a poll every ``POLL_EVERY``
+   callbacks would be the "now and then" above: the watchdog starved for
+   hundreds of milliseconds, and each release cost the loop a futex wake).
+   Always poll when stopping and on the first turn of ``run_forever``.
+   Ready fds put their reader/writer handles on the ready queue, after what
+   was already ready.
 2. **Move due timers** to the ready queue, earliest first.
 3. **Run the batch**: exactly the callbacks and tasks that were ready when
    the batch began.  Anything they schedule runs next turn, after another
@@ -67,8 +75,8 @@ own threads and never calls into the loop to do so): ``_running_item``, the
 item the batch is running right now (one store per item, None between
 batches), beside ``_batch_serial``; and always-on counters that cost nothing
 per callback: the items run (``_items_run()``: what ``_since_poll`` counts
-anyway, banked in ``_items_polled`` at each poll, so a busy loop pays
-nothing per batch for it), ``_io_wait_time`` (two clock reads around each
+anyway, banked in ``_items_polled`` at each poll and each look at the
+thread count, so a busy loop pays nothing per batch for it), ``_io_wait_time`` (two clock reads around each
 poll that may block, none around a busy loop's zero-timeout polls) and the
 timer queue's lateness histogram.  A watchdog thread does all the timing:
 the loop itself reads no clock for any of it.
@@ -112,8 +120,8 @@ from .taskclass import Task
 from .timers import TimerQueue
 from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
 
-#: Callbacks that may run between two polls of a busy loop that watches no
-#: fd but its own wake-up pipe and has no other thread beside it (step 1).
+#: Callbacks a busy loop that watches no fd but its own wake-up pipe runs
+#: between two looks at how many threads exist (step 1).
 POLL_EVERY = 64
 
 #: The longest the loop blocks in one poll (asyncio's MAXIMUM_SELECT_TIMEOUT).
@@ -233,9 +241,14 @@ class KernelLoop(asyncio.AbstractEventLoop):
         # Observation (see the module header).
         self._running_item: Any = None
         self._io_wait_time = 0.0
-        # Poll scheduling (step 1).  Items run = _items_polled + _since_poll.
-        self._since_poll = POLL_EVERY
-        self._items_polled = -POLL_EVERY
+        # Poll scheduling (step 1).  Items run = _items_polled + _since_poll
+        # (the items since the last poll or look at the thread count).
+        self._since_poll = 0
+        self._items_polled = 0
+        #: The next busy turn polls (another thread exists, a signal came,
+        #: the first turn of a run).  Set from a signal handler, so only
+        #: ever cleared right *before* a poll (see _poll).
+        self._poll_next = True
         #: Counts batches: a transport compares it with the number it noted
         #: when it last sent to know "I already sent in this batch" without
         #: registering anything (see _net/stream.py).
@@ -468,10 +481,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
                                finalizer=self._asyncgen_finalizer_hook)
         _set_running_loop(self)
         # The first turn always polls, so I/O that is already pending is
-        # seen before the first batch, as on asyncio.  (The items count,
-        # _items_polled + _since_poll, is kept.)
-        self._items_polled += self._since_poll - POLL_EVERY
-        self._since_poll = POLL_EVERY
+        # seen before the first batch, as on asyncio.
+        self._poll_next = True
 
     def _run_forever_cleanup(self) -> None:
         self._stopping = False
@@ -550,10 +561,16 @@ class KernelLoop(asyncio.AbstractEventLoop):
             # Watching users' fds, or sharing the process with another
             # thread: every turn, as asyncio (delivering I/O turns later
             # changes the order programs observe; the poll releases the
-            # GIL).  Otherwise every POLL_EVERY callbacks.
+            # GIL).  Otherwise only when a signal came, or a thread was
+            # started (looked for every POLL_EVERY callbacks).
             if (len(self._readers) + len(self._writers) > self._internal_fds
-                    or self._since_poll >= POLL_EVERY or self._stopping):
+                    or self._poll_next or self._stopping):
                 KernelLoop._poll(self, 0.0)
+            elif self._since_poll >= POLL_EVERY:
+                self._items_polled += self._since_poll
+                self._since_poll = 0
+                if _other_threads() > OWN_THREADS[0]:
+                    KernelLoop._poll(self, 0.0)
         else:
             # Publish "may block" *before* looking at the ready queue: a
             # thread appending after our look then sees the flag and writes
@@ -688,6 +705,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
         hooks = self._hooks
         if hooks is not None:
             self._call_hooks("before_io_wait", timeout)
+        # Cleared before the poll, never after it: a signal handler that
+        # runs from here on sets it again (its byte may have reached the
+        # pipe only after the poll looked).
+        self._poll_next = False
         if timeout != 0.0:
             # A wait that may block: timed for the I/O-wait counter.
             t0 = _perf_counter()
@@ -712,11 +733,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
         # may be waiting for the GIL: poll (release it) on the next busy
         # turn too (step 1), unless the only others are treadle's own.
         self._items_polled += self._since_poll
+        self._since_poll = 0
         if _other_threads() > OWN_THREADS[0]:
-            self._items_polled -= POLL_EVERY
-            self._since_poll = POLL_EVERY
-        else:
-            self._since_poll = 0
+            self._poll_next = True
         if hooks is not None:
             self._call_hooks("after_io_wait", timeout)
         if not events:

@@ -4,7 +4,7 @@ Owns: ``add_signal_handler``/``remove_signal_handler`` and the process-wide
 signal state they change (the Python-level handler of each signal, the
 signal wakeup fd).
 Never: runs a handler from inside the Python-level signal handler (which
-only lets the byte through: the handler runs in the loop), and never
+only tells the loop to poll soon: the handler runs in the loop), and never
 touches a signal it was not asked to handle.
 
 How a signal reaches its callback: Python's C-level handler writes the
@@ -12,7 +12,9 @@ signal number as one byte to the fd given to ``signal.set_wakeup_fd``,
 which is the write end of the kernel's wake-up pipe.  The kernel reads the
 pipe as any other reader and hands non-zero bytes to
 ``_process_self_data``, which queues the registered Handle.  The
-Python-level handler itself does nothing.  So a callback always runs in the
+Python-level handler only sets the kernel's ``_poll_next``: a busy loop
+that watches no fd of its users does not poll otherwise (the kernel's step
+1), and the byte would wait in the pipe.  So a callback always runs in the
 loop, between callbacks, never inside whatever code the signal interrupted;
 and a burst of N signals (N bytes) runs the callback N times.
 
@@ -51,6 +53,7 @@ import signal
 import sys
 import threading
 import warnings
+import weakref
 from typing import Any, Callable
 
 from .._kernel import _compat
@@ -58,8 +61,19 @@ from .._kernel.handles import Handle
 from .._kernel.loop import KernelLoop
 
 
-def _noop(signum: int, frame: Any) -> None:
-    """The Python-level handler: the real work happens in the loop."""
+def _python_level_handler(loop: KernelLoop) -> Callable[[int, Any], None]:
+    """The Python-level handler of the signals *loop* handles: the real work
+    happens in the loop, at its next poll, which this asks for.  (Through a
+    weak reference: the signal module keeps the handler, and a loop that is
+    dropped without being closed must still be freed.)"""
+    ref = weakref.ref(loop)
+
+    def poll_soon(signum: int, frame: Any) -> None:
+        target = ref()
+        if target is not None:
+            target._poll_next = True
+
+    return poll_soon
 
 
 class SignalMixin(KernelLoop):
@@ -72,6 +86,7 @@ class SignalMixin(KernelLoop):
         self._previous_wakeup_fd: int | None = None
         #: The wakeup fd is ours for the length of a run (rule 4).
         self._wakeup_fd_borrowed = False
+        self._python_handler = _python_level_handler(self)
 
     def _check_signal(self, sig: Any) -> None:
         if not isinstance(sig, int):
@@ -101,7 +116,7 @@ class SignalMixin(KernelLoop):
         first = sig not in self._signal_handlers
         self._signal_handlers[sig] = handle
         try:
-            previous = signal.signal(sig, _noop)
+            previous = signal.signal(sig, self._python_handler)
             if first and sig not in self._signal_previous:
                 self._signal_previous[sig] = previous
             # SA_RESTART: fewer EINTRs in code the signal interrupts.

@@ -1,8 +1,9 @@
 """The blocking detector: a watchdog thread that notices when something
 holds a loop too long, and says what and where while it still does.
 
-Owns: one thread per process that looks at every running treadle loop a
-few times per threshold (every ``threshold / 5``), the reports it logs on
+Owns: one thread per process that looks at every running treadle loop
+twice per threshold while the loop is healthy and five times per threshold
+while something holds it (see "How often" below), the reports it logs on
 the ``treadle.blocking`` logger, and ``coarse_clock.now``, the time it
 publishes for tasks to stamp their waits with.
 
@@ -21,6 +22,16 @@ Precision is one tick: an item is reported once it has certainly held the
 loop for the threshold, and times are estimated to within a tick.  An item
 that holds the GIL without ever releasing it (a long C call) cannot be
 sampled until it returns: it is then reported with its total alone.
+
+How often: every tick takes the GIL from the loop thread it watches, which
+is what the detector costs a busy loop (two thread switches and the tick
+itself, a few percent of a core at fifty ticks a second).  So the watchdog
+ticks slowly while each tick finds the loop has moved on (a new batch, or
+waiting in its poll) -- nothing there can have held it for a whole tick --
+and fast only once a tick finds the same batch still running: that batch is
+the one that may cross the threshold, and the fast ticks report it close to
+the threshold and time it to within a fifth of it.  A step that starts just
+after a slow tick is reported after at most ``threshold * 1.5``.
 """
 
 from __future__ import annotations
@@ -47,8 +58,11 @@ logger = logging.getLogger("treadle.blocking")
 _TREADLE_DIR = os.path.dirname(os.path.dirname(__file__))
 _KERNEL_DIR = os.path.join(_TREADLE_DIR, "_kernel")
 
-#: Ticks per threshold, and the bounds on the tick.
-TICKS_PER_THRESHOLD = 5
+#: Ticks per threshold while the loop moves on between ticks, and while a
+#: batch has been running since the last tick (see "How often" above); the
+#: bound on the tick.
+TICKS_WHILE_HEALTHY = 2
+TICKS_WHILE_HELD = 5
 MIN_TICK = 0.002
 #: How often the coarse clock is refreshed when no loop asks for detection.
 IDLE_TICK = 0.25
@@ -121,14 +135,16 @@ class Watchdog:
                 threshold = observation.threshold
                 if threshold is None:
                     continue
+                held = False
                 try:
-                    self._tick(loop, observation, threshold, now)
+                    held = self._tick(loop, observation, threshold, now)
                 except Exception as exc:   # never let the thread die
                     reason = f"{type(exc).__name__}: {exc}"
                     if reason not in self._failed:
                         self._failed.add(reason)
                         logger.exception("treadle's blocking detector failed")
-                step = max(MIN_TICK, threshold / TICKS_PER_THRESHOLD)
+                ticks_per = TICKS_WHILE_HELD if held else TICKS_WHILE_HEALTHY
+                step = max(MIN_TICK, threshold / ticks_per)
                 tick = step if tick is None else min(tick, step)
             if loops and tick is None:
                 tick = IDLE_TICK
@@ -138,7 +154,9 @@ class Watchdog:
 
     # ------------------------------------------------------------------
 
-    def _tick(self, loop: Any, obs: LoopObservation, threshold: float, now: float) -> None:
+    def _tick(self, loop: Any, obs: LoopObservation, threshold: float, now: float) -> bool:
+        """Look at *loop* once; True if the batch it runs was already
+        running at the last tick (it is being held)."""
         st = obs.watch
         ident = loop._thread_id
         if ident is None or loop._waiting:
@@ -146,8 +164,9 @@ class Watchdog:
             self._end_turn(obs, st, now)
             st.serial = -1
             st.last_tick = now
-            return
-        serial = loop._batch_serial
+            return False
+        serial: int = loop._batch_serial
+        held = serial == st.serial
         item = loop._running_item
         items_run = KernelLoop._items_run(loop)
         if serial != st.serial:
@@ -189,6 +208,7 @@ class Watchdog:
                     st.turn_samples[label] = st.turn_samples.get(label, 0) + 1
         st.last_tick = now
         del item
+        return held
 
     def _report_item(self, loop: Any, obs: LoopObservation, st: WatchState, item: Any,
                      now: float, threshold: float) -> None:
