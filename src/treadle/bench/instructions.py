@@ -23,11 +23,12 @@ connections ready: the figure is that of a saturated server.
 Counted: the loop's thread (the server's main thread), which does all of
 every server's work here.  treadle's observation threads (the blocking
 detector's watchdog, the ``treadle ps`` listener) are left out: the
-watchdog ticks every 20 ms of *wall-clock* time, and valgrind runs the
-server some fifty times slower, so under valgrind it would tick fifty times
-more often per request than it does natively (natively its ticks cost about
-two million instructions a second, whatever the load: README, "What it
-costs").  asyncio's and uvloop's servers run no other thread.
+watchdog ticks on *wall-clock* time (every 50 ms by default), and valgrind
+runs the server some fifty times slower, so under valgrind it would tick
+fifty times more often per request than it does natively (natively its
+ticks cost under a million instructions a second, whatever the load:
+README, "What it costs").  asyncio's and uvloop's servers run no other
+thread.
 
 Each run leaves its callgrind file in ``--keep DIR`` when asked
 (``callgrind_annotate FILE`` shows where the instructions went).
