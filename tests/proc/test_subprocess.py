@@ -422,7 +422,13 @@ def test_closed_loop_with_a_child_that_exits_later():
     loop.close()
     wait_gone(pid)               # reaped although nobody waits for it
     assert proc.returncode is None   # nobody to tell: the loop is closed
-    assert proc._transport.get_extra_info("subprocess").returncode == 0
+    # The reaper thread records the status just after waitpid() made the
+    # pid disappear: this thread may look in between.
+    popen = proc._transport.get_extra_info("subprocess")
+    deadline = time.monotonic() + 10
+    while popen.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert popen.returncode == 0
     proc._transport.close()
 
 
