@@ -567,9 +567,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
                     or self._poll_next or self._stopping):
                 KernelLoop._poll(self, 0.0)
             elif self._since_poll >= POLL_EVERY:
-                self._items_polled += self._since_poll
-                self._since_poll = 0
-                if _other_threads() > OWN_THREADS[0]:
+                KernelLoop._look_for_threads(self)
+                if self._poll_next:
                     KernelLoop._poll(self, 0.0)
         else:
             # Publish "may block" *before* looking at the ready queue: a
@@ -701,6 +700,17 @@ class KernelLoop(asyncio.AbstractEventLoop):
             _, _, callback = heapq.heappop(waiters)
             self.call_soon(callback)
 
+    def _look_for_threads(self) -> None:
+        """After a poll, and every POLL_EVERY callbacks of a busy loop that
+        does not poll: bank the items count (items run stay _items_polled +
+        _since_poll) and, if a thread other than treadle's own exists, poll
+        on the next busy turn (it may be waiting for the GIL, which the poll
+        releases: step 1)."""
+        self._items_polled += self._since_poll
+        self._since_poll = 0
+        if _other_threads() > OWN_THREADS[0]:
+            self._poll_next = True
+
     def _poll(self, timeout: float | None) -> bool:
         hooks = self._hooks
         if hooks is not None:
@@ -729,13 +739,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 events = self._backend.poll(timeout)
             finally:
                 self._waiting = False
-        # Items run so far stay _items_polled + _since_poll.  Another thread
-        # may be waiting for the GIL: poll (release it) on the next busy
-        # turn too (step 1), unless the only others are treadle's own.
-        self._items_polled += self._since_poll
-        self._since_poll = 0
-        if _other_threads() > OWN_THREADS[0]:
-            self._poll_next = True
+        KernelLoop._look_for_threads(self)
         if hooks is not None:
             self._call_hooks("after_io_wait", timeout)
         if not events:

@@ -169,7 +169,7 @@ class Watchdog:
         held = serial == st.serial
         item = loop._running_item
         items_run = KernelLoop._items_run(loop)
-        if serial != st.serial:
+        if not held:
             self._end_item(obs, st, now)
             self._end_turn(obs, st, now)
             if serial == st.serial + 1:
