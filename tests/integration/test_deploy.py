@@ -85,6 +85,15 @@ class Server:
                 assert time.monotonic() < deadline, self.output()
                 time.sleep(0.05)
 
+    def wait_for_output(self, text: str, count: int) -> None:
+        """Until *text* is in the output *count* times (every worker of a
+        server that starts several has said it is up: a signal sent while
+        one is still importing interrupts its import, on any loop)."""
+        deadline = time.monotonic() + 60
+        while self.output().count(text) < count:
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.output()
+            time.sleep(0.05)
+
     def loop_and_pid(self) -> tuple[str, int]:
         status, body = get(self.port)
         assert status == 200, body
@@ -188,7 +197,9 @@ def test_uvicorn(servers, loop, sig, workers):
         # with its workers, and each worker reopens stdin and never closes
         # it (on either loop: neither is a loop's).
         allowed = (f"laddr=('127.0.0.1', {port})", "name=0 mode='r'")
-    check_graceful(servers(cmd, port), sig, loop, allowed)
+    server = servers(cmd, port)
+    server.wait_for_output("Application startup complete.", workers)
+    check_graceful(server, sig, loop, allowed)
 
 
 # ---------------------------------------------------------------------------

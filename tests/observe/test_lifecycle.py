@@ -307,3 +307,40 @@ def test_what_a_loop_references_does_not_change_while_nothing_runs(loop_factory)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         before, after = runner.run(main())
     assert before == after
+
+
+def test_a_stop_that_lands_between_two_ticks_ends_the_watchdog():
+    """stop() sets its flag and wakes the thread.  If that lands after the
+    thread last looked at the flag and before it clears its wake-up event,
+    the thread must still end: with no loop running it then waits without
+    a timeout, and a loop's close() waited for it forever (seen once in CI
+    as a hang in loop.close())."""
+    from treadle.observe._watchdog import Watchdog
+
+    watchdog: Watchdog
+
+    class StopLandsHere(threading.Event):
+        """The wake-up event; stop() runs in full (but for the join) just
+        before the thread's first clear()."""
+        landed = False
+
+        def clear(self) -> None:
+            if not StopLandsHere.landed:
+                StopLandsHere.landed = True
+                watchdog._stopping = True
+                self.set()
+            super().clear()
+
+    watchdog = Watchdog(lambda: [])
+    watchdog._wake = StopLandsHere()
+    watchdog.start()
+    ended = threading.Event()
+    joiner = threading.Thread(target=lambda: (watchdog._thread.join(), ended.set()),
+                              daemon=True)
+    joiner.start()
+    try:
+        assert ended.wait(10), "the watchdog thread did not end after stop()"
+    finally:
+        if not ended.is_set():
+            watchdog.stop()         # (wakes a stuck thread, so no thread leaks)
+    assert StopLandsHere.landed

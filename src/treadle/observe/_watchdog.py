@@ -119,9 +119,16 @@ class Watchdog:
 
     def _watch(self) -> None:
         global ticks
-        while not self._stopping:
-            ticks += 1
+        while True:
+            # Clear, then look at the flag: stop() sets the flag before the
+            # event, so either this sees the flag or the wait below sees the
+            # event.  (Looking first and clearing after loses a stop() that
+            # lands in between, and with no loop running the wait below has
+            # no timeout: close() then waits for this thread forever.)
             self._wake.clear()
+            if self._stopping:
+                return
+            ticks += 1
             loops = self._running_loops()
             now = time.monotonic()
             coarse_clock.now = now
