@@ -334,13 +334,9 @@ def test_a_stop_that_lands_between_two_ticks_ends_the_watchdog():
     watchdog = Watchdog(lambda: [])
     watchdog._wake = StopLandsHere()
     watchdog.start()
-    ended = threading.Event()
-    joiner = threading.Thread(target=lambda: (watchdog._thread.join(), ended.set()),
-                              daemon=True)
-    joiner.start()
-    try:
-        assert ended.wait(10), "the watchdog thread did not end after stop()"
-    finally:
-        if not ended.is_set():
-            watchdog.stop()         # (wakes a stuck thread, so no thread leaks)
+    # (the thread's own "finished" event: join() has no timeout)
+    ended = watchdog._thread._finished.wait(10)
+    if not ended:
+        watchdog.stop()             # (wakes a stuck thread, so no thread leaks)
+    assert ended, "the watchdog thread did not end after stop()"
     assert StopLandsHere.landed
