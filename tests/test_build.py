@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -36,3 +38,75 @@ def test_version_reports_build():
                          capture_output=True, text=True, timeout=60)
     assert ("(compiled)" in out.stdout) is treadle.__compiled__
     assert ("(pure Python)" in out.stdout) is (not treadle.__compiled__)
+
+
+# -- what the compiled modules' functions read at module level ---------------
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _compiled_sources() -> list[pathlib.Path]:
+    """setup.py's list of the modules mypyc compiles."""
+    for node in ast.parse((ROOT / "setup.py").read_text()).body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "COMPILED"):
+            return [ROOT / s for s in ast.literal_eval(node.value)]
+    raise AssertionError("no COMPILED list in setup.py")
+
+
+def _is_final(annotation: ast.expr) -> bool:
+    if isinstance(annotation, ast.Subscript):
+        annotation = annotation.value
+    return isinstance(annotation, ast.Name) and annotation.id == "Final"
+
+
+def _plain_globals_read_by_functions(source: str) -> set[str]:
+    """Names assigned at module level without ``Final`` that a function
+    body reads (annotations aside: they are never evaluated)."""
+    tree = ast.parse(source)
+    plain: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            plain.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+              and node.value is not None and not _is_final(node.annotation)):
+            plain.add(node.target.id)
+    in_annotations: set[int] = set()
+    for node in ast.walk(tree):
+        annotations: list[ast.expr | None] = []
+        if isinstance(node, ast.arg):
+            annotations.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            annotations.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        for annotation in annotations:
+            if annotation is not None:
+                in_annotations.update(id(n) for n in ast.walk(annotation))
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            read.update(n.id for n in ast.walk(node)
+                        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                        and n.id in plain and id(n) not in in_annotations)
+    return read
+
+
+def test_compiled_functions_read_only_final_module_names():
+    """mypyc looks a plain module-level name up in the module's dict at every
+    use, and keeps a Final one in a C static (or inlines the constant): on
+    a hot path the difference is measurable (callgrind).  So every name a
+    compiled module assigns at module level and reads in a function is
+    Final."""
+    sources = _compiled_sources()
+    assert len(sources) >= 5, sources
+    wrong = {p.name: sorted(_plain_globals_read_by_functions(p.read_text()))
+             for p in sources}
+    assert not {k: v for k, v in wrong.items() if v}
+
+
+def test_the_scan_sees_a_plain_module_name():
+    source = ("from typing import Final\n"
+              "LIMIT = 64\nSTEP: Final = 1\nAlias = int\n"
+              "def f(x: Alias) -> Alias:\n    return x + LIMIT + STEP\n")
+    assert _plain_globals_read_by_functions(source) == {"LIMIT"}

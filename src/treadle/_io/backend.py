@@ -26,10 +26,10 @@ Rules:
 from __future__ import annotations
 
 import select
-from typing import Protocol
+from typing import Final, Protocol
 
-READABLE = 0x001
-WRITABLE = 0x004
+READABLE: Final = 0x001
+WRITABLE: Final = 0x004
 
 
 class IOBackend(Protocol):

@@ -18,11 +18,11 @@ small, compilable object.
 from __future__ import annotations
 
 import contextvars
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 from . import _format
 
-_copy_context = contextvars.copy_context
+_copy_context: Final = contextvars.copy_context
 
 
 class Handle:

@@ -122,10 +122,10 @@ from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
 
 #: Callbacks a busy loop that watches no fd but its own wake-up pipe runs
 #: between two looks at how many threads exist (step 1).
-POLL_EVERY = 64
+POLL_EVERY: Final = 64
 
 #: The longest the loop blocks in one poll (asyncio's MAXIMUM_SELECT_TIMEOUT).
-MAX_POLL_TIMEOUT = 24 * 3600.0
+MAX_POLL_TIMEOUT: Final = 24 * 3600.0
 
 class _Unset:
     """The default of create_task()'s keywords: "not given" (3.14 passes
@@ -137,23 +137,27 @@ class _Unset:
 
 _UNSET: Final = _Unset()
 
-_Future = asyncio.Future
-_ThreadSafeHandle: Any = getattr(asyncio.events, "_ThreadSafeHandle", None)
-_monotonic = time.monotonic
-_perf_counter = time.perf_counter
-_get_running_loop = asyncio.events._get_running_loop
+# Module-level names the compiled code reads are Final: mypyc then keeps
+# them in C statics (or inlines the constant) instead of looking them up in
+# the module's dict at every use.
+_Future: Final = asyncio.Future
+_TaskClass: Final = Task
+_ThreadSafeHandle: Final[Any] = getattr(asyncio.events, "_ThreadSafeHandle", None)
+_monotonic: Final = time.monotonic
+_perf_counter: Final = time.perf_counter
+_get_running_loop: Final = asyncio.events._get_running_loop
 #: The number of threads started through ``_thread``/``threading`` that
 #: are still running, the main thread not counted: non-zero whenever some
 #: thread other than the loop's exists (a loop outside the main thread
 #: counts itself, and the main thread is the other one).
-_other_threads = _thread._count
+_other_threads: Final = _thread._count
 #: How many of those are treadle's own threads that never wait for the
 #: loop's work (the blocking detector's watchdog, the ``treadle ps``
 #: server): a switch interval's wait for the GIL costs them nothing, so they
 #: do not make a busy loop poll on every turn (step 1).  Kept by the layer
 #: that starts and joins them.
 OWN_THREADS: Final[list[int]] = [0]
-_set_running_loop = asyncio.events._set_running_loop
+_set_running_loop: Final = asyncio.events._set_running_loop
 
 
 def fileobj_to_fd(fileobj: Any) -> int:
@@ -917,10 +921,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
         if factory is None:
             if kwargs:
                 # Task's own constructor names the unexpected keyword.
-                task: Any = Task(coro, loop=self, **_given(name, context, eager_start),
+                task: Any = _TaskClass(coro, loop=self, **_given(name, context, eager_start),
                                  **kwargs)
                 return task
-            return new_task(Task, coro, self, None if name is _UNSET else name,
+            return new_task(_TaskClass, coro, self, None if name is _UNSET else name,
                             None if context is _UNSET else context,
                             eager_start is not _UNSET and bool(eager_start))
         if _PASS_ALL_KWARGS:

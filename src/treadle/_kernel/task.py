@@ -250,7 +250,7 @@ class TaskCore:
         self._context = _copy_context() if context is None else context
         if (loop._debug if self._ready is not None else loop.get_debug()):
             self._source_traceback = _format.caller_stack()
-        if type(coro) is not CoroutineType and not _iscoroutine(coro):
+        if type(coro) is not _CoroutineType and not _iscoroutine(coro):
             self._log_destroy_pending = False
             raise TypeError(f"a coroutine was expected, got {coro!r}")
         if context is not None and type(context) is not _Context:

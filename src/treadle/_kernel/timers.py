@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from .handles import TimerHandle
 
-COMPACT_MIN = 128
+COMPACT_MIN: Final = 128
 
 #: Upper bounds (seconds) of the lateness histogram's buckets; one more
 #: bucket counts everything later than the last bound.
@@ -39,8 +39,9 @@ LATENESS_BOUNDS: Final = (
     1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4,
     1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
-_heappush = heapq.heappush
-_heappop = heapq.heappop
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+_bisect_left: Final = bisect_left
 
 
 class TimerQueue:
@@ -116,7 +117,7 @@ class TimerQueue:
             else:
                 ready.append(handle)
                 moved += 1
-                self.lateness[bisect_left(LATENESS_BOUNDS, until - entry[0])] += 1
+                self.lateness[_bisect_left(LATENESS_BOUNDS, until - entry[0])] += 1
         return moved
 
     def clear(self) -> None:

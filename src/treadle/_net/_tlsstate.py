@@ -71,29 +71,29 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
-from typing import Any, Union
+from typing import Any, Final, Union
 
 # States, as small ints: they are compared on every received chunk.
-UNWRAPPED = 0
-HANDSHAKING = 1
-WRAPPED = 2
-FLUSHING = 3
-SHUTDOWN = 4
-CLOSED = 5
+UNWRAPPED: Final = 0
+HANDSHAKING: Final = 1
+WRAPPED: Final = 2
+FLUSHING: Final = 3
+SHUTDOWN: Final = 4
+CLOSED: Final = 5
 
-STATE_NAMES = ("UNWRAPPED", "HANDSHAKING", "WRAPPED", "FLUSHING", "SHUTDOWN", "CLOSED")
+STATE_NAMES: Final = ("UNWRAPPED", "HANDSHAKING", "WRAPPED", "FLUSHING", "SHUTDOWN", "CLOSED")
 
 #: The most plaintext one TLS record carries; ``read()`` asks for one record
 #: at a time, which keeps each allocation small.
-RECORD_SIZE = 16384
+RECORD_SIZE: Final = 16384
 
 # "Call again once more bytes have arrived."  SSLSyscallError is here
 # because OpenSSL reports an empty memory BIO that way in some versions
 # (asyncio and uvloop treat it the same).
-_AGAIN = (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLSyscallError)
-_WantRead = ssl.SSLWantReadError
-_ZeroReturn = ssl.SSLZeroReturnError
-_SyscallError = ssl.SSLSyscallError
+_AGAIN: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLSyscallError)
+_WantRead: Final = ssl.SSLWantReadError
+_ZeroReturn: Final = ssl.SSLZeroReturnError
+_SyscallError: Final = ssl.SSLSyscallError
 
 Buffer = Union[bytes, bytearray, memoryview]
 
