@@ -421,25 +421,59 @@ def test_transport_methods_can_be_patched_per_instance(run):
     on a transport (aiohttp's heartbeat test does the former)."""
     from unittest import mock
 
-    async def main() -> list[bytes]:
+    async def main() -> bytes:
         loop = asyncio.get_running_loop()
         a, b = socket.socketpair()
         ta, _ = await loop.create_connection(asyncio.Protocol, sock=a)
-        tb, _ = await loop.create_connection(asyncio.Protocol, sock=b)
+        tb, sink = await loop.create_connection(RecordingProtocol, sock=b)
         try:
             ta.note = "set by the program"
             with mock.patch.object(ta, "write") as fake_write:
                 ta.write(b"intercepted")
             assert fake_write.call_args_list == [mock.call(b"intercepted")]
             assert ta.note == "set by the program"
-            ta.write(b"real")        # the class's write() is back
-            return [b"ok"]
+            ta.write(b"real")        # the real write() is back
+            ta.write_eof()
+            await sink.done          # eof_received() -> None: b closes
+            return bytes(sink.data)
         finally:
             ta.close()
             tb.close()
             await asyncio.sleep(0)
 
-    assert run(main()) == [b"ok"]
+    assert run(main()) == b"real"
+
+
+def test_a_transport_subclass_keeps_its_own_write():
+    """treadle's stream transport hands out its core's write() directly
+    (base.TransportBase._bind_to_core), but not over a subclass's own."""
+    import treadle
+    from treadle._net.stream import SocketTransport
+
+    class Counting(SocketTransport):
+        writes = 0
+
+        def write(self, data):
+            type(self).writes += 1
+            super().write(data)
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        made = loop.create_future()
+        tr = Counting(loop, a, asyncio.Protocol(), made)
+        await made
+        try:
+            tr.write(b"abc")
+            return await recv_exactly(b, 3)
+        finally:
+            tr.close()
+            b.close()
+            await asyncio.sleep(0)
+
+    assert treadle.run(main()) == b"abc"
+    assert Counting.writes == 1
 
 
 def test_datagram_transport_takes_instance_attributes(run):

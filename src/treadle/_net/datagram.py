@@ -45,6 +45,7 @@ class DatagramTransport(base.TransportBase, asyncio.DatagramTransport,
         self._init_extra(sock)
         core = self._core = DatagramCore(self, loop, sock, protocol, address,
                                          bool(self._extra["peername"]), self.max_size)
+        self._bind_to_core("sendto", DatagramTransport.sendto, core.sendto)
         loop._transports[core._sock_fd] = self
         loop.call_soon(core._start, waiter)
 

@@ -48,6 +48,7 @@ class SocketTransport(base.TransportBase, asyncio.Transport):
         super().__init__(extra)
         self._init_extra(sock)
         core = self._core = StreamCore(self, loop, sock, protocol, self.max_size)
+        self._bind_to_core("write", SocketTransport.write, core.write)
         self._sendfile_compatible = base.SendfileMode.TRY_NATIVE
         if server is not None:
             core._server = server
