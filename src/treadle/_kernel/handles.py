@@ -103,10 +103,9 @@ class Handle:
             # holds the arguments: a traceback can keep this frame alive
             # after cancel() dropped them (a future holding the error of
             # the callback that failed it would then outlive the error).
-            n = len(self._args)
-            if n == 0:
+            if not self._args:
                 self._context.run(self._callback)
-            elif n == 1:
+            elif len(self._args) == 1:
                 self._context.run(self._callback, self._args[0])
             else:
                 self._context.run(self._callback, *self._args)

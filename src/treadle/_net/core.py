@@ -574,7 +574,7 @@ class StreamCore(TransportCore):
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._empty_waiter is not None:
             raise RuntimeError("unable to write; sendfile is in progress")
-        if not len(data):
+        if not data:
             return
         if self._conn_lost:
             self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
