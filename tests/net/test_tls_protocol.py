@@ -851,7 +851,14 @@ def test_second_close_releases_the_tls_state(run: Any, proto: Any) -> None:
         client.transport.close()                     # already closed: detaches
         await link.close()
         link.client = None
-        gc.collect()
+        # Released, not necessarily at once: a reference held for a moment
+        # elsewhere (seen once in CI, under load, not reproduced since) may
+        # outlive the close by a few turns.  A leak outlives this wait.
+        for _ in range(100):
+            gc.collect()
+            if ref() is None:
+                break
+            await asyncio.sleep(0.01)
         assert ref() is None
         assert client.transport.is_closing()
         if is_treadle(proto):
