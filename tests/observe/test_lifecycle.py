@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import treadle
 from treadle.observe._config import runtime_dir
@@ -340,3 +341,45 @@ def test_a_stop_that_lands_between_two_ticks_ends_the_watchdog():
         watchdog.stop()             # (wakes a stuck thread, so no thread leaks)
     assert ended, "the watchdog thread did not end after stop()"
     assert StopLandsHere.landed
+
+
+def test_an_item_the_loop_dropped_during_a_tick_is_freed_on_the_loop_thread():
+    """A tick reads the item the loop is running.  If the tick loses the GIL
+    and the loop moves on and drops that item meanwhile, the tick's
+    reference is the last one: letting go of it there would run the item's
+    finalizers on the watchdog's thread.  The tick hands it to the loop's
+    thread instead."""
+    import treadle
+    from treadle.observe._state import LoopObservation, WatchState
+    from treadle.observe._watchdog import Watchdog
+
+    freed_on: list[int] = []
+
+    class Item:
+        def __del__(self) -> None:
+            freed_on.append(threading.get_ident())
+
+    loop = treadle.new_event_loop()
+    try:
+        obs = LoopObservation(loop, 0.1)
+
+        class LoopMovesOn(WatchState):
+            """The tick's first look at the item: the loop runs on and drops it."""
+
+            def same_item(self, item: object) -> bool:
+                loop._running_item = None
+                return super().same_item(item)
+
+        obs.watch = LoopMovesOn()
+        loop._running_item = Item()
+        loop._thread_id = threading.get_ident()       # "running", for the tick
+        try:
+            Watchdog(lambda: [])._tick(loop, obs, 0.1, time.monotonic())
+        finally:
+            loop._thread_id = None
+        assert freed_on == []                          # not by the tick
+        loop.run_until_complete(asyncio.sleep(0))
+        assert freed_on == [threading.get_ident()]     # by the loop, on its thread
+    finally:
+        loop._running_item = None
+        loop.close()

@@ -72,6 +72,19 @@ IDLE_TICK = 0.25
 ticks = 0
 
 
+def _let_go(*_: Any) -> None:
+    """A callback that does nothing: its handle holds the objects, and the
+    loop's thread drops them with it."""
+
+
+def _drop_on_loop_thread(loop: Any, obj: Any) -> None:
+    """Have *loop*'s thread drop the last references to *obj*."""
+    try:
+        loop.call_soon_threadsafe(_let_go, obj)
+    except RuntimeError:
+        pass                            # closed: nothing runs there any more
+
+
 class Watchdog:
     """The watchdog thread.  *running_loops* returns the loops to watch."""
 
@@ -214,6 +227,15 @@ class Watchdog:
                 if label in st.turn_samples or len(st.turn_samples) < 8:
                     st.turn_samples[label] = st.turn_samples.get(label, 0) + 1
         st.last_tick = now
+        if item is not None and loop._running_item is not item:
+            # The loop moved on while this tick had lost the GIL, and may
+            # have dropped the item since: whoever lets go of it last frees
+            # it and runs its finalizers (a pending Task's report, through
+            # the loop's exception handler), which must happen on the
+            # loop's thread.  While the loop still runs the item it holds
+            # it, and the test above and the `del` below have no switch
+            # between them, so the common tick lets go safely here.
+            _drop_on_loop_thread(loop, item)
         del item
         return held
 
