@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import time
 import weakref
 
 import treadle
@@ -51,11 +50,12 @@ async def _churn(n: int) -> int:
             gc.collect()
             # ... and is freed; weak references to it are cleared.  (The
             # blocking detector's thread may hold the item it is looking
-            # at for an instant: a leak would hold it for good.)
+            # at for an instant, and then has the loop's thread let go of
+            # it: the loop must turn.  A leak would hold it for good.)
             for _ in range(50):
                 if all(r() is None for r in refs):
                     break
-                time.sleep(0.01)
+                await asyncio.sleep(0.01)
                 gc.collect()
             assert all(r() is None for r in refs)
     return seen
