@@ -600,6 +600,55 @@ def test_task_to_task_wait_is_direct():
     assert callbacks == [o_core]
 
 
+def _registry_refs_to(task):
+    from treadle._kernel import _compat
+    return [r for r in _compat._registry.data if r() is task]
+
+
+def test_finished_task_leaves_the_registry_at_once():
+    """A treadle task takes its weak reference out of asyncio's registry when
+    it finishes, not when it is freed (no WeakSet._remove call per task),
+    and all_tasks() reads the same before and after."""
+    async def child():
+        await asyncio.sleep(0)
+
+    async def main():
+        t = asyncio.create_task(child())
+        assert len(_registry_refs_to(t)) == 1 and t in asyncio.all_tasks()
+        await t
+        return t            # still referenced
+
+    t = treadle.run(main())
+    assert t.done() and _registry_refs_to(t) == []
+
+
+def test_task_finishing_while_the_registry_is_iterated():
+    """While someone iterates asyncio's registry, a finishing task leaves it
+    alone (the set may not change size under the iteration); its reference
+    goes through WeakSet's deferred removal once the task is freed."""
+    from treadle._kernel import _compat
+    registry = _compat._registry
+
+    async def child():
+        await asyncio.sleep(0)
+
+    async def main():
+        me = asyncio.current_task()
+        t = asyncio.create_task(child())
+        walk = iter(registry)
+        seen = [next(walk)]           # an iteration is now open
+        await t
+        seen.extend(walk)             # no "set changed size"
+        assert me in seen
+        assert len(_registry_refs_to(t)) == 1   # left for the callback
+        del t
+        gc.collect()
+        registry.add(me)              # commits the deferred removals
+        return True
+
+    assert treadle.run(main())
+
+
 def test_failed_task_freed_without_cyclic_gc(loop):
     """A failed, unreferenced task is freed (and its exception reported) by
     reference counting alone: no frame left behind by the kernel holds it."""

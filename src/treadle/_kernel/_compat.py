@@ -132,11 +132,29 @@ _registry: weakref.WeakSet[Any] | None = (
 # compare equal to live ones) at a fraction of the cost.  The task module
 # does that with these two when the WeakSet has the expected layout, and
 # falls back to register_task (the public method) otherwise.
-_data = getattr(_registry, "data", None)
-_remove = getattr(_registry, "_remove", None)
-registry_set_add: Callable[[Any], None] | None = (
-    _data.add if isinstance(_data, set) and callable(_remove) else None)
+#
+# A task that finishes takes its weak reference back out of the set itself
+# (registry_discard), unless the set is being iterated right now (its
+# _iterating guard is not empty): otherwise the reference would stay until
+# the task is freed, and its callback, WeakSet._remove, is a Python call per
+# task.  Done tasks are never listed by all_tasks(), so removing one early
+# changes nothing anyone can see.
+_data: Any = getattr(_registry, "data", None)
+_remove: Any = getattr(_registry, "_remove", None)
+_iterating: Any = getattr(_registry, "_iterating", None)
+_fast = (isinstance(_data, set) and callable(_remove)
+         and isinstance(_iterating, set))
+registry_set_add: Callable[[Any], None] | None = _data.add if _fast else None
 registry_remove: Any = _remove
+
+
+def _not_kept(ref: Any) -> None:
+    """Without the fast path no task keeps its reference: never called."""
+
+
+registry_discard: Callable[[Any], None] = _data.discard if _fast else _not_kept
+#: Not empty while someone iterates the registry (then nothing is removed).
+registry_iterating: set[Any] = _iterating if _fast else set()
 
 #: Make a pending task visible to asyncio.all_tasks() (the slow, public way).
 register_task: Callable[[Any], None] = (

@@ -95,6 +95,8 @@ _LEAVE_TASK: Final = _compat.leave_task
 _SWAP_CURRENT_TASK: Final = _compat.swap_current_task
 _REGISTRY_ADD: Final = _compat.registry_set_add
 _REGISTRY_REMOVE: Final = _compat.registry_remove
+_REGISTRY_DISCARD: Final = _compat.registry_discard
+_REGISTRY_ITERATING: Final = _compat.registry_iterating
 _WEAKREF: Final = weakref.ref
 _eager_tasks: Final = _compat.eager_tasks
 _copy_context: Final = contextvars.copy_context
@@ -155,7 +157,7 @@ class TaskCore:
         "_must_cancel", "_cancel_message", "_cancelled_exc",
         "_num_cancels_requested", "_name", "_log_tb", "_log_destroy_pending",
         "_source_traceback", "_scope", "_wakeup_cb", "_spawner",
-        "_waiting_since", "_self_ref",
+        "_waiting_since", "_self_ref", "_registered",
     )
 
     #: The Task users hold; None once the task is done (see the header).
@@ -199,6 +201,9 @@ class TaskCore:
     _waiting_since: float
     #: A weak reference to this task's Task, made for its first child.
     _self_ref: Any
+    #: The weak reference to the Task in asyncio's task registry, while
+    #: this task put it there and is pending (see ``_register``).
+    _registered: Any
 
     def __init__(self, task: Any, coro: Any, loop: Any, name: object,
                  context: contextvars.Context | None, eager_start: Any,
@@ -228,6 +233,7 @@ class TaskCore:
         self._wakeup_cb = None
         self._spawner = None
         self._self_ref = None
+        self._registered = None
         self._waiting_since = 0.0
         if loop is None:
             import asyncio
@@ -273,7 +279,7 @@ class TaskCore:
             self._eager_start()
         else:
             self._schedule()
-            _register(task)
+            self._register(task)
 
     # ------------------------------------------------------------------
     # scheduling
@@ -502,6 +508,15 @@ class TaskCore:
         else:
             self._throw_later(RuntimeError(f"Task got bad yield: {result!r}"))
 
+    def _register(self, task: Any) -> None:
+        """Make the pending *task* visible to asyncio.all_tasks()."""
+        if _REGISTRY_ADD is not None:
+            ref = _WEAKREF(task, _REGISTRY_REMOVE)
+            _REGISTRY_ADD(ref)
+            self._registered = ref
+        else:
+            _compat.register_task(task)
+
     def _wakeup_callback(self) -> Wakeup:
         """The done-callback this task puts on the futures it awaits: one
         per task, made on its first wait (a task waits on many futures)."""
@@ -527,7 +542,7 @@ class TaskCore:
                 # subclass of its Task into its list of C tasks (see
                 # taskclass.py); the registry of other tasks serves (it
                 # skips done tasks).  3.11: no eager registry at all.
-                _register(task)
+                self._register(task)
             try:
                 _CTX_RUN(self._context, _STEP_BODY, self, None)
             finally:
@@ -537,7 +552,7 @@ class TaskCore:
             _SWAP_CURRENT_TASK(loop, prev)
             if self._state is _PENDING:
                 if eager is not None:
-                    _register(task)
+                    self._register(task)
             else:
                 coro = self._coro
                 self._coro = None
@@ -577,6 +592,13 @@ class TaskCore:
 
     def _schedule_callbacks(self) -> None:
         """The task is done: schedule its done-callbacks."""
+        ref = self._registered
+        if ref is not None:
+            # Out of asyncio's registry now rather than through the weak
+            # reference's callback when the Task is freed (see _compat).
+            self._registered = None
+            if not _REGISTRY_ITERATING:
+                _REGISTRY_DISCARD(ref)
         loop = self._loop
         task = self._task
         if self._ready is not None and loop._hooks is not None:
@@ -823,14 +845,6 @@ def new_task(cls: Any, coro: Any, loop: Any, name: object,
 
 
 _UNCANCEL_CLEARS_MUST_CANCEL: Final = _compat.PY313
-
-
-def _register(task: Any) -> None:
-    """Make a pending task visible to asyncio.all_tasks()."""
-    if _REGISTRY_ADD is not None:
-        _REGISTRY_ADD(_WEAKREF(task, _REGISTRY_REMOVE))
-    else:
-        _compat.register_task(task)
 
 
 class Wakeup:
