@@ -74,11 +74,17 @@ import reprlib
 import sys
 import weakref
 from types import CoroutineType, GenericAlias
-from typing import Any, Callable, Final, Generator
+from typing import TYPE_CHECKING, Any, Callable, Final, Generator
 
 from . import _compat, _format
 from .contract import ScopeHooks
 from .handles import Handle
+
+if TYPE_CHECKING:
+    # For the type only (loop.py imports this module).  Compiled, a value
+    # of this type has its attributes read from the object's C struct, not
+    # looked up by name through the MRO of the loop's (interpreted) class.
+    from .loop import KernelLoop
 
 # Module constants are Final so that, compiled, they are C statics rather
 # than dictionary lookups on every use.
@@ -151,7 +157,7 @@ class TaskCore:
     """Everything a task does, for one ``treadle.Task`` (``_task``)."""
 
     __slots__ = (
-        "_task", "_loop", "_ready", "_coro", "_context", "_state", "_result",
+        "_task", "_loop", "_kernel", "_ready", "_coro", "_context", "_state", "_result",
         "_exception", "_exception_tb", "_cb0", "_ctx0", "_callbacks",
         "_fut_waiter",
         "_must_cancel", "_cancel_message", "_cancelled_exc",
@@ -163,6 +169,8 @@ class TaskCore:
     #: The Task users hold; None once the task is done (see the header).
     _task: Any
     _loop: Any
+    #: ``_loop`` when it is treadle's (a KernelLoop), else None.
+    _kernel: KernelLoop | None
     _ready: Any
     _coro: Any
     _context: contextvars.Context
@@ -242,10 +250,12 @@ class TaskCore:
         # The kernel's ready-queue append, for direct wake-ups (None on a
         # loop that is not treadle's: then every wake-up uses call_soon).
         self._ready = getattr(loop, "_kernel_ready_append", None)
-        if self._ready is not None:
+        kernel: KernelLoop | None = loop if self._ready is not None else None
+        self._kernel = kernel
+        if kernel is not None:
             # Created by a task step: that task is its spawner.  The weak
             # reference is made once per spawner and shared by its children.
-            creator = loop._running_item
+            creator = kernel._running_item
             if isinstance(creator, TaskCore):
                 ref = creator._self_ref
                 if ref is None:
@@ -254,7 +264,7 @@ class TaskCore:
                         ref = creator._self_ref = _WEAKREF(parent)
                 self._spawner = ref
         self._context = _copy_context() if context is None else context
-        if (loop._debug if self._ready is not None else loop.get_debug()):
+        if (kernel._debug if kernel is not None else loop.get_debug()):
             self._source_traceback = _format.caller_stack()
         if type(coro) is not _CoroutineType and not _iscoroutine(coro):
             self._log_destroy_pending = False
@@ -273,8 +283,8 @@ class TaskCore:
             # its first step, which may be eager.
             self._scope = scope
             scope._add_task(self)
-        if self._ready is not None and loop._hooks is not None:
-            loop._call_hooks("task_spawned", task)
+        if kernel is not None and kernel._hooks is not None:
+            kernel._call_hooks("task_spawned", task)
         if eager_start and loop.is_running():
             self._eager_start()
         else:
@@ -599,10 +609,10 @@ class TaskCore:
             self._registered = None
             if not _REGISTRY_ITERATING:
                 _REGISTRY_DISCARD(ref)
-        loop = self._loop
+        kernel = self._kernel
         task = self._task
-        if self._ready is not None and loop._hooks is not None:
-            loop._call_hooks("task_exited", task)
+        if kernel is not None and kernel._hooks is not None:
+            kernel._call_hooks("task_exited", task)
         first = self._cb0
         callbacks = self._callbacks
         if first is None and not callbacks:
@@ -623,11 +633,11 @@ class TaskCore:
         if isinstance(fn, TaskCore):
             # A treadle task waiting on us (Rule 2).
             fn._ready(fn)
-        elif self._ready is not None:
+        elif self._kernel is not None:
             # What loop.call_soon(fn, task, context=ctx) does, without the
             # method lookup and argument parsing: a task only finishes while
             # its loop runs, so the loop is open.
-            self._ready(Handle(fn, (task,), self._loop, context))
+            self._ready(Handle(fn, (task,), self._kernel, context))
         else:
             self._loop.call_soon(fn, task, context=context)
 
