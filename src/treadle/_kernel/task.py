@@ -316,7 +316,9 @@ class TaskCore:
                 return
             if _AWAITED_BY and isinstance(waiter, _FUTURE_TYPE):
                 _DISCARD_AWAITED_BY(waiter, self._task)
-            if isinstance(waiter, known.task_class):
+            # (A plain future is told apart by its type first: a failed
+            # isinstance() looks up the object's __class__ by name.)
+            if type(waiter) is not _FUTURE_TYPE and isinstance(waiter, known.task_class):
                 core: TaskCore = waiter._core
                 if core._state is _FINISHED and core._exception is None:
                     _CTX_RUN(self._context, _STEP, self, None)
@@ -433,7 +435,7 @@ class TaskCore:
                     ready(self)
                 else:
                     self._loop.call_soon(self._step, context=self._context)
-            elif isinstance(result, known.task_class):
+            elif type(result) is not _FUTURE_TYPE and isinstance(result, known.task_class):
                 self._wait_task(result)
             else:
                 self._wait_other(result)
