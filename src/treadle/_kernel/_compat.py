@@ -134,14 +134,15 @@ _registry: weakref.WeakSet[Any] | None = (
 # falls back to register_task (the public method) otherwise.
 #
 # A task that finishes takes its weak reference back out of the set itself
-# (registry_discard), unless the set is being iterated right now (its
-# _iterating guard is not empty): otherwise the reference would stay until
+# (registry_discard), unless the set is being iterated right now (up to
+# 3.13 its _iterating guard is then not empty; from 3.14 a WeakSet iterates
+# over a copy and has no guard): otherwise the reference would stay until
 # the task is freed, and its callback, WeakSet._remove, is a Python call per
 # task.  Done tasks are never listed by all_tasks(), so removing one early
 # changes nothing anyone can see.
 _data: Any = getattr(_registry, "data", None)
 _remove: Any = getattr(_registry, "_remove", None)
-_iterating: Any = getattr(_registry, "_iterating", None)
+_iterating: Any = getattr(_registry, "_iterating", set())
 _fast = (isinstance(_data, set) and callable(_remove)
          and isinstance(_iterating, set))
 registry_set_add: Callable[[Any], None] | None = _data.add if _fast else None
