@@ -58,6 +58,46 @@ def test_run_uses_treadle_for_asyncio_run_and_new_event_loop(tmp_path):
     assert lines[2] == "__main__"
 
 
+def test_run_makes_asyncios_loop_classes_treadle_loops(tmp_path):
+    """A program that builds asyncio's loop class by name (uvicorn's
+    ``--loop asyncio``, and ``auto`` without uvloop) gets a treadle loop
+    too, and every loop of the program is an instance of that class."""
+    script = _script(tmp_path, """
+        import asyncio, selectors, socket, sys
+        loop = asyncio.SelectorEventLoop()
+        print(type(loop).__module__, type(loop).__name__,
+              isinstance(loop, asyncio.SelectorEventLoop))
+        print(loop.run_until_complete(asyncio.sleep(0, "ran")))
+        loop.close()
+        sel = selectors.SelectSelector()
+        loop = asyncio.SelectorEventLoop(sel)
+        a, b = socket.socketpair()
+        async def read():
+            b.send(b"x")
+            return await asyncio.get_running_loop().sock_recv(a, 1)
+        print(loop.run_until_complete(read()), sel.get_map() is not None)
+        loop.close()
+        a.close(); b.close()
+        print(sel.get_map() is None)              # the loop closed its selector
+        loop = asyncio.new_event_loop()
+        print(isinstance(loop, asyncio.SelectorEventLoop))
+        loop.close()
+        async def main():
+            return isinstance(asyncio.get_running_loop(), asyncio.SelectorEventLoop)
+        print(asyncio.run(main()))
+        if sys.version_info >= (3, 13):
+            print(asyncio.EventLoop is asyncio.SelectorEventLoop)
+        else:
+            print(True)
+    """)
+    out = _run([*TREADLE, "run", str(script)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "treadle._loop SelectorEventLoop True", "ran", "b'x' True", "True", "True",
+        "True", "True"]
+    assert out.stderr == ""
+
+
 def test_run_script_dir_on_path(tmp_path):
     (tmp_path / "helper_mod_xyz.py").write_text("VALUE = 3\n")
     script = _script(tmp_path, "import helper_mod_xyz; print(helper_mod_xyz.VALUE)\n")
@@ -105,13 +145,13 @@ def test_run_module(tmp_path):
     """))
     out = _run([*TREADLE, "run", "-m", "mymod_treadle_cli", "x"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "EventLoop ['x']"
+    assert out.stdout.strip() == "SelectorEventLoop ['x']"
     # As with python -m, what follows the module is the module's, options
     # included, even those treadle run has too.
     out = _run([*TREADLE, "run", "--seed", "3", "-m", "mymod_treadle_cli",
                 "--workers", "2", "-m", "--seed", "x"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "EventLoop ['--workers', '2', '-m', '--seed', 'x']"
+    assert out.stdout.strip() == "SelectorEventLoop ['--workers', '2', '-m', '--seed', 'x']"
 
 
 def test_console_script_installed():

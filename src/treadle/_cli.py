@@ -180,28 +180,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def install(*, clock: Any = None, seed: int | None = None) -> None:
-    """Make asyncio build treadle loops wherever it builds one itself
-    (each with *clock* and *seed*, see ``treadle.new_event_loop``)."""
+    """Make asyncio build treadle loops wherever it builds one itself, and
+    wherever a program builds asyncio's loop class by name (each with
+    *clock* and *seed*, see ``treadle.new_event_loop``)."""
+    from . import _loop
+    from asyncio import unix_events
+    loop_class = _loop.selector_event_loop_class(clock=clock, seed=seed)
+    # The names programs build asyncio's own loop with.  Every loop of the
+    # program is then an instance of this one class, as under asyncio.
+    names = ["SelectorEventLoop"]
+    if hasattr(unix_events, "EventLoop"):     # 3.13+
+        names.append("EventLoop")
+    for module in (asyncio, unix_events):
+        for name in names:
+            setattr(module, name, loop_class)
     if sys.version_info >= (3, 14):
         # Policies are deprecated from 3.14 and gone in 3.16.  Every loop
         # asyncio makes by itself (asyncio.run() and Runner() without a
         # factory, asyncio.new_event_loop()) comes from
         # asyncio.events.new_event_loop(), which is replaced instead.
-        from ._loop import new_event_loop
-
         def treadle_new_event_loop() -> asyncio.AbstractEventLoop:
             """Create a treadle event loop (installed by ``treadle run``)."""
-            return new_event_loop(clock=clock, seed=seed)
+            return loop_class()
 
         asyncio.events.new_event_loop = treadle_new_event_loop
         asyncio.new_event_loop = treadle_new_event_loop
         return
     # Up to 3.13: through the policy, as asyncio itself does.
-    from . import _loop
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(_loop.EventLoopPolicy(clock=clock, seed=seed))
+        policy = _loop.EventLoopPolicy(clock=clock, seed=seed)
+        policy.new_event_loop = loop_class
+        asyncio.set_event_loop_policy(policy)
 
 
 def _run_program(script: str | None, module: str | None, argv: list[str],

@@ -92,6 +92,38 @@ def new_event_loop(*, clock: Clock | None = None,
     return loop
 
 
+def selector_event_loop_class(*, clock: Clock | None = None,
+                              seed: int | None = None) -> type[EventLoop]:
+    """The class ``treadle run`` puts in place of ``asyncio.SelectorEventLoop``
+    (and of ``asyncio.EventLoop``, 3.13+), so that programs which build
+    that class themselves (uvicorn's ``--loop asyncio`` and ``auto`` without
+    uvloop do) get a treadle loop, and every loop of the program is an
+    instance of it.  Its loops have *clock* and *seed* (see
+    ``new_event_loop``); the constructor takes asyncio's optional
+    *selector*, which the loop then polls (instead of epoll)."""
+    order_seed = seed
+    if order_seed is not None:
+        from .testing.order import SeededOrder
+        SeededOrder(order_seed)             # a bad seed fails here, not later
+
+    class SelectorEventLoop(EventLoop):
+        """A treadle event loop in place of ``asyncio.SelectorEventLoop``
+        (installed by ``treadle run``)."""
+
+        def __init__(self, selector: Any = None) -> None:
+            backend = None
+            if selector is not None:
+                from ._io.selector import SelectorBackend
+                backend = SelectorBackend(selector)
+            super().__init__(clock=clock, backend=backend)
+            if order_seed is not None:
+                from .testing.order import SeededOrder
+                SeededOrder(order_seed).install(self)
+
+    SelectorEventLoop.__qualname__ = "SelectorEventLoop"
+    return SelectorEventLoop
+
+
 def _policy_base() -> type:
     """asyncio's default policy class, without the DeprecationWarning that
     naming ``asyncio.DefaultEventLoopPolicy`` gives on 3.14+."""

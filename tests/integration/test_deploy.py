@@ -202,6 +202,21 @@ def test_uvicorn(servers, loop, sig, workers):
     check_graceful(server, sig, loop, allowed)
 
 
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_uvicorn_loop_asyncio_under_treadle_run(servers, sig):
+    """``treadle run -m uvicorn --loop asyncio``: uvicorn (0.36 on) builds
+    ``asyncio.SelectorEventLoop`` itself, which ``treadle run`` makes a
+    treadle loop."""
+    need("uvicorn")
+    port = free_port()
+    cmd = [PY, "-m", "treadle", "run", "-m", "uvicorn", f"{APPS}:asgi_app",
+           "--host", "127.0.0.1", "--port", str(port), "--loop", "asyncio",
+           "--http", "h11"]
+    server = servers(cmd, port)
+    server.wait_for_output("Application startup complete.", 1)
+    check_graceful(server, sig, "treadle")
+
+
 # ---------------------------------------------------------------------------
 # gunicorn with uvicorn's worker
 # ---------------------------------------------------------------------------

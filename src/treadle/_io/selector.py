@@ -14,8 +14,11 @@ _TO_SEL = {READABLE: selectors.EVENT_READ, WRITABLE: selectors.EVENT_WRITE,
 class SelectorBackend:
     __slots__ = ("_sel",)
 
-    def __init__(self) -> None:
-        self._sel = selectors.DefaultSelector()
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        """On *selector* (asyncio's ``SelectorEventLoop(selector)``), else
+        on the platform's default one.  The backend owns it: ``close()``
+        closes it."""
+        self._sel = selectors.DefaultSelector() if selector is None else selector
 
     def fileno(self) -> int:
         fileno = getattr(self._sel, "fileno", None)
