@@ -99,6 +99,60 @@ def test_handles_lists_live_timers_earliest_first():
     assert q.handles() == [b, a]
 
 
+def test_the_heap_matches_the_build():
+    """Compiled, the heap holds handles ordered by this module's sift
+    functions; interpreted, tuples ordered by heapq (timers.py, rule 2)."""
+    from treadle._kernel import timers
+    assert timers.NATIVE_HEAP is treadle.__compiled__
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_native_sift_functions_order_by_deadline_then_seq(seed):
+    """The compiled build's own heap functions (run here in whichever build
+    is installed): pushes, pops and a heapify give (deadline, seq) order,
+    ties first in first out."""
+    import random
+    from treadle._kernel import timers
+    rnd = random.Random(seed)
+    made = []
+    for seq in range(500):
+        h = treadle.TimerHandle(float(rnd.randrange(50)), lambda: None, (), _FakeLoop(None))
+        h._seq = seq
+        made.append(h)
+    key = lambda h: (h._deadline, h._seq)
+    heap: list = []
+    pending: list = []                  # the reference: what is in the heap
+    for h in made:
+        heap.append(h)
+        timers._sift_up(heap, 0, len(heap) - 1)
+        pending.append(h)
+        if rnd.random() < 0.3:
+            first = min(pending, key=key)
+            assert timers._native_pop(heap) is first
+            pending.remove(first)
+    assert [timers._native_pop(heap) for _ in range(len(pending))] == sorted(pending, key=key)
+    assert heap == []
+    heap = list(made)
+    rnd.shuffle(heap)
+    for pos in reversed(range(len(heap) // 2)):
+        timers._sift_down(heap, pos)
+    assert [timers._native_pop(heap) for _ in range(len(made))] == sorted(made, key=key)
+
+
+def test_timers_pop_in_deadline_order_across_compaction():
+    q = TimerQueue()
+    import random
+    rnd = random.Random(7)
+    handles = [_handle(q, float(rnd.randrange(40)), i) for i in range(COMPACT_MIN * 4)]
+    for h in handles[::3] + handles[1::3]:
+        h.cancel()                      # compacts on the way
+    assert len(q._heap) < len(handles)
+    out: deque = deque()
+    q.pop_due(100.0, out)
+    live = [h for h in handles if not h.cancelled()]
+    assert list(out) == sorted(live, key=lambda h: (h._deadline, h._seq))
+
+
 # -- on both loops -------------------------------------------------------------
 
 def test_hundred_thousand_cancelled_timers_then_more_work(loop):

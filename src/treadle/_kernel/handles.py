@@ -138,11 +138,14 @@ class TimerHandle(Handle):
     is ``5``, not ``5.0``.  ``_given`` holds it only when it is not that
     float, so the common timer stores no second object."""
 
-    __slots__ = ("_scheduled", "_deadline", "_given")
+    __slots__ = ("_scheduled", "_deadline", "_given", "_seq")
 
     _scheduled: bool
     _deadline: float
     _given: Any
+    #: Set by the timer queue when scheduled: ties on ``_deadline`` fire in
+    #: ``_seq`` order (see ``timers.py``).
+    _seq: int
 
     def __init__(self, when: float, callback: Callable[..., object],
                  args: tuple[Any, ...], loop: Any,
@@ -151,6 +154,7 @@ class TimerHandle(Handle):
         self._deadline = when
         self._given = None
         self._scheduled = False
+        self._seq = 0
 
     @property
     def _when(self) -> Any:

@@ -13,10 +13,17 @@ Rules:
    a heap of more than ``COMPACT_MIN`` entries.  Each compaction removes at
    least as many entries as it visits, so the cost is amortised O(1) per
    cancelled timer and no loop turn ever scans the heap.
-2. Entries are ``(when, seq, handle)`` tuples: comparisons stay in C, and
-   ``seq`` makes timers with equal deadlines fire in the order they were
-   scheduled (asyncio leaves that order unspecified; FIFO is strictly more
-   predictable).
+2. Timers come out in ``(deadline, seq)`` order: ``seq`` makes timers with
+   equal deadlines fire in the order they were scheduled (asyncio leaves
+   that order unspecified; FIFO is strictly more predictable).  How the heap
+   holds them depends on the build, each the fastest for it:
+   interpreted, ``(deadline, seq, handle)`` tuples ordered by ``heapq``
+   (comparisons in C); compiled, the handles themselves, ordered by this
+   module's own sift functions, which compare the handles' native
+   ``_deadline``/``_seq`` fields (a few machine instructions, where a tuple
+   comparison goes through ``PyObject_RichCompare`` twice, and no tuple is
+   allocated per timer).  Only this class sees the difference; others read
+   the heap through ``entries()``.
 3. Each timer that comes due is counted in ``lateness``, a histogram of how
    long after its deadline it was handed to the ready queue (one bisect per
    fired timer; ``treadle.observe`` reports its percentiles).
@@ -27,6 +34,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 from collections import deque
+from types import FunctionType
 from typing import Any, Final
 
 from .handles import TimerHandle
@@ -41,13 +49,72 @@ LATENESS_BOUNDS: Final = (
 
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
+_heapify: Final = heapq.heapify
 _bisect_left: Final = bisect_left
+
+
+def _probe() -> None:
+    """Compiled, a function is not a Python function object."""
+
+
+#: True in the compiled build: the heap holds handles (rule 2).
+NATIVE_HEAP: Final = not isinstance(_probe, FunctionType)
+
+
+def _before(a: TimerHandle, b: TimerHandle) -> bool:
+    """*a* fires before *b* (rule 2's order)."""
+    return a._deadline < b._deadline or (a._deadline == b._deadline and a._seq < b._seq)
+
+
+def _sift_up(heap: list[Any], start: int, pos: int) -> None:
+    """The handle at *pos* moves towards the root (no higher than *start*)
+    while it fires before its parent (heapq's ``_siftdown``)."""
+    item: TimerHandle = heap[pos]
+    while pos > start:
+        parent_pos = (pos - 1) >> 1
+        parent: TimerHandle = heap[parent_pos]
+        if not _before(item, parent):
+            break
+        heap[pos] = parent
+        pos = parent_pos
+    heap[pos] = item
+
+
+def _sift_down(heap: list[Any], pos: int) -> None:
+    """Restore the heap below *pos* (heapq's ``_siftup``: the earlier child
+    moves up until a leaf is reached, then the displaced handle sifts up
+    from there; fewer comparisons than stopping early)."""
+    end = len(heap)
+    start = pos
+    item: TimerHandle = heap[pos]
+    child = 2 * pos + 1
+    while child < end:
+        right = child + 1
+        if right < end and not _before(heap[child], heap[right]):
+            child = right
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = item
+    _sift_up(heap, start, pos)
+
+
+def _native_pop(heap: list[Any]) -> TimerHandle:
+    """Remove and return the first handle of a non-empty native heap."""
+    last: TimerHandle = heap.pop()
+    if not heap:
+        return last
+    first: TimerHandle = heap[0]
+    heap[0] = last
+    _sift_down(heap, 0)
+    return first
 
 
 class TimerQueue:
     __slots__ = ("_heap", "_seq", "_tombstones", "lateness")
 
-    _heap: list[tuple[float, int, TimerHandle]]
+    #: Tuples interpreted, handles compiled (rule 2).
+    _heap: list[Any]
     _seq: int
     _tombstones: int
     #: Fired timers per ``LATENESS_BOUNDS`` bucket (rule 3).
@@ -67,7 +134,21 @@ class TimerQueue:
         handle._scheduled = True
         seq = self._seq
         self._seq = seq + 1
-        _heappush(self._heap, (handle._deadline, seq, handle))
+        handle._seq = seq
+        if NATIVE_HEAP:
+            heap = self._heap
+            heap.append(handle)
+            _sift_up(heap, 0, len(heap) - 1)
+        else:
+            _heappush(self._heap, (handle._deadline, seq, handle))
+
+    def entries(self) -> list[TimerHandle]:
+        """The scheduled handles, cancelled ones included, in heap order (a
+        copy: observers call this from other threads)."""
+        heap = list(self._heap)
+        if NATIVE_HEAP:
+            return heap
+        return [entry[2] for entry in heap]
 
     def cancelled(self, handle: TimerHandle) -> None:
         """Called when a scheduled handle is cancelled (O(1) amortised)."""
@@ -77,12 +158,18 @@ class TimerQueue:
         heap = self._heap
         if self._tombstones > COMPACT_MIN and self._tombstones * 2 > len(heap):
             # (*handle* is being cancelled: its flag is set after this call)
-            live = [entry for entry in heap
-                    if not entry[2]._cancelled and entry[2] is not handle]
+            live = []
             for entry in heap:
-                if entry[2]._cancelled or entry[2] is handle:
-                    entry[2]._scheduled = False
-            heapq.heapify(live)
+                timer: TimerHandle = entry if NATIVE_HEAP else entry[2]
+                if timer._cancelled or timer is handle:
+                    timer._scheduled = False
+                else:
+                    live.append(entry)
+            if NATIVE_HEAP:
+                for pos in reversed(range(len(live) // 2)):
+                    _sift_down(live, pos)
+            else:
+                _heapify(live)
             self._heap = live
             if heap is live:         # released after the store (loop.py's header)
                 pass
@@ -93,10 +180,14 @@ class TimerQueue:
         heap = self._heap
         while heap:
             entry = heap[0]
-            if not entry[2]._cancelled:
-                return entry[0]
-            _heappop(heap)
-            entry[2]._scheduled = False
+            handle: TimerHandle = entry if NATIVE_HEAP else entry[2]
+            if not handle._cancelled:
+                return handle._deadline
+            if NATIVE_HEAP:
+                _native_pop(heap)
+            else:
+                _heappop(heap)
+            handle._scheduled = False
             self._tombstones -= 1
         return None
 
@@ -106,24 +197,30 @@ class TimerQueue:
         heap = self._heap
         moved = 0
         while heap:
+            # (Spelled out rather than through _handle_at()/_pop(): a call
+            # each per timer costs the interpreted build.)
             entry = heap[0]
-            if entry[0] >= until:
+            handle: TimerHandle = entry if NATIVE_HEAP else entry[2]
+            deadline = handle._deadline
+            if deadline >= until:
                 break
-            _heappop(heap)
-            handle = entry[2]
+            if NATIVE_HEAP:
+                _native_pop(heap)
+            else:
+                _heappop(heap)
             handle._scheduled = False
             if handle._cancelled:
                 self._tombstones -= 1
             else:
                 ready.append(handle)
                 moved += 1
-                self.lateness[_bisect_left(LATENESS_BOUNDS, until - entry[0])] += 1
+                self.lateness[_bisect_left(LATENESS_BOUNDS, until - deadline)] += 1
         return moved
 
     def clear(self) -> None:
         heap = self._heap
-        for entry in heap:
-            entry[2]._scheduled = False
+        for handle in self.entries():
+            handle._scheduled = False
         self._heap = []
         if heap is None:             # released after the store (loop.py's header)
             pass
@@ -131,4 +228,10 @@ class TimerQueue:
 
     def handles(self) -> list[TimerHandle]:
         """Live handles, earliest first (for introspection and tests)."""
-        return [e[2] for e in sorted(self._heap) if not e[2]._cancelled]
+        live = [h for h in self.entries() if not h._cancelled]
+        live.sort(key=_order)
+        return live
+
+
+def _order(handle: TimerHandle) -> tuple[float, int]:
+    return handle._deadline, handle._seq

@@ -576,12 +576,13 @@ def _timer_index(loop: Any) -> dict[int, float]:
     complete it (what a sleep is waiting for)."""
     index: dict[int, float] = {}
     try:
-        heap = list(loop._timers._heap)
+        handles = loop._timers.entries()
     except Exception:
         return index
-    for when, _seq, handle in heap:
+    for handle in handles:
         if handle._cancelled:
             continue
+        when = handle._deadline
         args = handle._args
         if args:
             target = args[0]
