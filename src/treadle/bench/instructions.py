@@ -1,7 +1,15 @@
-"""Instructions per request of a server, counted by valgrind (callgrind).
+"""Instructions per request of a server, or per task, counted by valgrind
+(callgrind).
 
-    python -m treadle.bench.instructions [--rows echo_protocol_1k,http,...]
+    python -m treadle.bench.instructions [--rows echo_protocol_1k,http,spawn,...]
         [--loops asyncio,uvloop,treadle,treadle-pure] [--requests 1000,4000]
+        [--tasks 2000,12000]
+
+The rows whose size is a number of tasks (``spawn``, ``timers``, the eager
+spawns) are counted per task instead: the workload runs whole inside
+valgrind with N1 and N2 tasks, no load generator, and the difference of the
+two totals divided by N2 - N1 is the figure (so the cyclic GC's passes over
+the young tasks are in it, as they are in the wall-clock row).
 
 Owns: the noise-free figure of the echo and HTTP workloads.  Wall-clock
 and even CPU-time numbers move with the machine's load; the number of
@@ -48,7 +56,7 @@ from typing import Any
 
 from ._netloads import loadgen_command, server_of
 from ._plan import parse_loops
-from ._workloads import BY_NAME
+from ._workloads import BY_NAME, entry_point
 
 DEFAULT_ROWS = ("echo_sockets_1k", "echo_streams_1k", "echo_protocol_1k",
                 "echo_protocol_64k", "http", "http_split", "http_aiohttp",
@@ -72,6 +80,69 @@ def serve_main(argv: list[str]) -> int:
     return 0
 
 
+def is_task_row(row: str) -> bool:
+    """A row counted per task (``spawn``, ``timers``, ...): a workload whose
+    size is its number of tasks.  It runs whole inside valgrind, no load
+    generator; the difference of two sizes cancels start-up and shutdown."""
+    return BY_NAME[row].scaled == ("tasks",)
+
+
+def run_tasks_main(argv: list[str]) -> int:
+    """``python -m treadle.bench.instructions --run-tasks ROW FACTORY N``:
+    the process valgrind runs for a task row."""
+    from ._child import resolve
+    from ._measure import steady_allocator
+
+    steady_allocator()
+    row, factory, n = argv
+    w = BY_NAME[row]
+    params = dict(w.params)
+    params["tasks"] = int(n)
+    entry_point(w)(resolve(factory), params)
+    return 0
+
+
+def _env_of(spec: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    for k, v in spec.env.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def _loop_thread_total(out: str, keep: str | None, name: str) -> int:
+    # Thread 1 is the loop's (the main thread): see the module docstring.
+    loop_thread = out + "-01"
+    with open(loop_thread, "rb") as f:
+        text = f.read()
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        shutil.copy(loop_thread, os.path.join(keep, name))
+    m = _TOTALS.search(text)
+    if m is None:
+        raise RuntimeError("no totals in the callgrind output")
+    return int(m.group(1))
+
+
+def count_tasks(row: str, spec: Any, tasks: int, keep: str | None, python: str) -> int:
+    """Instructions the loop's thread executed running task row *row* with
+    *tasks* tasks."""
+    with tempfile.TemporaryDirectory(prefix="treadle-cg-") as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+             f"--callgrind-out-file={out}",
+             python, "-m", "treadle.bench.instructions", "--run-tasks", row,
+             spec.factory, str(tasks)],
+            capture_output=True, env=_env_of(spec), timeout=3600)
+        if run.returncode != 0:
+            raise RuntimeError(f"{row} on {spec.name}: exited with {run.returncode}: "
+                               + run.stderr.decode(errors="replace")[-2000:])
+        return _loop_thread_total(out, keep, f"{row}.{spec.name}.{tasks}.out")
+
+
 def count(row: str, spec: Any, requests: int, keep: str | None,
           python: str, conns: int | None = None) -> int:
     """Instructions the server of *row* executed serving *requests* (over
@@ -82,12 +153,7 @@ def count(row: str, spec: Any, requests: int, keep: str | None,
     _, client_args = server_of(params)
     with tempfile.TemporaryDirectory(prefix="treadle-cg-") as tmp:
         out = os.path.join(tmp, "callgrind.out")
-        env = dict(os.environ)
-        for k, v in spec.env.items():
-            if v is None:
-                env.pop(k, None)
-            else:
-                env[k] = v
+        env = _env_of(spec)
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--separate-threads=yes",
              f"--callgrind-out-file={out}",
@@ -117,23 +183,15 @@ def count(row: str, spec: Any, requests: int, keep: str | None,
         if server.returncode != 0:
             raise RuntimeError(f"{row} on {spec.name}: server exited with "
                                f"{server.returncode}")
-        # Thread 1 is the loop's (the main thread): see the module docstring.
-        loop_thread = out + "-01"
-        with open(loop_thread, "rb") as f:
-            text = f.read()
-        if keep:
-            os.makedirs(keep, exist_ok=True)
-            shutil.copy(loop_thread, os.path.join(keep, f"{row}.{spec.name}.{requests}.out"))
-    m = _TOTALS.search(text)
-    if m is None:
-        raise RuntimeError("no totals in the callgrind output")
-    return int(m.group(1))
+        return _loop_thread_total(out, keep, f"{row}.{spec.name}.{requests}.out")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve"]:
         return serve_main(argv[1:])
+    if argv[:1] == ["--run-tasks"]:
+        return run_tasks_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m treadle.bench.instructions",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loops", default="asyncio,uvloop,treadle,treadle-pure")
     p.add_argument("--requests", default="1000,4000",
                    help="N1,N2: the two runs whose difference is counted")
+    p.add_argument("--tasks", default="2000,12000",
+                   help="N1,N2 for the rows counted per task (spawn, timers, ...)")
     p.add_argument("--conns", type=int, metavar="N",
                    help="connections (default: the workload's own).  With 1, every "
                         "request is one poll, one read and one write on every loop: "
@@ -153,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
     n1, n2 = (int(x) for x in a.requests.split(","))
+    t1, t2 = (int(x) for x in a.tasks.split(","))
     loops, _ = parse_loops(a.loops)
     rows = [r.strip() for r in a.rows.split(",") if r.strip()]
     table: dict[tuple[str, str], float | str] = {}
@@ -160,15 +221,21 @@ def main(argv: list[str] | None = None) -> int:
         for spec in loops:
             python = spec.python or sys.executable
             try:
-                i1 = count(row, spec, n1, a.keep, python, a.conns)
-                i2 = count(row, spec, n2, a.keep, python, a.conns)
-                per = (i2 - i1) / (n2 - n1)
+                if is_task_row(row):
+                    i1 = count_tasks(row, spec, t1, a.keep, python)
+                    i2 = count_tasks(row, spec, t2, a.keep, python)
+                    per = (i2 - i1) / (t2 - t1)
+                else:
+                    i1 = count(row, spec, n1, a.keep, python, a.conns)
+                    i2 = count(row, spec, n2, a.keep, python, a.conns)
+                    per = (i2 - i1) / (n2 - n1)
                 table[(row, spec.name)] = per
             except Exception as exc:  # one cell's failure is reported, not raised
                 table[(row, spec.name)] = f"failed: {exc}"
                 per = None
             if a.json:
                 print(json.dumps({"row": row, "loop": spec.name, "instr_per_request": per,
+                                  "per": "task" if is_task_row(row) else "request",
                                   "error": None if per is not None else table[(row, spec.name)]}),
                       flush=True)
             else:
