@@ -219,11 +219,14 @@ def test_an_abandoned_transport_warns_and_closes_its_socket(loop):
 
     tr = loop.run_until_complete(make())
     loop.close()
-    with pytest.warns(ResourceWarning, match="unclosed transport"):
+    with pytest.warns(ResourceWarning, match="unclosed transport") as caught:
         del tr
         gc.collect()
     b.close()
     assert a.fileno() == -1                  # closed by the transport
+    # The warning comes first, so its repr shows the socket still open.
+    text = next(str(w.message) for w in caught if "unclosed transport" in str(w.message))
+    assert "fd=" in text and " closed" not in text, text
 
 
 def test_close_is_idempotent_and_abort_after_close_is_harmless(run):

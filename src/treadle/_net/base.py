@@ -183,8 +183,10 @@ class TransportBase:
             core = self._core
         except AttributeError:      # __init__ failed before the core
             return
-        if core.release_unclosed():
+        if core._sock is not None:
+            # Warned first, as asyncio does: the repr shows the socket open.
             warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            core.release_unclosed()
 
     def __repr__(self) -> str:
         try:

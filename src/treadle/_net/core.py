@@ -327,8 +327,8 @@ class TransportCore(WriteRule):
             self._transport = None
 
     def release_unclosed(self) -> bool:
-        """The transport is being destroyed unclosed: close the socket.
-        True if there was one (the caller warns)."""
+        """The transport is being destroyed unclosed: close the socket (the
+        caller has warned).  True if there was one."""
         sock = self._sock
         if sock is None:
             return False
