@@ -98,6 +98,28 @@ def test_run_makes_asyncios_loop_classes_treadle_loops(tmp_path):
     assert out.stderr == ""
 
 
+def test_run_pytest_gives_no_rewrite_warning_and_rewrites_tests(tmp_path):
+    """``treadle run -m pytest``: treadle (a pytest plugin, imported before
+    pytest starts) draws no PytestAssertRewriteWarning, which suites that
+    turn warnings into errors would fail on, and the tests' own asserts
+    are still rewritten."""
+    (tmp_path / "test_sample.py").write_text(textwrap.dedent("""
+        import asyncio
+        def test_loop_is_treadles():
+            async def main():
+                return type(asyncio.get_running_loop()).__module__
+            assert asyncio.run(main()) == "treadle._loop"
+        def test_fails():
+            x = 1
+            assert x == 2
+    """))
+    out = _run([*TREADLE, "run", "-m", "pytest", "-p", "no:cacheprovider",
+                "-p", "no:asyncio", "-W", "error", "test_sample.py"], cwd=tmp_path)
+    assert "1 failed, 1 passed" in out.stdout, out.stdout + out.stderr
+    assert "assert 1 == 2" in out.stdout             # rewritten: the value shown
+    assert "PytestAssertRewriteWarning" not in out.stdout + out.stderr
+
+
 def test_run_script_dir_on_path(tmp_path):
     (tmp_path / "helper_mod_xyz.py").write_text("VALUE = 3\n")
     script = _script(tmp_path, "import helper_mod_xyz; print(helper_mod_xyz.VALUE)\n")

@@ -3,6 +3,11 @@
     import treadle
     treadle.run(main())
     # or: asyncio.run(main(), loop_factory=treadle.new_event_loop)
+
+(This module holds no assertions, and ``treadle run -m pytest`` imports it
+before pytest starts, so pytest is told not to expect to rewrite it:
+PYTEST_DONT_REWRITE.  treadle is a pytest plugin, whose package pytest
+otherwise warns it found already imported.)
 """
 
 from . import _purity
