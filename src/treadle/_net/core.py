@@ -326,19 +326,18 @@ class TransportCore(WriteRule):
             # transport, so a closed one is freed without the cycle collector.
             self._transport = None
 
-    def release_unclosed(self) -> bool:
+    def release_unclosed(self) -> None:
         """The transport is being destroyed unclosed: close the socket (the
-        caller has warned).  True if there was one."""
+        caller has warned)."""
         sock = self._sock
         if sock is None:
-            return False
+            return
         sock.close()
         self._sock = None
         server = self._server
         if server is not None:
             self._server = None
             server._detach(self._transport)
-        return True
 
     def describe(self) -> list[str]:
         """The state words of the transport's repr."""

@@ -56,6 +56,7 @@ from typing import Any
 
 from ._netloads import loadgen_command, server_of
 from ._plan import parse_loops
+from ._runner import child_env
 from ._workloads import BY_NAME, entry_point
 
 DEFAULT_ROWS = ("echo_sockets_1k", "echo_streams_1k", "echo_protocol_1k",
@@ -102,16 +103,6 @@ def run_tasks_main(argv: list[str]) -> int:
     return 0
 
 
-def _env_of(spec: Any) -> dict[str, str]:
-    env = dict(os.environ)
-    for k, v in spec.env.items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = v
-    return env
-
-
 def _loop_thread_total(out: str, keep: str | None, name: str) -> int:
     # Thread 1 is the loop's (the main thread): see the module docstring.
     loop_thread = out + "-01"
@@ -136,7 +127,7 @@ def count_tasks(row: str, spec: Any, tasks: int, keep: str | None, python: str) 
              f"--callgrind-out-file={out}",
              python, "-m", "treadle.bench.instructions", "--run-tasks", row,
              spec.factory, str(tasks)],
-            capture_output=True, env=_env_of(spec), timeout=3600)
+            capture_output=True, env=child_env(spec), timeout=3600)
         if run.returncode != 0:
             raise RuntimeError(f"{row} on {spec.name}: exited with {run.returncode}: "
                                + run.stderr.decode(errors="replace")[-2000:])
@@ -153,7 +144,7 @@ def count(row: str, spec: Any, requests: int, keep: str | None,
     _, client_args = server_of(params)
     with tempfile.TemporaryDirectory(prefix="treadle-cg-") as tmp:
         out = os.path.join(tmp, "callgrind.out")
-        env = _env_of(spec)
+        env = child_env(spec)
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--separate-threads=yes",
              f"--callgrind-out-file={out}",
