@@ -22,7 +22,7 @@ def test_task_rows_are_the_task_sized_workloads():
 def test_spawn_counted_per_task():
     out = subprocess.run(
         [sys.executable, "-m", "treadle.bench.instructions", "--rows", "spawn",
-         "--loops", "treadle", "--tasks", "20,40", "--json"],
+         "--loops", "treadle", "--tasks", "200,1200", "--json"],
         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     cell = json.loads(out.stdout.strip().splitlines()[-1])
