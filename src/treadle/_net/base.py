@@ -134,7 +134,9 @@ class NetLoop(KernelServices, Protocol):
     (``sockets.py``)."""
 
     _transports: weakref.WeakValueDictionary[int, Any]
-    _recv_view: memoryview
+
+    @property
+    def _recv_view(self) -> memoryview: ...
 
 
 class TransportBase:

@@ -45,14 +45,23 @@ class SocketMixin(DNSMixin):
         #: must still be collected and warn).
         self._transports: weakref.WeakValueDictionary[int, Any] = (
             weakref.WeakValueDictionary())
-        #: One receive buffer per loop, shared by its transports and large
-        #: sock_recv calls.  ``sock.recv(256 KiB)`` allocates (and maps)
-        #: 256 KiB for every call and shrinks it after; receiving into this
-        #: buffer and copying out the bytes that arrived costs a tenth of
-        #: that for typical messages.  Each read copies out before anything
-        #: else can run, so sharing is safe; it is per loop because the
-        #: GIL is released during the syscall.
-        self._recv_view = memoryview(bytearray(base.READ_SIZE))
+        self._recv_buffer: memoryview | None = None
+
+    @property
+    def _recv_view(self) -> memoryview:
+        """One receive buffer per loop, shared by its transports and large
+        sock_recv calls.  ``sock.recv(256 KiB)`` allocates (and maps)
+        256 KiB for every call and shrinks it after; receiving into this
+        buffer and copying out the bytes that arrived costs a tenth of that
+        for typical messages.  Each read copies out before anything else
+        can run, so sharing is safe; it is per loop because the GIL is
+        released during the syscall.  Made on first use: a loop that never
+        touches a socket (most loops of a test suite) does not pay for
+        zeroing 256 KiB."""
+        view = self._recv_buffer
+        if view is None:
+            view = self._recv_buffer = memoryview(bytearray(base.READ_SIZE))
+        return view
 
     # ------------------------------------------------------------------
     # fd ownership

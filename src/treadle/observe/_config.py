@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Mapping
 
 #: The blocking threshold when nothing says otherwise (seconds).
 DEFAULT_THRESHOLD = 0.1
@@ -58,10 +59,10 @@ def track_tasks() -> bool:
     return value is not None and value.strip().lower() not in _OFF
 
 
-def runtime_dir(uid: int, environ: dict[str, str] | None = None) -> str:
+def runtime_dir(uid: int, environ: Mapping[str, str] | None = None) -> str:
     """The directory holding ``<pid>.sock`` for a process of *uid* with the
     environment *environ* (ours by default)."""
-    env = dict(os.environ) if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     if environ is None and sys.flags.ignore_environment:
         env = {}
     explicit = env.get("TREADLE_RUNTIME_DIR")

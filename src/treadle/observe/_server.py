@@ -155,7 +155,11 @@ class Server:
             listener.close()
             logger.warning("treadle ps/top: not serving on %s: %s", path, exc)
             return False
-        _sweep(directory, path)
+        if directory not in _swept:
+            # Once per process and directory: a loop per test must not
+            # list the directory per test.
+            _swept.add(directory)
+            _sweep(directory, path)
         self._path = path
         self._listener = listener
         return True
@@ -342,6 +346,10 @@ class _TopSettings:
 
 def _send(conn: socket.socket, document: dict[str, Any]) -> None:
     conn.sendall(json.dumps(document, separators=(",", ":")).encode() + b"\n")
+
+
+#: The directories this process has swept (``_sweep``).
+_swept: set[str] = set()
 
 
 def _sweep(directory: str, ours: str) -> None:
