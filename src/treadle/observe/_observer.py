@@ -254,6 +254,10 @@ def _os_threads() -> int | None:
 
 
 def _stop(watchdog: Any, server: Any) -> None:
+    # Both are told first, then waited for: their wake-ups overlap, and
+    # closing the last loop waits for one thread switch, not two in a row.
+    if watchdog is not None:
+        watchdog.request_stop()
     if server is not None:
         server.stop()
     if watchdog is not None:

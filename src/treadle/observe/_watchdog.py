@@ -101,9 +101,13 @@ class Watchdog:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Tell the thread to end, without waiting for it."""
         self._stopping = True
         self._wake.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         self._thread.join()
         coarse_clock.now = 0.0
 
