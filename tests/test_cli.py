@@ -98,6 +98,33 @@ def test_run_makes_asyncios_loop_classes_treadle_loops(tmp_path):
     assert out.stderr == ""
 
 
+def test_run_keeps_treadle_loops_after_a_fresh_default_policy(tmp_path):
+    """Test suites reset the policy around each test (uvloop's, with
+    ``set_event_loop_policy(DefaultEventLoopPolicy())`` and ``(None)``);
+    the loops asyncio builds after that are treadle's still, and so are
+    those of a policy's own ``new_event_loop()``."""
+    script = _script(tmp_path, """
+        import asyncio, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)    # 3.14+: policies
+        async def main():
+            return type(asyncio.get_running_loop()).__module__
+        def kinds():
+            loop = asyncio.new_event_loop()
+            policy_loop = asyncio.get_event_loop_policy().new_event_loop()
+            loop.close(); policy_loop.close()
+            return (type(loop).__module__, type(policy_loop).__module__,
+                    asyncio.run(main()))
+        print(kinds())
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+        print(kinds())
+        asyncio.set_event_loop_policy(None)
+        print(kinds())
+    """)
+    out = _run([*TREADLE, "run", str(script)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [str(("treadle._loop",) * 3)] * 3
+
+
 def test_run_pytest_gives_no_rewrite_warning_and_rewrites_tests(tmp_path):
     """``treadle run -m pytest``: treadle (a pytest plugin, imported before
     pytest starts) draws no PytestAssertRewriteWarning, which suites that

@@ -194,6 +194,12 @@ def install(*, clock: Any = None, seed: int | None = None) -> None:
     for module in (asyncio, unix_events):
         for name in names:
             setattr(module, name, loop_class)
+    # asyncio's default policy builds its loops from a class attribute bound
+    # when asyncio was imported.  A program (a test suite, per test) that
+    # installs a fresh default policy - set_event_loop_policy(None) or
+    # (asyncio.DefaultEventLoopPolicy()) - or calls a policy's
+    # new_event_loop() itself must get treadle loops from it too.
+    unix_events._UnixDefaultEventLoopPolicy._loop_factory = loop_class  # type: ignore[attr-defined]
     if sys.version_info >= (3, 14):
         # Policies are deprecated from 3.14 and gone in 3.16.  Every loop
         # asyncio makes by itself (asyncio.run() and Runner() without a
