@@ -8,6 +8,7 @@ gets the pure build with a warning.  At run time, TREADLE_PURE=1 makes an
 installed compiled build import its Python source instead.
 """
 
+import ast
 import os
 import re
 import shlex
@@ -96,11 +97,16 @@ def ext_modules():
         raise CompileFailed(f"mypyc failed on this Python "
                             f"({sys.version.split()[0]}): {exc!r}") from exc
     patched = 0
+    weakref_types = _weakref_types()
+    given = set()
     for ext in extensions:
         for source in ext.sources:
-            patched += _patch_generated_c(source)
+            patched += _patch_generated_c(source, weakref_types, given)
     if not patched:
         raise PatchError("no generated C file to patch was found")
+    if given != set(weakref_types):
+        raise PatchError(f"no type template found for "
+                         f"{sorted(set(weakref_types) - given)}")
     return extensions
 
 
@@ -156,14 +162,78 @@ def _clear_weakrefs_on_dealloc(text, path):
     return text
 
 
-def _patch_generated_c(path):
+# mypyc gives a native class no weak reference slot (it ignores
+# ``__weakref__`` in ``__slots__``), while asyncio's objects of the same
+# role take weak references (``weakref.ref(loop.call_soon(f))``) and the
+# pure build's do.  Each compiled class that declares the slot, and each
+# compiled subclass of one, gets it: one pointer after the type's own
+# struct (zeroed by tp_alloc, cleared by the dealloc patch above).  Every
+# class in the line gets its own, at its own struct's end: an inherited
+# offset would point into the subclass's fields.
+
+
+def _weakref_types():
+    """mypyc's names (``<module>___<Class>``) of the compiled classes that
+    declare ``__weakref__`` in ``__slots__``, and of their compiled
+    subclasses."""
+    classes = {}
+    for path in COMPILED:
+        module = os.path.splitext(os.path.basename(path))[0]
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            declares = False
+            for stmt in node.body:
+                if (isinstance(stmt, ast.Assign)
+                        and any(isinstance(t, ast.Name) and t.id == "__slots__"
+                                for t in stmt.targets)):
+                    declares = "__weakref__" in ast.literal_eval(stmt.value)
+            bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", None)
+                     for b in node.bases}
+            classes[node.name] = (module, bases, declares)
+    wanted = {name for name, (_, _, declares) in classes.items() if declares}
+    grew = True
+    while grew:
+        grew = False
+        for name, (_, bases, _) in classes.items():
+            if name not in wanted and bases & wanted:
+                wanted.add(name)
+                grew = True
+    return sorted(f"{classes[name][0]}___{name}" for name in wanted)
+
+
+def _give_weakref_slots(text, path, weakref_types, given):
+    for name in weakref_types:
+        template = f"CPyType_{name}_template_ = {{"
+        if template not in text:
+            continue
+        pattern = re.compile(re.escape(template)
+                             + r"([^}]*?\.tp_basicsize = )sizeof\((\w+)\),")
+        m = pattern.search(text)
+        if m is None or "tp_weaklistoffset" in m.group(1):
+            raise PatchError(f"{path}: the template of {name} has no plain "
+                             f"tp_basicsize to extend by a weak reference slot")
+        struct = m.group(2)
+        text = (text[:m.start()] + template + m.group(1)
+                + f"sizeof({struct}) + sizeof(PyObject *),"
+                + f" .tp_weaklistoffset = sizeof({struct}),"
+                + text[m.end():])
+        given.add(name)
+    return text
+
+
+def _patch_generated_c(path, weakref_types, given):
     """Patch one generated C file; 1 if it was mypyc's module code, else 0."""
     name = os.path.basename(path)
     if not (name.startswith("__native") and name.endswith(".c")):
         return 0
     with open(path) as f:
         text = f.read()
-    if "treadle (setup.py)" in text:
+    if "treadle (setup.py)" in text:            # (a build directory reused)
+        given.update(name for name in weakref_types
+                     if f"CPyType_{name}_template_" in text)
         return 1
     at = text.find(_NATIVE_INCLUDE)
     if at < 0:
@@ -171,6 +241,7 @@ def _patch_generated_c(path):
                          "traceback patch after")
     end = text.index("\n", at) + 1
     text = _clear_weakrefs_on_dealloc(text[:end] + _NO_TB + text[end:], path)
+    text = _give_weakref_slots(text, path, weakref_types, given)
     with open(path, "w") as f:
         f.write(text)
     return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import pathlib
 import subprocess
@@ -110,3 +111,45 @@ def test_the_scan_sees_a_plain_module_name():
               "LIMIT = 64\nSTEP: Final = 1\nAlias = int\n"
               "def f(x: Alias) -> Alias:\n    return x + LIMIT + STEP\n")
     assert _plain_globals_read_by_functions(source) == {"LIMIT"}
+
+
+# -- the two builds make objects of the same shape ----------------------------
+
+_SHAPE = """
+import importlib, inspect, json, sys
+shapes = {}
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    for attr, cls in vars(module).items():
+        if inspect.isclass(cls) and cls.__module__ == name:
+            shapes[f"{name}.{attr}"] = [cls.__weakrefoffset__ != 0,
+                                         cls.__dictoffset__ != 0]
+print(json.dumps(shapes))
+"""
+
+
+def _compiled_module_names() -> list[str]:
+    return [".".join(p.relative_to(ROOT / "src").with_suffix("").parts)
+            for p in _compiled_sources()]
+
+
+def _shapes(pure: bool) -> dict[str, list[bool]]:
+    env = dict(os.environ, TREADLE_PURE="1" if pure else "")
+    out = subprocess.run([sys.executable, "-c", _SHAPE, *_compiled_module_names()],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_compiled_classes_take_weak_references_and_attributes_as_interpreted():
+    """A class of the compiled modules takes weak references (and arbitrary
+    attributes) in the compiled build exactly when it does interpreted: a
+    program cannot tell the builds apart that way.  (mypyc ignores
+    ``__weakref__`` in ``__slots__``; setup.py adds the slot.  Classes
+    without ``__slots__`` would have both only interpreted.)"""
+    if not treadle.__compiled__:
+        pytest.skip("the compiled build is not installed")
+    compiled, pure = _shapes(False), _shapes(True)
+    assert set(compiled) == set(pure)
+    assert {k: v for k, v in compiled.items() if pure[k] != v} == {}
+    assert compiled["treadle._kernel.handles.Handle"] == [True, False]

@@ -276,6 +276,10 @@ class WriteRule:
     (they nest).
     """
 
+    # (Slots in every core class: the interpreted build's objects have the
+    # compiled build's shape, no __dict__ and no weak references.)
+    __slots__ = ("_kernel", "_sent_serial", "_callback_depth", "_flush_queued")
+
     #: The loop's kernel, when it is treadle's (None: no batches).
     _kernel: KernelLoop | None
     #: The kernel's batch number when this transport last wrote to its fd.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import math
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -50,6 +52,30 @@ def test_handle_cancel(loop):
     loop.call_soon(loop.stop)
     loop.run_forever()
     assert out == []
+
+
+def test_handles_take_weak_references(loop):
+    """As asyncio's do (uvloop's suite checks it; mypyc gives a compiled
+    class no weak reference slot of its own, setup.py adds it)."""
+    dead: list[str] = []
+    handles = {
+        "call_soon": loop.call_soon(print),
+        "call_later": loop.call_later(60, print),
+        "call_at": loop.call_at(loop.time() + 60, print),
+        "call_soon_threadsafe": loop.call_soon_threadsafe(print),
+    }
+    refs = {name: weakref.ref(h, lambda _, name=name: dead.append(name))
+            for name, h in handles.items()}
+    table = weakref.WeakValueDictionary(handles)
+    assert all(refs[name]() is h for name, h in handles.items())
+    for h in handles.values():
+        h.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()                 # the cancelled timers leave the loop's heap
+    del handles, h
+    gc.collect()
+    assert [name for name, ref in refs.items() if ref() is not None] == []
+    assert sorted(dead) == sorted(refs) and len(table) == 0
 
 
 def test_call_soon_context(loop):

@@ -131,6 +131,8 @@ class _Unset:
     """The default of create_task()'s keywords: "not given" (3.14 passes
     only the keywords it was given on to the task factory)."""
 
+    __slots__ = ()
+
     def __repr__(self) -> str:
         return "<not given>"
 

@@ -108,6 +108,11 @@ class TransportCore(WriteRule):
     """What every socket transport shares.  ``_transport`` is the
     ``asyncio`` transport object the program holds."""
 
+    __slots__ = ("_transport", "_loop", "_sock", "_sock_fd", "_protocol",
+                 "_protocol_connected", "_buffer", "_conn_lost", "_closing",
+                 "_paused", "_reading", "_writing", "_recv_view", "_raw",
+                 "_server", "_empty_waiter", "_context")
+
     _transport: Any
     _loop: NetLoop
     _sock: socket.socket | None
@@ -357,6 +362,8 @@ class TransportCore(WriteRule):
 
 class StreamCore(TransportCore):
     """A connected stream socket (TCP or Unix)."""
+
+    __slots__ = ("_buffered", "_eof", "_max_size", "_small_read", "_bulk", "_full_reads", "_bulk_after")
 
     _buffered: bool
     _eof: bool
@@ -800,6 +807,8 @@ class DatagramCore(TransportCore):
     address, is queued otherwise); socket errors go to
     ``protocol.error_received`` and do not close the transport; flow
     control counts queued datagrams."""
+
+    __slots__ = ("_address", "_connected", "_max_size", "_queue")
 
     _address: Any
     _connected: bool
