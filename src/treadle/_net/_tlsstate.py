@@ -73,6 +73,8 @@ import ssl
 from collections import deque
 from typing import Any, Final, Union
 
+from .._kernel._compat import mypyc_attr
+
 # States, as small ints: they are compared on every received chunk.
 UNWRAPPED: Final = 0
 HANDSHAKING: Final = 1
@@ -98,10 +100,12 @@ _SyscallError: Final = ssl.SSLSyscallError
 Buffer = Union[bytes, bytearray, memoryview]
 
 
+@mypyc_attr(native_class=False)
 class TLSStateError(Exception):
     """An input was given in a state that does not accept it (a bug in the
-    caller, never a peer's doing).  An Exception, not a RuntimeError: mypyc
-    compiles subclasses of a few builtin exceptions only."""
+    caller, never a peer's doing).  A plain Python class in both builds:
+    mypyc's native exception classes take weak references on 3.11 only,
+    a Python one on every version."""
 
 
 class HandshakeComplete:
