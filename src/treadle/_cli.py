@@ -194,31 +194,16 @@ def install(*, clock: Any = None, seed: int | None = None) -> None:
     for module in (asyncio, unix_events):
         for name in names:
             setattr(module, name, loop_class)
-    # asyncio's default policy builds its loops from a class attribute bound
-    # when asyncio was imported.  A program (a test suite, per test) that
-    # installs a fresh default policy - set_event_loop_policy(None) or
-    # (asyncio.DefaultEventLoopPolicy()) - or calls a policy's
-    # new_event_loop() itself must get treadle loops from it too.
+    # Every loop asyncio makes by itself - asyncio.run() and Runner()
+    # without a factory, new_event_loop(), get_event_loop() - comes from its
+    # default policy's _loop_factory, a class attribute bound when asyncio
+    # was imported (3.14-3.15 too: events.new_event_loop() asks the policy
+    # privately, without the deprecation warning).  Patching the class, not
+    # installing a policy of ours, also covers a program (a test suite, per
+    # test) that installs a fresh default policy - set_event_loop_policy(None)
+    # or (asyncio.DefaultEventLoopPolicy()) - and policy instances made
+    # before this ran.
     unix_events._UnixDefaultEventLoopPolicy._loop_factory = loop_class  # type: ignore[attr-defined]
-    if sys.version_info >= (3, 14):
-        # Policies are deprecated from 3.14 and gone in 3.16.  Every loop
-        # asyncio makes by itself (asyncio.run() and Runner() without a
-        # factory, asyncio.new_event_loop()) comes from
-        # asyncio.events.new_event_loop(), which is replaced instead.
-        def treadle_new_event_loop() -> asyncio.AbstractEventLoop:
-            """Create a treadle event loop (installed by ``treadle run``)."""
-            return loop_class()
-
-        asyncio.events.new_event_loop = treadle_new_event_loop
-        asyncio.new_event_loop = treadle_new_event_loop
-        return
-    # Up to 3.13: through the policy, as asyncio itself does.
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = _loop.EventLoopPolicy(clock=clock, seed=seed)
-        policy.new_event_loop = loop_class
-        asyncio.set_event_loop_policy(policy)
 
 
 def _run_program(script: str | None, module: str | None, argv: list[str],
