@@ -363,7 +363,8 @@ class TransportCore(WriteRule):
 class StreamCore(TransportCore):
     """A connected stream socket (TCP or Unix)."""
 
-    __slots__ = ("_buffered", "_eof", "_max_size", "_small_read", "_bulk", "_full_reads", "_bulk_after")
+    __slots__ = ("_buffered", "_eof", "_max_size", "_small_read", "_bulk",
+                 "_full_reads", "_bulk_after")
 
     _buffered: bool
     _eof: bool
