@@ -113,6 +113,46 @@ def test_the_scan_sees_a_plain_module_name():
     assert _plain_globals_read_by_functions(source) == {"LIMIT"}
 
 
+def _slots_against_annotations(source: str) -> dict[str, tuple[list[str], list[str]]]:
+    """For each class with ``__slots__``: (slots without an attribute
+    annotation, annotated attributes without a slot), where they differ."""
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        slots: set[str] | None = None
+        annotated: set[str] = set()
+        for stmt in node.body:
+            if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                    and isinstance(stmt.targets[0], ast.Name)
+                    and stmt.targets[0].id == "__slots__"):
+                slots = set(ast.literal_eval(stmt.value)) - {"__weakref__"}
+            elif (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                  and stmt.value is None):
+                annotated.add(stmt.target.id)
+        if slots is not None and slots != annotated:
+            out[node.name] = (sorted(slots - annotated), sorted(annotated - slots))
+    return out
+
+
+def test_compiled_classes_slots_match_their_attribute_annotations():
+    """A compiled class's attributes are written twice: as annotations (what
+    mypyc lays out in the C struct) and as ``__slots__`` (what gives the
+    interpreted build the same shape, ``test_compiled_classes_take_...``
+    below).  A slot left out fails the pure suite; an extra one, or an
+    annotation without a slot, would fail nothing: this does."""
+    wrong = {p.name: _slots_against_annotations(p.read_text())
+             for p in _compiled_sources()}
+    assert not {k: v for k, v in wrong.items() if v}
+
+
+def test_the_slot_scan_sees_both_directions():
+    source = ("class A:\n    __slots__ = ('a', 'b', '__weakref__')\n    a: int\n"
+              "    c: int\n    K: int = 1\n"
+              "class B:\n    __slots__ = ('x',)\n    x: int\n")
+    assert _slots_against_annotations(source) == {"A": (["b"], ["c"])}
+
+
 # -- the two builds make objects of the same shape ----------------------------
 
 _SHAPE = """

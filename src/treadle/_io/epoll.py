@@ -17,14 +17,23 @@ from __future__ import annotations
 
 import errno
 import select
+from typing import Callable
 
 
 class EpollBackend:
-    __slots__ = ("_epoll", "_poll")
+    __slots__ = ("_epoll", "poll")
+
+    _epoll: select.epoll
+
+    #: ``select.epoll.poll`` itself, bound once: the kernel calls it every
+    #: turn, and it already speaks the interface (None blocks; a timeout is
+    #: rounded *up* to whole milliseconds, so a timer is never woken early,
+    #: which would cost an extra turn).
+    poll: Callable[[float | None], list[tuple[int, int]]]
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
-        self._poll = self._epoll.poll
+        self.poll = self._epoll.poll
 
     def fileno(self) -> int:
         return self._epoll.fileno()
@@ -47,13 +56,6 @@ class EpollBackend:
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.EBADF):
                 raise
-
-    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
-        if timeout is None:
-            return self._poll()
-        # epoll_wait counts whole milliseconds; select.epoll rounds up, so
-        # a timer is never woken early (which would cost an extra turn).
-        return self._poll(timeout)
 
     def close(self) -> None:
         self._epoll.close()

@@ -113,14 +113,20 @@ class HandshakeComplete:
 
     __slots__ = ("version", "cipher", "peercert", "compression", "alpn_protocol")
 
+    version: str | None
+    cipher: tuple[str, str, int] | None
+    #: The decoded dict: {} when the certificate was not verified, None
+    #: when the peer sent none (what get_extra_info('peercert') returns).
+    peercert: Any
+    compression: str | None
+    alpn_protocol: str | None
+
     def __init__(self, sslobj: ssl.SSLObject) -> None:
-        self.version: str | None = sslobj.version()
-        self.cipher: tuple[str, str, int] | None = sslobj.cipher()
-        # The decoded dict: {} when the certificate was not verified, None
-        # when the peer sent none (what get_extra_info('peercert') returns).
-        self.peercert: Any = sslobj.getpeercert()
-        self.compression: str | None = sslobj.compression()
-        self.alpn_protocol: str | None = sslobj.selected_alpn_protocol()
+        self.version = sslobj.version()
+        self.cipher = sslobj.cipher()
+        self.peercert = sslobj.getpeercert()
+        self.compression = sslobj.compression()
+        self.alpn_protocol = sslobj.selected_alpn_protocol()
 
     def __repr__(self) -> str:
         return (f"<HandshakeComplete {self.version} {self.cipher[0] if self.cipher else None}"

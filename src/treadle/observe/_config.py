@@ -19,10 +19,17 @@ DEFAULT_THRESHOLD = 0.1
 _OFF = {"0", "off", "no", "false", "none", ""}
 
 
+def _environ() -> Mapping[str, str]:
+    """Where treadle's settings are read from: the environment, or nothing
+    under ``python -E`` (read in place, never copied)."""
+    return _NO_ENVIRONMENT if sys.flags.ignore_environment else os.environ
+
+
+_NO_ENVIRONMENT: Mapping[str, str] = {}
+
+
 def _env(name: str) -> str | None:
-    if sys.flags.ignore_environment:
-        return None
-    return os.environ.get(name)
+    return _environ().get(name)
 
 
 def enabled() -> bool:
@@ -62,9 +69,7 @@ def track_tasks() -> bool:
 def runtime_dir(uid: int, environ: Mapping[str, str] | None = None) -> str:
     """The directory holding ``<pid>.sock`` for a process of *uid* with the
     environment *environ* (ours by default)."""
-    env: Mapping[str, str] = os.environ if environ is None else environ
-    if environ is None and sys.flags.ignore_environment:
-        env = {}
+    env = _environ() if environ is None else environ
     explicit = env.get("TREADLE_RUNTIME_DIR")
     if explicit:
         return explicit

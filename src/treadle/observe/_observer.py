@@ -261,7 +261,7 @@ def _stop(watchdog: Any, server: Any) -> None:
     if server is not None:
         server.stop()
     if watchdog is not None:
-        watchdog.stop()
+        watchdog.join()
 
 
 def _call_in(loop: Any, fn: Any, *args: Any) -> None:

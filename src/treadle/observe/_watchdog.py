@@ -106,10 +106,14 @@ class Watchdog:
         self._stopping = True
         self._wake.set()
 
-    def stop(self) -> None:
-        self.request_stop()
+    def join(self) -> None:
+        """Wait for the thread to end (after ``request_stop()``)."""
         self._thread.join()
         coarse_clock.now = 0.0
+
+    def stop(self) -> None:
+        self.request_stop()
+        self.join()
 
     def wake(self) -> None:
         """Look at the loops again now (one started, or its threshold
