@@ -695,3 +695,41 @@ def test_task_defines_every_attribute_of_asyncio_task():
             or n in ("__repr__", "__del__", "__await__", "__iter__", "__init__")]
     left_to_c = [n for n in must if n not in own and n != "_asyncio_awaited_by"]
     assert left_to_c == []
+
+
+# -- where a failure came from survives the wait -------------------------------
+
+def _frames(exc):
+    import traceback
+    return [f.name for f in traceback.extract_tb(exc.__traceback__)]
+
+
+async def _boom():
+    raise ValueError("boom")
+
+
+def test_awaited_task_failure_keeps_its_traceback(run):
+    """``await task`` re-raises the task's exception with the frames it
+    was raised in (the compiled build lost them: a generator compiled by
+    mypyc drops the traceback of what is thrown into it)."""
+    async def main():
+        t = asyncio.get_running_loop().create_task(_boom())
+        try:
+            await t
+        except ValueError as exc:
+            return _frames(exc)
+    frames = run(main())
+    assert frames[0] == "main" and frames[-1] == "_boom", frames
+
+
+def test_failure_through_a_future_keeps_its_traceback(run):
+    """A failure that reaches a task through a future (gather's) shows the
+    awaiting coroutine and where it was raised, no frame of the loop's."""
+    async def main():
+        try:
+            await asyncio.gather(_boom())
+        except ValueError as exc:
+            return _frames(exc)
+    frames = run(main())
+    assert frames[0] == "main" and frames[-1] == "_boom", frames
+    assert not [f for f in frames if f in ("_run", "_step", "_step_body", "_wakeup")], frames

@@ -331,6 +331,7 @@ class TaskCore:
                 else:
                     waiter.result()
             except BaseException as exc:
+                _drop_own_frame(exc)
                 _CTX_RUN(self._context, _STEP, self, exc)
             else:
                 _CTX_RUN(self._context, _STEP, self, None)
@@ -365,6 +366,7 @@ class TaskCore:
             try:
                 future.result()
             except BaseException as exc:
+                _drop_own_frame(exc)
                 self._step(exc)
             else:
                 self._step(None)
@@ -732,7 +734,17 @@ class TaskCore:
             # The flag lives on the Task (see taskclass.py): any runner,
             # treadle's or a foreign one, reads it there.
             task._asyncio_future_blocking = True
-            yield task  # The kernel parks the awaiting task on us.
+            try:
+                yield task  # The kernel parks the awaiting task on us.
+            except BaseException as exc:
+                if exc is not self._exception:
+                    raise
+                # Our failure, thrown in by the kernel when we finished.
+                # Thrown into a generator mypyc compiled, an exception
+                # arrives without its traceback (the throw passes none,
+                # and 3.12+ clears the exception's own): raised again
+                # with the frames it was raised in, as asyncio's is.
+                raise exc.with_traceback(self._exception_tb)
             del task
         if self._state is _PENDING:
             raise RuntimeError("await wasn't used with future")
@@ -890,17 +902,19 @@ class Wakeup:
         return f"<Task.task_wakeup of {self.task._task_repr()}>"
 
 # The frame of _step_body heads the traceback of every exception a
-# coroutine raises (compiled, mypyc adds an entry of the same name);
-# asyncio's C task has none, so tracebacks, get_stack() and "exception was
-# never retrieved" logs start at the coroutine.
+# coroutine raises (compiled, mypyc adds an entry of the same name), and
+# the frame of _run or _wakeup that of an awaited future's exception before
+# it is thrown in; asyncio's C task has none, so tracebacks, get_stack()
+# and "exception was never retrieved" logs start at the coroutine.
 
 _STEP: Final = TaskCore._step
 _STEP_BODY: Final = TaskCore._step_body
+_OWN_FRAMES: Final = frozenset({"_step_body", "_run", "_wakeup"})
 
 
 def _drop_own_frame(exc: BaseException) -> None:
     tb = exc.__traceback__
     if tb is not None:
         code = tb.tb_frame.f_code
-        if code.co_name == "_step_body" and code.co_filename.endswith("task.py"):
+        if code.co_name in _OWN_FRAMES and code.co_filename.endswith("task.py"):
             exc.__traceback__ = tb.tb_next
