@@ -19,13 +19,13 @@ DEFAULT_THRESHOLD = 0.1
 _OFF = {"0", "off", "no", "false", "none", ""}
 
 
+_NO_ENVIRONMENT: Mapping[str, str] = {}
+
+
 def _environ() -> Mapping[str, str]:
     """Where treadle's settings are read from: the environment, or nothing
     under ``python -E`` (read in place, never copied)."""
     return _NO_ENVIRONMENT if sys.flags.ignore_environment else os.environ
-
-
-_NO_ENVIRONMENT: Mapping[str, str] = {}
 
 
 def _env(name: str) -> str | None:
