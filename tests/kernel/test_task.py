@@ -733,3 +733,52 @@ def test_failure_through_a_future_keeps_its_traceback(run):
     frames = run(main())
     assert frames[0] == "main" and frames[-1] == "_boom", frames
     assert not [f for f in frames if f in ("_run", "_step", "_step_body", "_wakeup")], frames
+
+
+def test_a_handled_failure_is_not_the_context_of_the_next_error(run):
+    """After ``except`` handled what an awaited task or future raised, the
+    coroutine is handling nothing: ``sys.exc_info()`` is empty and a new
+    error has no ``__context__`` (treadle's kernel stepped the coroutine
+    from inside its own ``except`` block, so the failure it threw in stayed
+    "being handled" for the rest of the step)."""
+    async def failing():
+        await asyncio.sleep(0)
+        raise ValueError("awaited")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = []
+        future = loop.create_future()
+        loop.call_soon(future.set_exception, OSError("future"))
+        for awaitable in (loop.create_task(failing()), future):
+            try:
+                await awaitable
+            except (ValueError, OSError):
+                pass
+            seen.append(sys.exc_info())
+            try:
+                raise KeyError("next")
+            except KeyError as exc:
+                seen.append(exc.__context__)
+        return seen
+    assert run(main()) == [(None, None, None), None] * 2
+
+
+def test_awaiting_a_cancelled_task_shows_where_it_was_cancelled(run):
+    """The CancelledError ``await task`` raises for a cancelled task is the
+    one its coroutine raised, with its frames (compiled on 3.12+ they were
+    lost on the way into the awaiting coroutine, as in the failure case)."""
+    async def forever():
+        await asyncio.sleep(100)
+
+    async def main():
+        t = asyncio.get_running_loop().create_task(forever())
+        await asyncio.sleep(0)
+        t.cancel("stop")
+        try:
+            await t
+        except asyncio.CancelledError as exc:
+            return exc.args, _frames(exc)
+    args, frames = run(main())
+    assert args == ("stop",)
+    assert frames[0] == "main" and "forever" in frames, frames

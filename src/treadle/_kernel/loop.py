@@ -246,6 +246,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._wakeup_handle = Handle(_no_op, (), self, None)
         # Observation (see the module header).
         self._running_item: Any = None
+        # While a task step throws an exception into its coroutine: that
+        # exception and its traceback (see TaskCore._await).
+        self._thrown: BaseException | None = None
+        self._thrown_tb: Any = None
         self._io_wait_time = 0.0
         # Poll scheduling (step 1).  Items run = _items_polled + _since_poll
         # (the items since the last poll or look at the thread count).

@@ -309,6 +309,7 @@ class TaskCore:
         finished, or when a future it waited on called back (the kernel's
         call_soon queues the task itself for a ``Wakeup``)."""
         waiter: Any = None
+        failure: BaseException | None = None
         try:
             waiter = self._fut_waiter
             if waiter is None:
@@ -332,9 +333,12 @@ class TaskCore:
                     waiter.result()
             except BaseException as exc:
                 _drop_own_frame(exc)
-                _CTX_RUN(self._context, _STEP, self, exc)
-            else:
-                _CTX_RUN(self._context, _STEP, self, None)
+                failure = exc
+            # Stepped after the except block, never inside it: there, the
+            # failure would stay "being handled" for the whole step, and the
+            # coroutine would see it in sys.exc_info() after its own except
+            # clause, and as the __context__ of what it raises next.
+            _CTX_RUN(self._context, _STEP, self, failure)
         finally:
             if self._state is not _PENDING:
                 # Done: let go of the Task (see the module header).  Here,
@@ -356,10 +360,11 @@ class TaskCore:
             # freed (and its exception reported) by the cyclic GC.  Nor the
             # failed waiter: the exception thrown in holds this frame, and
             # the waiter holds the exception.
-            del self, waiter
+            del self, waiter, failure
 
     def _wakeup(self, future: Any) -> None:
         """Done-callback on a foreign future (runs inside our context)."""
+        failure: BaseException | None = None
         try:
             if _AWAITED_BY and isinstance(future, _FUTURE_TYPE):
                 _DISCARD_AWAITED_BY(future, self._task)
@@ -367,11 +372,10 @@ class TaskCore:
                 future.result()
             except BaseException as exc:
                 _drop_own_frame(exc)
-                self._step(exc)
-            else:
-                self._step(None)
+                failure = exc
+            self._step(failure)     # outside the except block: see _run
         finally:
-            del self, future
+            del self, future, failure
 
     def _step(self, exc: BaseException | None = None) -> None:
         if self._state is not _PENDING:
@@ -411,7 +415,18 @@ class TaskCore:
                 else:
                     result = coro.send(None)
             else:
-                result = coro.throw(exc)
+                kernel = self._kernel
+                if kernel is None:
+                    result = coro.throw(exc)
+                else:
+                    # What _await needs to give the exception its traceback
+                    # back, should it arrive there (read only on that path).
+                    kernel._thrown = exc
+                    kernel._thrown_tb = exc.__traceback__
+                    try:
+                        result = coro.throw(exc)
+                    finally:
+                        kernel._thrown = kernel._thrown_tb = None
         except StopIteration as stop:
             if self._must_cancel:
                 # Cancelled right before the coroutine returned.
@@ -737,14 +752,19 @@ class TaskCore:
             try:
                 yield task  # The kernel parks the awaiting task on us.
             except BaseException as exc:
-                if exc is not self._exception:
+                kernel = self._kernel
+                if kernel is None or exc is not kernel._thrown:
                     raise
-                # Our failure, thrown in by the kernel when we finished.
-                # Thrown into a generator mypyc compiled, an exception
-                # arrives without its traceback (the throw passes none,
-                # and 3.12+ clears the exception's own): raised again
-                # with the frames it was raised in, as asyncio's is.
-                raise exc.with_traceback(self._exception_tb)
+                # Thrown in by the kernel: this task failed or was
+                # cancelled.  A generator compiled by mypyc receives a
+                # thrown exception without its traceback (3.12+ clears the
+                # exception's own too), and ``await task`` would show none
+                # of the frames that raised it: raised again with the
+                # traceback it was thrown with, as asyncio's iterator keeps
+                # it.  (Generators are what mypyc can resume without an
+                # exception per return; an iterator class would cost every
+                # await about 2,000 instructions more.)
+                raise exc.with_traceback(kernel._thrown_tb)
             del task
         if self._state is _PENDING:
             raise RuntimeError("await wasn't used with future")
