@@ -247,6 +247,88 @@ def test_done_callbacks_scheduled_through_loop(run):
     assert run(main())[-1] == "late"
 
 
+def test_a_finished_tasks_callbacks_run_in_a_row_in_order(run):
+    # asyncio queues them one after the other when the task finishes:
+    # what the first schedules runs after the last; none can be removed
+    # once the task is done, even before they have run.
+    async def main():
+        loop = asyncio.get_running_loop()
+        order = []
+
+        def callback(name):
+            def cb(task):
+                order.append(name)
+                loop.call_soon(order.append, name + "'")
+            return cb
+
+        t = loop.create_task(asyncio.sleep(0))
+        cbs = [callback(name) for name in "abc"]
+        for cb in cbs:
+            t.add_done_callback(cb)
+        while not t.done():
+            await asyncio.sleep(0)
+        assert order == []                      # queued, not yet run
+        assert t.remove_done_callback(cbs[1]) == 0
+        assert t._callbacks is None
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return order
+    assert run(main()) == ["a", "b", "c", "a'", "b'", "c'"]
+
+
+def test_a_failing_done_callback_is_reported_and_the_next_ones_run(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        reports, order = [], []
+        loop.set_exception_handler(lambda loop, context: reports.append(context))
+
+        def fail(task):
+            order.append("fail")
+            raise ValueError("from a done-callback")
+
+        async def nop():
+            pass
+
+        t = loop.create_task(nop())
+        t.add_done_callback(lambda task: order.append("first"))
+        t.add_done_callback(fail)
+        t.add_done_callback(lambda task: order.append("last"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return order, reports, t
+    order, reports, t = run(main())
+    assert order == ["first", "fail", "last"]
+    [context] = reports
+    assert isinstance(context["exception"], ValueError)
+    assert context["message"].startswith("Exception in callback ")
+    assert "fail" in context["message"]
+    assert not context["handle"].cancelled()
+    assert "fail" in repr(context["handle"])
+
+
+def test_a_done_callback_interrupting_the_loop_leaves_the_rest_queued(loop):
+    order = []
+
+    def interrupt(task):
+        order.append("b")
+        raise KeyboardInterrupt
+
+    async def nop():
+        pass
+
+    t = loop.create_task(nop())
+    t.add_done_callback(lambda task: order.append("a"))
+    t.add_done_callback(interrupt)
+    t.add_done_callback(lambda task: order.append("c"))
+    t.add_done_callback(lambda task: order.append("d"))
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    assert order == ["a", "b"]
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert order == ["a", "b", "c", "d"]
+
+
 def test_done_callback_context(run):
     var = contextvars.ContextVar("var", default="default")
 

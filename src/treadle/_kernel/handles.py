@@ -112,21 +112,24 @@ class Handle:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            cb = _format.callback_source(self._callback, self._args)
-            context: dict[str, Any] = {
-                "message": f"Exception in callback {cb}",
-                "exception": exc,
-                "handle": self,
-            }
-            if self._source_traceback:
-                context["source_traceback"] = self._source_traceback
-            self._loop.call_exception_handler(context)
-            del context
+            self._report(exc)
         finally:
             # A frame that was on the stack when a coroutine frame finished
             # outlives its call (it becomes that frame's f_back); it must
             # not keep the handle, and through it a task, alive.
             del self
+
+    def _report(self, exc: BaseException) -> None:
+        """The callback raised *exc*: tell the loop's exception handler."""
+        cb = _format.callback_source(self._callback, self._args)
+        context: dict[str, Any] = {
+            "message": f"Exception in callback {cb}",
+            "exception": exc,
+            "handle": self,
+        }
+        if self._source_traceback:
+            context["source_traceback"] = self._source_traceback
+        self._loop.call_exception_handler(context)
 
 
 class TimerHandle(Handle):

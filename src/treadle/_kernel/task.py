@@ -33,6 +33,18 @@ freed by the cyclic GC.)
   awaited task finishes, the waiter goes straight onto the ready queue.
   Everything else (asyncio futures, foreign futures, done-callbacks added by
   user code) goes through ``loop.call_soon`` exactly as asyncio does.
+* **Rule 4 - a finished task's done-callbacks are one ready item.**  asyncio
+  schedules each done-callback as a Handle of its own, all in a row; the
+  kernel queues the finished core once, in the place of the first, and it
+  calls them in order when its turn comes (``_run_callbacks``): no Handle,
+  no argument tuple.  The order is asyncio's, since nothing can come
+  between handles queued in a row.  Not when a seam or debug mode is
+  active (``kernel._slow``: instruments and slow-callback warnings see one
+  Handle per callback) nor when a treadle task waits among them (it is
+  queued itself, Rule 2).  Why it matters beyond the calls saved: each
+  Handle outlived the turn that made it, and a turn that finishes many
+  tasks (``gather``, a TaskGroup) piled up enough of them to set off the
+  cyclic GC's young and middle collections, and its full ones.
 * **Rule 3 - asyncio sees a Task.**  The current task and the task
   registry asyncio's functions read are written as the C task writes them
   (see ``_compat``), always with the ``Task`` (never the core); the task is
@@ -313,7 +325,10 @@ class TaskCore:
         try:
             waiter = self._fut_waiter
             if waiter is None:
-                _CTX_RUN(self._context, _STEP, self, None)
+                if self._state is _PENDING:
+                    _CTX_RUN(self._context, _STEP, self, None)
+                else:
+                    self._run_callbacks()       # Rule 4
                 return
             if _AWAITED_BY and isinstance(waiter, _FUTURE_TYPE):
                 _DISCARD_AWAITED_BY(waiter, self._task)
@@ -340,8 +355,10 @@ class TaskCore:
             # clause, and as the __context__ of what it raises next.
             _CTX_RUN(self._context, _STEP, self, failure)
         finally:
-            if self._state is not _PENDING:
-                # Done: let go of the Task (see the module header).  Here,
+            if self._state is not _PENDING and self._cb0 is None and not self._callbacks:
+                # Done, its done-callbacks run or queued as Handles (Rule 4
+                # keeps it until they have run): let go of the Task (see
+                # the module header).  Here,
                 # outside the task's context: dropping the last reference
                 # runs the Task's finalizer, whose report may run the
                 # exception handler in that context.  (Store first, then
@@ -585,8 +602,9 @@ class TaskCore:
             else:
                 coro = self._coro
                 self._coro = None
-                self._task = None       # as in _run
-                self._wakeup_cb = None
+                if self._cb0 is None and not self._callbacks:
+                    self._task = None       # as in _run
+                    self._wakeup_cb = None
                 if coro is task:
                     pass
             del task
@@ -636,6 +654,12 @@ class TaskCore:
         callbacks = self._callbacks
         if first is None and not callbacks:
             return
+        if (kernel is not None and not kernel._slow and not isinstance(first, TaskCore)
+                and (not callbacks or _no_task_among(callbacks))):
+            # Rule 4: they stay where they are, and this core goes on the
+            # ready queue, where _run finds it done and calls them.
+            self._ready(self)
+            return
         context = self._ctx0
         self._cb0 = self._ctx0 = self._callbacks = None
         if first is not None:
@@ -646,6 +670,40 @@ class TaskCore:
                     self._dispatch(task, entry, None)
                 else:
                     self._dispatch(task, entry[0], entry[1])
+
+    def _run_callbacks(self) -> None:
+        """Call the done-callbacks of this finished task, in order (Rule 4):
+        what the Handles asyncio would have queued for them do, one after
+        the other."""
+        task = self._task
+        kernel = self._kernel
+        assert kernel is not None       # Rule 4 is the kernel's alone
+        entries = self._callbacks
+        fn = self._cb0
+        context = self._ctx0
+        self._cb0 = self._ctx0 = self._callbacks = None
+        i = 0
+        try:
+            while True:
+                if fn is not None:
+                    try:
+                        _CTX_RUN(context, fn, task)
+                    except (SystemExit, KeyboardInterrupt):
+                        # Out of the loop, as from a Handle; the callbacks
+                        # not yet called keep their place at the front.
+                        if entries is not None and i < len(entries):
+                            self._callbacks = entries[i:]
+                            kernel._ready.appendleft(self)
+                        raise
+                    except BaseException as exc:
+                        # Reported as the Handle would have been.
+                        Handle(fn, (task,), kernel, context)._report(exc)
+                if entries is None or i == len(entries):
+                    return
+                fn, context = entries[i]
+                i += 1
+        finally:
+            del self, task, fn, context, entries
 
     def _dispatch(self, task: Any, fn: Any, context: Any) -> None:
         """Schedule one done-callback (called with the Task)."""
@@ -707,6 +765,10 @@ class TaskCore:
             self._callbacks.append((fn, context))
 
     def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        if self._state is not _PENDING:
+            # Its callbacks were scheduled when it finished (those Rule 4
+            # keeps here until they run included): none can be removed.
+            return 0
         removed = 0
         first = self._cb0
         if first is not None and not isinstance(first, TaskCore) and first == fn:
@@ -725,6 +787,8 @@ class TaskCore:
         cores of treadle tasks waiting on this one (for reprs and the
         ``_callbacks`` attribute)."""
         entries: list[Any] = []
+        if self._state is not _PENDING:
+            return entries              # scheduled already (Rule 4)
         first = self._cb0
         if first is not None:
             entries.append(first if isinstance(first, TaskCore) else (first, self._ctx0))
@@ -886,6 +950,15 @@ def new_task(cls: Any, coro: Any, loop: Any, name: object,
     task = _TASK_NEW(cls)
     TaskCore(task, coro, loop, name, context, eager_start, scope)
     return task
+
+
+def _no_task_among(callbacks: list[Any]) -> bool:
+    """True when no entry of a done-callback list is a waiting task's core
+    (Rule 4 then applies)."""
+    for entry in callbacks:
+        if isinstance(entry, TaskCore):
+            return False
+    return True
 
 
 _UNCANCEL_CLEARS_MUST_CANCEL: Final = _compat.PY313

@@ -155,11 +155,12 @@ class Task(asyncio.Task[Any]):
         return self._core._exception
 
     @property
-    def _callbacks(self) -> list[Any]:
+    def _callbacks(self) -> list[Any] | None:  # type: ignore[override]  # C task: None
         """Done-callbacks as ``(fn, context)`` pairs, as on asyncio (a
-        treadle task waiting on this one appears as its wake-up)."""
+        treadle task waiting on this one appears as its wake-up); None when
+        there are none, as asyncio's C task answers."""
         return [(Wakeup(e), e._context) if isinstance(e, TaskCore) else e
-                for e in self._core.callback_entries()]
+                for e in self._core.callback_entries()] or None
 
     @property
     def _log_destroy_pending(self) -> bool:

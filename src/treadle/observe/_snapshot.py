@@ -364,6 +364,11 @@ def item_label(item: Any) -> str:
     task = item_task(item)
     if task is not None:
         return f"Task {_safe_name(task)!r} ({_coro_label(task.get_coro())})"
+    if isinstance(item, TaskCore):
+        # A finished task's done-callbacks, run as one item (task.py, Rule 4).
+        done = item._task
+        name = _safe_name(done) if done is not None else "?"
+        return f"done-callbacks of Task {name!r}"
     cb = getattr(item, "_callback", None)
     if cb is None:
         return repr(item)
@@ -375,9 +380,10 @@ def item_label(item: Any) -> str:
 
 
 def item_task(item: Any) -> Any:
-    """The Task a ready-queue item steps, or None for a plain callback."""
+    """The Task a ready-queue item steps, or None for a plain callback
+    (a finished task's core calls its done-callbacks: task.py, Rule 4)."""
     if isinstance(item, TaskCore):
-        return item._task
+        return item._task if item._state == "PENDING" else None
     cb = getattr(item, "_callback", None)
     owner = getattr(cb, "__self__", None)
     if isinstance(owner, TaskCore):
