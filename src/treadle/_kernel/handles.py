@@ -92,6 +92,14 @@ class Handle:
     def cancelled(self) -> bool:
         return self._cancelled
 
+    def _detach(self) -> None:
+        """Never to run again (a closing loop's own handle): cancelled, and
+        holding neither its callback nor its loop, so that no cycle through
+        the loop is left for the cyclic GC."""
+        self._cancelled = True
+        self._callback = self._args = None
+        self._loop = None
+
     def _run(self) -> None:
         if self._cancelled:
             return

@@ -554,6 +554,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._writers.clear()
         self._fd_objects.clear()
         self._backend.close()
+        # A closed loop is freed by reference counting alone, as asyncio's
+        # is: what it holds lets go of it (mixins do the same for theirs).
+        self._wakeup_handle._detach()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):

@@ -206,6 +206,7 @@ class ChildWatcher:
             os.close(fd)
             child.on_exit = None
             waiter().add(child, None)
+        self._loop = None       # no cycle through the closed loop
 
 
 class Waiter:

@@ -166,6 +166,7 @@ class Spawner:
             popen = spawn.popen
             spawn.popen = spawn.error = None
             _discard(popen, None)
+        self._loop = None       # no cycle through the closed loop
 
 
 def _discard(popen: Any, loop: Any) -> None:

@@ -44,6 +44,10 @@ def forget_stand_in() -> None:
             del active[ident]
 
 
+def _finished() -> None:
+    """The target of a thread that has run."""
+
+
 class HiddenThread:
     """``target()`` in a thread of its own (see the module docstring).
 
@@ -76,6 +80,9 @@ class HiddenThread:
             if not isinstance(exc, SystemExit):
                 print(f"treadle: thread {self.name} failed: {exc!r}", file=sys.stderr)
         finally:
+            # As threading.Thread: the target (often a bound method of what
+            # owns this thread) goes, leaving no cycle behind.
+            self._target = _finished
             forget_stand_in()
             with _counting:          # (threads that end by themselves too)
                 OWN_THREADS[0] -= 1
