@@ -62,6 +62,37 @@ def test_getaddrinfo_resolves_names_and_services(run):
     run(main())
 
 
+def test_a_patched_socket_getaddrinfo_is_used(run, monkeypatch):
+    # Tests resolve made-up names by replacing socket.getaddrinfo
+    # (unittest.mock.patch): the loop looks it up at each call, as asyncio's.
+    real = socket.getaddrinfo
+    asked = []
+
+    def fake(host, port, *args, **kwargs):
+        asked.append(host)
+        if host == "testhost.test":
+            host = "127.0.0.1"
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo("testhost.test", 80, type=socket.SOCK_STREAM)
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("testhost.test", port)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return infos
+
+    infos = run(main())
+    assert {info[4] for info in infos} == {("127.0.0.1", 80)}
+    assert asked.count("testhost.test") == 2
+
+
 def test_getnameinfo(run):
     async def main():
         loop = asyncio.get_running_loop()

@@ -26,8 +26,8 @@ from typing import Any
 from . import base
 from .._kernel.loop import KernelLoop
 
-_getaddrinfo = socket.getaddrinfo
-_inet_pton = socket.inet_pton
+# socket.getaddrinfo and socket.inet_pton are looked up at each call, as
+# asyncio does: tests replace them (unittest.mock.patch("socket.getaddrinfo")).
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _NUMERIC_PROTOS = {0, socket.IPPROTO_TCP, socket.IPPROTO_UDP}
@@ -45,7 +45,7 @@ def _is_numeric_host(host: Any) -> bool:
     if not isinstance(host, str) or not host:
         return False
     try:
-        _inet_pton(_AF_INET, host)
+        socket.inet_pton(_AF_INET, host)
         return True
     except (OSError, ValueError):
         pass
@@ -53,7 +53,7 @@ def _is_numeric_host(host: Any) -> bool:
         return False
     literal, sep, scope = host.partition("%")
     try:
-        _inet_pton(_AF_INET6, literal)
+        socket.inet_pton(_AF_INET6, literal)
     except (OSError, ValueError):
         return False
     # A scope is an interface index or name (an ioctl, no lookup).
@@ -106,7 +106,7 @@ def numeric_addrinfo(host: Any, port: Any, family: int, type: int, proto: int,
         return None
     for af in families:
         try:
-            _inet_pton(af, host)
+            socket.inet_pton(af, host)
         except OSError:
             continue
         if base.HAS_IPV6 and af == _AF_INET6:
@@ -156,7 +156,7 @@ class DNSMixin(KernelLoop):
         log = base.logger()
         log.debug("Get address info %s", msg)
         t0 = time.monotonic()
-        addrinfo = _getaddrinfo(host, port, family, type, proto, flags)
+        addrinfo = socket.getaddrinfo(host, port, family, type, proto, flags)
         dt = time.monotonic() - t0
         msg = f"Getting address info {msg} took {dt * 1e3:.3f}ms: {addrinfo!r}"
         if dt >= self.slow_callback_duration:
@@ -176,8 +176,8 @@ class DNSMixin(KernelLoop):
                 raise RuntimeError("Executor shutdown has been called")
             if self._debug:
                 return self._getaddrinfo_logged(host, port, family, type, proto, flags)
-            return _getaddrinfo(host, port, family, type, proto, flags)
-        func = self._getaddrinfo_logged if self._debug else _getaddrinfo
+            return socket.getaddrinfo(host, port, family, type, proto, flags)
+        func = self._getaddrinfo_logged if self._debug else socket.getaddrinfo
         return await self.run_in_executor(  # type: ignore[no-any-return]
             None, func, host, port, family, type, proto, flags)
 
