@@ -77,3 +77,15 @@ def test_response_parser_frames_the_server_responses():
         parse_response(bytearray(b"HTTP/1.1 200 OK\r\n\r\n"))
     with pytest.raises(ValueError, match="status line"):
         parse_response(bytearray(b"NOPE\r\n\r\n"))
+
+
+def test_response_parser_frames_chunked_responses():
+    # uvicorn chunks a body sent without a length.
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"d\r\nHello, World!\r\n0\r\n\r\n"
+    whole = head + body
+    assert parse_response(bytearray(whole + b"HTTP/1.1")) == (len(whole), 200)
+    for cut in range(len(head), len(whole)):
+        assert parse_response(bytearray(whole[:cut])) == (0, 200)
+    trailers = head + b"3;x=y\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+    assert parse_response(bytearray(trailers)) == (len(trailers), 200)

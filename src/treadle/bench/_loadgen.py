@@ -97,12 +97,36 @@ class Poller:
 _EP_READ = (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP) if hasattr(select, "epoll") else 0
 
 
+def _chunked_length(buf: bytearray, pos: int) -> int:
+    """The length of a response whose chunked body starts at *pos*, up to
+    the empty line after the last chunk's trailers; 0 if incomplete."""
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return 0
+        size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)
+        pos = eol + 2
+        if size == 0:
+            break
+        pos += size + 2                 # the data and its CRLF
+        if len(buf) < pos:
+            return 0
+    while True:                         # trailers, then an empty line
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return 0
+        if eol == pos:
+            return pos + 2
+        pos = eol + 2
+
+
 def parse_response(buf: bytearray) -> tuple[int, int]:
     """Frame one HTTP/1.1 response at the start of *buf*.
 
     Returns ``(length, status)``: *length* 0 when the response is not
-    complete yet.  Only Content-Length framing is accepted (the bench server
-    never chunks); a response without it is a protocol error.
+    complete yet.  Framed by Content-Length, or chunked (uvicorn chunks a
+    body sent without a length); a response with neither is a protocol
+    error.
     """
     end = buf.find(b"\r\n\r\n")
     if end < 0:
@@ -115,8 +139,11 @@ def parse_response(buf: bytearray) -> tuple[int, int]:
     clen = -1
     for line in head[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             clen = int(value.strip())
+        elif name == b"transfer-encoding" and value.strip().lower() == b"chunked":
+            return _chunked_length(buf, end + 4), status
     if clen < 0:
         raise ValueError("response without Content-Length")
     total = end + 4 + clen
