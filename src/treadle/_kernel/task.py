@@ -232,6 +232,7 @@ class TaskCore:
         # anything can raise.
         self._task = task
         task._core = self
+        task._asyncio_future_blocking = False
         self._state = _PENDING
         self._cb0 = None
         self._ctx0 = None

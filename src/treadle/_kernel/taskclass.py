@@ -40,15 +40,16 @@ class Task(asyncio.Task[Any]):
     """
 
     # The C Task already gives instances a __dict__ and weak references.
-    __slots__ = ("_core",)
+    # _asyncio_future_blocking, asyncio's "this future was yielded by
+    # await" flag, is a slot of ours shadowing the C Task's (whose setter
+    # refuses a task whose C fields were never initialised): read and
+    # written at C speed by asyncio.isfuture() and every runner, with no
+    # instance __dict__ made when a task is awaited.  TaskCore sets it to
+    # False when it takes the task.
+    __slots__ = ("_core", "_asyncio_future_blocking")
 
     _core: TaskCore
-
-    #: asyncio's "this future was yielded by await" flag: a plain class
-    #: attribute shadowing the C Task's, so asyncio.isfuture(task) and
-    #: the runners read it at C speed; set on the instance while a
-    #: runner picks up the yielded task.
-    _asyncio_future_blocking = False
+    _asyncio_future_blocking: bool
 
     def __init__(self, coro: Any, *, loop: Any = None, name: object = None,
                  context: contextvars.Context | None = None,
