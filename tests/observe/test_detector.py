@@ -285,3 +285,34 @@ def test_the_watchdog_keeps_ticking_while_the_loop_is_busy():
     nominal = 0.6 / (0.05 / _watchdog.TICKS_WHILE_HEALTHY + 0.005)
     ticks = _run(main, threshold=0.05)
     assert ticks >= 0.4 * nominal, ticks
+
+
+def test_the_detector_leaves_the_count_of_objects_steady(loop_factory):
+    # Leak checks compare len(gc.get_objects()) after identical runs
+    # (psycopg's suite does): the watchdog, ticking while steps run, must
+    # not add or hold objects of its own that come and go with its ticks.
+    import gc
+
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    async def work():
+        for _ in range(10):
+            spin(0.004)                 # running when the watchdog looks
+            await asyncio.sleep(0.001)
+
+    async def main():
+        for _ in range(3):
+            await work()
+        counts = []
+        for _ in range(12):
+            await work()
+            for _ in range(3):
+                gc.collect()
+            counts.append(len(gc.get_objects()))
+        return [b - a for a, b in zip(counts, counts[1:])]
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        assert runner.run(main()) == [0] * 11

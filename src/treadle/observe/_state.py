@@ -17,7 +17,6 @@ import weakref
 from collections import deque
 from typing import Any, Callable
 
-from .._kernel.task import TaskCore
 
 
 class BlockEvent:
@@ -48,26 +47,6 @@ class BlockEvent:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-def _item_ref(item: Any) -> Callable[[], Any]:
-    """Something that gives *item* back while it lives, without keeping a
-    task alive (a task nobody references must still be collected, and
-    reported as destroyed while pending, on time)."""
-    if isinstance(item, TaskCore):
-        task = item._task
-        if task is not None:
-            ref = weakref.ref(task)
-
-            def from_task() -> Any:
-                t = ref()
-                return getattr(t, "_core", None) if t is not None else None
-            return from_task
-        return lambda: item          # done: a core no longer holds its Task
-    try:
-        return weakref.ref(item)
-    except TypeError:
-        return lambda: item
-
-
 class WatchState:
     """The watchdog's memory of one loop between two ticks (only the
     watchdog thread writes it)."""
@@ -83,7 +62,17 @@ class WatchState:
         self.turn_reported: BlockEvent | None = None
         self.turn_items = 0
         self.turn_samples: dict[str, int] = {}
-        self.item: Callable[[], Any] | None = None
+        #: ``id()`` of the item running at the last tick, None if none.  An
+        #: id, not a reference: a reference would keep a task alive (or
+        #: need a weak reference made per item, objects that come and go
+        #: with the ticks and move the counts of programs that check
+        #: ``gc.get_objects()`` for leaks).  Within one batch an id names
+        #: one item: every item of a batch is alive when the batch starts,
+        #: so no two of them share an address (``_tick`` compares ids only
+        #: within a batch).
+        self.item_id: int | None = None
+        #: The task a reported item belonged to (weakly), for the report's end.
+        self.item_task: Callable[[], Any] | None = None
         self.item_first = 0.0
         self.item_prev = 0.0
         self.item_last = 0.0
@@ -93,12 +82,12 @@ class WatchState:
         self.settled: threading.Event | None = None
 
     def same_item(self, item: Any) -> bool:
-        return self.item is not None and self.item() is item
+        return self.item_id == id(item)
 
     def current_hold(self) -> float | None:
         """How long the item running now has held the loop, as far as the
         watchdog knows (None when nothing has been running for a tick)."""
-        if self.item is None or self.item_last <= self.item_first:
+        if self.item_id is None or self.item_last <= self.item_first:
             return None
         return self.item_last - self.item_first
 

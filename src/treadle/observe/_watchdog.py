@@ -38,17 +38,18 @@ from __future__ import annotations
 
 from .._kernel.loop import KernelLoop
 
+import _thread
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
+import weakref
 from typing import Any, Callable
 
 from .._kernel.task import coarse_clock
 from ._threads import HiddenThread, forget_stand_in
-from ._state import BlockEvent, LoopObservation, WatchState, _item_ref
+from ._state import BlockEvent, LoopObservation, WatchState
 
 # ``_snapshot`` (stacks, labels) is imported when there is something to
 # report: a program that never blocks never loads it.
@@ -85,12 +86,41 @@ def _drop_on_loop_thread(loop: Any, obj: Any) -> None:
         pass                            # closed: nothing runs there any more
 
 
+class _Wake:
+    """``threading.Event``'s set/clear/wait for the watchdog's own thread,
+    on a bare lock (held while clear).  Why not an Event: its ``wait()``
+    leaves a fresh tuple (``acquire``'s arguments) alive while the thread
+    sleeps, and a program that counts ``gc.get_objects()`` to find leaks
+    (psycopg's suite does, after each of several identical runs) would see
+    the count move with the ticks.  Keyword arguments make no such tuple."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:            # set already
+            pass
+
+    def clear(self) -> None:
+        self._lock.acquire(blocking=False)
+
+    def wait(self, timeout: float | None) -> None:
+        """Until set() or *timeout* seconds (None: no limit); set stays set."""
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            self._lock.release()
+
+
 class Watchdog:
     """The watchdog thread.  *running_loops* returns the loops to watch."""
 
     def __init__(self, running_loops: Callable[[], list[tuple[Any, LoopObservation]]]) -> None:
         self._running_loops = running_loops
-        self._wake = threading.Event()
+        self._wake = _Wake()
         self._stopping = False
         self._thread = HiddenThread(self._run, "treadle-watchdog")
         self._failed: set[str] = set()
@@ -217,7 +247,7 @@ class Watchdog:
             self._end_item(obs, st, now)
         elif not st.same_item(item):
             self._end_item(obs, st, now)
-            st.item = _item_ref(item)
+            st.item_id = id(item)
             st.item_first = st.item_last = now
             st.item_prev = st.last_tick if st.last_tick >= st.turn_prev else now
             st.turn_items += 1
@@ -268,6 +298,7 @@ class Watchdog:
                            noticed_at=time.time(), held=held, stack=stack)
         obs.record(event, task)
         st.item_reported = event
+        st.item_task = weakref.ref(task) if task is not None else None
         what = label[:1].upper() + label[1:]
         logger.warning(
             "%s has held the event loop for %s and is still running (threshold %s); "
@@ -279,16 +310,14 @@ class Watchdog:
         if event is not None:
             start = (st.item_prev + st.item_first) / 2 if st.item_prev else st.item_first
             total = max(event.held, (st.item_last + now) / 2 - start)
-            from ._snapshot import item_task
-            item = st.item() if st.item is not None else None
-            task = item_task(item) if item is not None else None
-            del item
+            task = st.item_task() if st.item_task is not None else None
             obs.finished(event, total, task)
             del task
             what = event.label[:1].upper() + event.label[1:]
             logger.warning("%s held the event loop for %s in total (reported after %s)",
                            what, _seconds(total), _seconds(event.held))
-        st.item = None
+        st.item_id = None
+        st.item_task = None
         st.item_reported = None
 
     def _report_turn(self, obs: LoopObservation, st: WatchState, now: float,
