@@ -33,6 +33,14 @@ freed by the cyclic GC.)
   awaited task finishes, the waiter goes straight onto the ready queue.
   Everything else (asyncio futures, foreign futures, done-callbacks added by
   user code) goes through ``loop.call_soon`` exactly as asyncio does.
+* **Rule 3 - asyncio sees a Task.**  The current task and the task
+  registry asyncio's functions read are written as the C task writes them
+  (see ``_compat``), always with the ``Task`` (never the core); the task is
+  an ``asyncio.Task``; on 3.14+ its waits are recorded as asyncio's
+  "awaited by" edges, as the C task records them; the private attributes
+  widely used libraries read (``_must_cancel``, ``_fut_waiter``,
+  ``_source_traceback``, ``_log_destroy_pending``, ``_loop``, ``_coro``)
+  exist and mean what they mean on asyncio's task.
 * **Rule 4 - a finished task's done-callbacks are one ready item.**  asyncio
   schedules each done-callback as a Handle of its own, all in a row; the
   kernel queues the finished core once, in the place of the first, and it
@@ -45,14 +53,6 @@ freed by the cyclic GC.)
   Handle outlived the turn that made it, and a turn that finishes many
   tasks (``gather``, a TaskGroup) piled up enough of them to set off the
   cyclic GC's young and middle collections, and its full ones.
-* **Rule 3 - asyncio sees a Task.**  The current task and the task
-  registry asyncio's functions read are written as the C task writes them
-  (see ``_compat``), always with the ``Task`` (never the core); the task is
-  an ``asyncio.Task``; on 3.14+ its waits are recorded as asyncio's
-  "awaited by" edges, as the C task records them; the private attributes
-  widely used libraries read (``_must_cancel``, ``_fut_waiter``,
-  ``_source_traceback``, ``_log_destroy_pending``, ``_loop``, ``_coro``)
-  exist and mean what they mean on asyncio's task.
 
 For observers (``treadle.observe``, reading from its own threads) a task
 keeps two more facts, each at the cost of one store: ``_spawner``, a weak
@@ -74,6 +74,9 @@ only the transport of wake-ups differs.  A task is in exactly one of:
 2. scheduled: on the ready queue (as itself, or as a Handle for ``_wakeup``
    or an error to throw in);
 3. running: inside ``_step``, ``_fut_waiter`` is None.
+
+Once done, it may be on the ready queue once more, for its done-callbacks
+(Rule 4): ``_run`` tells the two apart by ``_state``.
 """
 
 from __future__ import annotations
