@@ -132,9 +132,12 @@ class Spawner:
                     spawn.popen = _popen(spawn.args, spawn.kwargs)
                 except BaseException as exc:
                     spawn.error = exc
+            # Read before done is set: close() waits for done, then lets go
+            # of the loop.
+            loop = self._loop
             spawn.done.set()
             try:
-                self._loop.call_soon_threadsafe(self._deliver, spawn)
+                loop.call_soon_threadsafe(self._deliver, spawn)
             except RuntimeError:
                 pass        # closed: close() waited for us and has the child
 
