@@ -303,16 +303,53 @@ def test_the_detector_leaves_the_count_of_objects_steady(loop_factory):
             spin(0.004)                 # running when the watchdog looks
             await asyncio.sleep(0.001)
 
+    def count():
+        for _ in range(3):
+            gc.collect()
+        return len(gc.get_objects())
+
     async def main():
+        # Counted on a thread of the executor, while the loop waits: the
+        # collections can take longer than the detector's threshold in a
+        # big test process, and a step that long would be reported.
+        loop = asyncio.get_running_loop()
         for _ in range(3):
             await work()
+            await loop.run_in_executor(None, count)
         counts = []
         for _ in range(12):
             await work()
-            for _ in range(3):
-                gc.collect()
-            counts.append(len(gc.get_objects()))
+            counts.append(await loop.run_in_executor(None, count))
         return [b - a for a, b in zip(counts, counts[1:])]
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         assert runner.run(main()) == [0] * 11
+
+
+def test_the_watchdogs_wake_survives_a_set_racing_its_wait():
+    # set() from another thread can release the lock between wait()'s
+    # acquire and its release: wait() must take that as "set".
+    import _thread
+
+    from treadle.observe._watchdog import _Wake
+
+    class SetInBetween:
+        """A lock whose acquire() is followed at once by another thread's
+        set() (which releases it)."""
+
+        def __init__(self):
+            self.lock = _thread.allocate_lock()
+
+        def acquire(self, **kwargs):
+            got = self.lock.acquire(**kwargs)
+            if got:
+                self.lock.release()         # the racing set()
+            return got
+
+        def release(self):
+            self.lock.release()
+
+    wake = _Wake()
+    wake.set()
+    wake._lock = SetInBetween()
+    wake.wait(0.01)                         # no RuntimeError

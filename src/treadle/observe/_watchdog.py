@@ -112,7 +112,10 @@ class _Wake:
     def wait(self, timeout: float | None) -> None:
         """Until set() or *timeout* seconds (None: no limit); set stays set."""
         if self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            self._lock.release()
+            try:
+                self._lock.release()
+            except RuntimeError:        # a set() in between released it: set
+                pass
 
 
 class Watchdog:
