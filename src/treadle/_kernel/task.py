@@ -359,21 +359,11 @@ class TaskCore:
             # clause, and as the __context__ of what it raises next.
             _CTX_RUN(self._context, _STEP, self, failure)
         finally:
-            if self._state is not _PENDING and self._cb0 is None and not self._callbacks:
-                # Done, its done-callbacks run or queued as Handles (Rule 4
-                # keeps it until they have run): let go of the Task (see
-                # the module header).  Here,
-                # outside the task's context: dropping the last reference
-                # runs the Task's finalizer, whose report may run the
-                # exception handler in that context.  (Store first, then
-                # release: see the header.  Its Wakeup points back to this
-                # core: that cycle goes too.)
-                task = self._task
-                self._task = None
-                if task is None:
-                    pass
-                task = None
-                self._wakeup_cb = None
+            if self._state is not _PENDING:
+                # Here, outside the task's context: dropping the last
+                # reference runs the Task's finalizer, whose report may run
+                # the exception handler in that context.
+                self._let_go_if_done()
             # Frames on the stack when a coroutine frame finishes outlive
             # their call (as its f_back chain).  None of them may end up
             # holding the task: that would make a cycle task -> exception ->
@@ -382,6 +372,22 @@ class TaskCore:
             # failed waiter: the exception thrown in holds this frame, and
             # the waiter holds the exception.
             del self, waiter, failure
+
+    def _let_go_if_done(self) -> None:
+        """Once the task is done and its done-callbacks have run or are
+        queued as Handles (Rule 4 keeps it until they have run), let go of
+        the Task (see the module header): a finished task is then freed by
+        reference counting alone.  Its Wakeup points back to this core:
+        that cycle goes too.  Store first, then release (``loop.py``'s
+        header): observers on other threads read ``_task``."""
+        if self._state is _PENDING or self._cb0 is not None or self._callbacks:
+            return
+        task = self._task
+        self._task = None
+        self._wakeup_cb = None
+        if task is None:
+            pass
+        task = None
 
     def _wakeup(self, future: Any) -> None:
         """Done-callback on a foreign future (runs inside our context)."""
@@ -606,9 +612,9 @@ class TaskCore:
             else:
                 coro = self._coro
                 self._coro = None
-                if self._cb0 is None and not self._callbacks:
-                    self._task = None       # as in _run
-                    self._wakeup_cb = None
+                # (the local holds the Task: whoever called create_task()
+                # gets it back, so nothing is finalized here)
+                self._let_go_if_done()
                 if coro is task:
                     pass
             del task
