@@ -54,6 +54,41 @@ def test_handle_cancel(loop):
     assert out == []
 
 
+def test_handles_are_asyncio_handles_to_isinstance(loop):
+    """``isinstance(h, asyncio.Handle)`` holds for what call_soon() returns,
+    and ``asyncio.TimerHandle`` for timers, as on asyncio (aiocache's tests
+    check it); a plain handle is no TimerHandle."""
+    soon = [loop.call_soon(print), loop.call_soon_threadsafe(print)]
+    timers = [loop.call_later(60, print), loop.call_at(loop.time() + 60, print)]
+    for h in soon + timers:
+        assert isinstance(h, asyncio.Handle)
+        assert isinstance(h, type(h))
+        assert not isinstance(h, (asyncio.Future, int))
+    for h in soon:
+        assert not isinstance(h, asyncio.TimerHandle)
+    for h in timers:
+        assert isinstance(h, asyncio.TimerHandle)
+        assert h == h and not h < h and h.when() > loop.time()
+    for h in soon + timers:
+        h.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_a_handles_type_is_treadles_own():
+    """treadle's handles are its own classes (compiled), which only answer
+    asyncio's for ``isinstance()``."""
+    loop = treadle.new_event_loop()
+    try:
+        h = loop.call_later(60, print)
+        assert type(h).__module__.startswith("treadle.")
+        assert h.__class__ is asyncio.TimerHandle
+        assert type(h).__class__ is type
+        assert "TimerHandle" in repr(h)
+        h.cancel()
+    finally:
+        loop.close()
+
+
 def test_handles_take_weak_references(loop):
     """As asyncio's do (uvloop's suite checks it; mypyc gives a compiled
     class no weak reference slot of its own, setup.py adds it)."""

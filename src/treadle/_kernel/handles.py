@@ -10,19 +10,30 @@ cancellation O(1).
 
 The public surface is asyncio's: ``cancel()``, ``cancelled()``,
 ``get_context()``, ``when()`` for timers, and reprs of the same shape.
-These are treadle's own classes, not subclasses of ``asyncio.Handle``
-(as with uvloop): a handle is allocated for every callback and must stay a
-small, compilable object.
+These are treadle's own classes, not subclasses of ``asyncio.Handle``: a
+handle is allocated for every callback and must stay a small, compilable
+object (a compiled class cannot subclass an interpreted one).  Yet
+``isinstance(handle, asyncio.Handle)`` (and ``asyncio.TimerHandle`` for
+timers) is true, as on asyncio's loop, since libraries and their tests
+check it: when an object's type is not a subclass, ``isinstance()`` asks
+the object's ``__class__``, and a handle answers with asyncio's class
+there.  ``type(handle)`` is still the class defined here.  Compiled,
+treadle's own ``isinstance()`` tests compare type pointers and never read
+``__class__``; the interpreted kernel tells its ready items apart with
+``type(item) is TaskCore`` for the same reason (``loop.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from typing import Any, Callable, Final
 
 from . import _format
 
 _copy_context: Final = contextvars.copy_context
+_ASYNCIO_HANDLE: Final = asyncio.Handle
+_ASYNCIO_TIMER_HANDLE: Final = asyncio.TimerHandle
 
 
 class Handle:
@@ -54,6 +65,11 @@ class Handle:
             self._source_traceback = _format.caller_stack()
         else:
             self._source_traceback = None
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:
+        """asyncio's class, for ``isinstance()`` (see the module docstring)."""
+        return _ASYNCIO_HANDLE
 
     def _repr_info(self) -> list[str]:
         info = [type(self).__name__]
@@ -166,6 +182,11 @@ class TimerHandle(Handle):
         self._given = None
         self._scheduled = False
         self._seq = 0
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:
+        """asyncio's class, for ``isinstance()`` (see the module docstring)."""
+        return _ASYNCIO_TIMER_HANDLE
 
     @property
     def _when(self) -> Any:

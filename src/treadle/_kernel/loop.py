@@ -641,7 +641,10 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 # alive while this one runs (a task freed only then reports
                 # its unretrieved exception one item late).
                 previous = None
-                if isinstance(item, TaskCore):
+                # (type(item) is TaskCore, not isinstance(): interpreted,
+                # a failed isinstance() on a Handle asks its __class__,
+                # a property: see handles.py)
+                if type(item) is TaskCore:
                     TaskCore._run(item)
                 elif isinstance(item, Handle):
                     Handle._run(item)

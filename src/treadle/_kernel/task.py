@@ -272,7 +272,7 @@ class TaskCore:
             # Created by a task step: that task is its spawner.  The weak
             # reference is made once per spawner and shared by its children.
             creator = kernel._running_item
-            if isinstance(creator, TaskCore):
+            if type(creator) is TaskCore:       # (often a Handle: see loop.py)
                 ref = creator._self_ref
                 if ref is None:
                     parent = creator._task
