@@ -191,27 +191,37 @@ class Watchdog:
                 if key not in current:
                     self._stopped(observation)
             self._watched = current
-            tick: float | None = None
-            for loop, observation in loops:
-                threshold = observation.threshold
-                if threshold is None:
-                    continue
-                held = False
-                try:
-                    held = self._tick(loop, observation, threshold, now)
-                except Exception as exc:   # never let the thread die
-                    reason = f"{type(exc).__name__}: {exc}"
-                    if reason not in self._failed:
-                        self._failed.add(reason)
-                        logger.exception("treadle's blocking detector failed")
-                ticks_per = TICKS_WHILE_HELD if held else TICKS_WHILE_HEALTHY
-                step = max(MIN_TICK, threshold / ticks_per)
-                tick = step if tick is None else min(tick, step)
-            if loops and tick is None:
-                tick = IDLE_TICK
+            del current
+            # (in a call of its own: no local of this frame, which lives as
+            # long as the thread, may hold a loop while the thread waits;
+            # an unclosed loop would outlive its last reference)
+            tick = self._tick_all(loops, now)
             del loops
             forget_stand_in()           # (a report was logged)
             self._wake.wait(tick)
+
+    def _tick_all(self, loops: list[tuple[Any, LoopObservation]], now: float) -> float | None:
+        """Tick each running loop; how long to sleep before the next tick
+        (None: no loop runs)."""
+        tick: float | None = None
+        for loop, observation in loops:
+            threshold = observation.threshold
+            if threshold is None:
+                continue
+            held = False
+            try:
+                held = self._tick(loop, observation, threshold, now)
+            except Exception as exc:   # never let the thread die
+                reason = f"{type(exc).__name__}: {exc}"
+                if reason not in self._failed:
+                    self._failed.add(reason)
+                    logger.exception("treadle's blocking detector failed")
+            ticks_per = TICKS_WHILE_HELD if held else TICKS_WHILE_HEALTHY
+            step = max(MIN_TICK, threshold / ticks_per)
+            tick = step if tick is None else min(tick, step)
+        if loops and tick is None:
+            tick = IDLE_TICK
+        return tick
 
     # ------------------------------------------------------------------
 
