@@ -89,7 +89,7 @@ import reprlib
 import sys
 import weakref
 from types import CoroutineType, GenericAlias
-from typing import TYPE_CHECKING, Any, Callable, Final, Generator
+from typing import TYPE_CHECKING, Any, Callable, Final, Generator, final
 
 from . import _compat, _format
 from .contract import ScopeHooks
@@ -168,8 +168,13 @@ class _Known:
 known: Final = _Known()
 
 
+@final
 class TaskCore:
-    """Everything a task does, for one ``treadle.Task`` (``_task``)."""
+    """Everything a task does, for one ``treadle.Task`` (``_task``).
+
+    Never subclassed (``@final``): the kernel tells its ready items apart
+    with ``type(item) is TaskCore`` (``loop.py``), which a subclass would
+    fail."""
 
     __slots__ = (
         "_task", "_loop", "_kernel", "_ready", "_coro", "_context", "_state", "_result",
