@@ -218,3 +218,43 @@ def test_empty_datagrams(run):
             tr.close()
             await p.done
     run(main())
+
+
+def test_what_socket_send_and_sendto_return_is_ignored(run):
+    # asyncio's datagram transport ignores the return value of send() and
+    # sendto(); tests (aioquic's packet-loss test) replace socket.sendto
+    # with a wrapper that drops datagrams and returns None.  The compiled
+    # transport checked it for an int and closed the transport.
+    real_send, real_sendto = socket.socket.send, socket.socket.sendto
+
+    def send(self, data, *args):
+        real_send(self, data, *args)
+
+    def sendto(self, data, *args):
+        real_sendto(self, data, *args)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv_tr, srv = await loop.create_datagram_endpoint(
+            Datagrams, local_addr=("127.0.0.1", 0))
+        addr = srv_tr.get_extra_info("sockname")
+        free_tr, free = await loop.create_datagram_endpoint(
+            Datagrams, local_addr=("127.0.0.1", 0))
+        bound_tr, bound = await loop.create_datagram_endpoint(
+            Datagrams, remote_addr=addr)
+        from unittest import mock
+        with mock.patch.object(socket.socket, "sendto", sendto), \
+                mock.patch.object(socket.socket, "send", send):
+            free_tr.sendto(b"one", addr)
+            await srv.next()
+            bound_tr.sendto(b"two")
+            while len(srv.received) < 2:
+                await srv.next()
+        assert [data for data, _ in srv.received] == [b"one", b"two"]
+        assert not free_tr.is_closing() and not bound_tr.is_closing()
+        assert free.errors == bound.errors == []
+        for tr, proto in ((free_tr, free), (bound_tr, bound), (srv_tr, srv)):
+            tr.close()
+            assert await proto.done is None
+
+    run(main())
