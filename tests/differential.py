@@ -1114,14 +1114,6 @@ _CALLABLES = {"func", "raiser", "corofunc", "handler:record", "handler:raises",
               "pf:conn-made-raises"}
 
 
-def _scheduled_not_callable(call: Call, a: Outcome, t: Outcome) -> bool:
-    if call.method not in _CALLBACK_METHODS:
-        return False
-    token = _arg(call, "callback", _CALLBACK_METHODS[call.method])
-    return (token not in _CALLABLES or token == "corofunc") and _returned(a) \
-        and _raised(t, "TypeError")
-
-
 def _time_not_a_number(call: Call, a: Outcome, t: Outcome) -> bool:
     if call.method not in ("call_at", "call_later"):
         return False
@@ -1224,9 +1216,6 @@ def _native_signature(call: Call, a: Outcome, t: Outcome) -> bool:
 
 #: The documented differences: the test's only allowance.
 ALLOWED: tuple[Allowance, ...] = (
-    Allowance("call_soon/call_later/call_at reject a non-callable with TypeError at "
-              "the call (asyncio checks only in debug mode)", _scheduled_not_callable,
-              stop=True),
     Allowance("call_later/call_at with a NaN delay or time raise ValueError",
               _nan_time, stop=True),
     Allowance("call_later/call_at with a delay or time that is not a number raise "

@@ -285,21 +285,22 @@ def test_non_callable_rejected_in_debug(loop):
         loop.call_soon(1)
 
 
-def test_non_callable_rejected_always_by_treadle():
-    # asyncio only checks in debug mode and reports later through the
-    # exception handler; treadle raises at the call site (documented).
-    loop = treadle.new_event_loop()
-    try:
-        with pytest.raises(TypeError, match="a callable object was expected by call_soon"):
-            loop.call_soon(1)
-        with pytest.raises(TypeError, match="a callable object was expected by call_at"):
-            loop.call_later(1, "not callable")
-        coro = asyncio.sleep(0)
-        with pytest.raises(TypeError, match="coroutines cannot be used with call_soon"):
-            loop.call_soon(coro)
-        coro.close()
-    finally:
-        loop.close()
+def test_non_callable_accepted_outside_debug_and_reported_when_run(loop):
+    # As asyncio: only debug mode checks at the call; otherwise the handle
+    # fails when it runs, through the exception handler, and the loop goes
+    # on (sanic's tests schedule a Task with call_later()).
+    errors = []
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+    coro = asyncio.sleep(0)
+    handles = [loop.call_soon(1), loop.call_later(0, "not callable"),
+               loop.call_soon_threadsafe(coro), loop.call_at(loop.time(), None)]
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert sorted(id(c["handle"]) for c in errors) == sorted(map(id, handles))
+    for context in errors:
+        assert context["message"].startswith("Exception in callback ")
+        assert isinstance(context["exception"], TypeError)
+        assert "not callable" in str(context["exception"])
+    coro.close()
 
 
 def test_wrong_thread_detected_in_debug(loop):

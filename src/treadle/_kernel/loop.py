@@ -355,15 +355,15 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 "than the current one")
 
     def _check_callback(self, callback: Any, method: str) -> None:
-        # Always checked (asyncio checks only in debug mode): a non-callable
-        # is reported where it was scheduled, not later by the handler.
+        """Debug mode only, as on asyncio: otherwise a non-callable is
+        accepted and fails when it runs, reported to the exception handler
+        (programs and their tests rely on scheduling one: sanic's pass a
+        Task to call_later())."""
+        if _compat.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
-            if _compat.iscoroutine(callback):
-                raise TypeError(f"coroutines cannot be used with {method}()")
             raise TypeError(
                 f"a callable object was expected by {method}(), got {callback!r}")
-        if self._debug and _compat.iscoroutinefunction(callback):
-            raise TypeError(f"coroutines cannot be used with {method}()")
 
     def is_running(self) -> bool:
         return self._thread_id is not None
@@ -392,10 +392,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
             if args and task._fut_waiter is args[0] and task._ready is not None:
                 self._kernel_ready_append(task)
                 return self._wakeup_handle
-        if not callable(callback) or self._debug:
+        if self._debug:
             self._check_callback(callback, "call_soon")
-            if self._debug:
-                self._check_thread()
+            self._check_thread()
         handle = Handle(callback, args, self, context)
         self._kernel_ready_append(handle)
         return handle
@@ -404,7 +403,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
                              *args: Any, context: Any = None) -> Any:
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        self._check_callback(callback, "call_soon_threadsafe")
+        if self._debug:
+            self._check_callback(callback, "call_soon_threadsafe")
         handle: Any
         if _ThreadSafeHandle is not None:
             # 3.14+: asyncio's own thread-safe handle, whose cancel() from
@@ -454,10 +454,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
         given = when
         if type(when) is not float:
             when = _timer_time(when)
-        if not callable(callback) or self._debug:
+        if self._debug:
             self._check_callback(callback, "call_at")
-            if self._debug:
-                self._check_thread()
+            self._check_thread()
         timer = TimerHandle(when, callback, args, self, context)
         if given is not when:
             timer._given = given        # when() answers with it (see TimerHandle)
