@@ -251,3 +251,27 @@ def test_when_is_what_call_at_was_given(loop, when_of):
     assert later < handle and handle > later
     handle.cancel()
     later.cancel()
+
+
+def test_a_replaced_time_monotonic_moves_the_loops_time(loop):
+    # asyncio's time() reads time.monotonic at each call: tests replace it
+    # (freezegun's tick(), mock.patch) to move the loop's clock and fire
+    # its timers without waiting.
+    import time
+    from unittest import mock
+
+    now = [time.monotonic()]
+    fired = []
+
+    async def main():
+        loop.call_later(30, fired.append, "late")
+        now[0] += 60
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    with mock.patch("time.monotonic", lambda: now[0]):
+        t0 = loop.time()
+        assert t0 == now[0]
+        loop.run_until_complete(main())
+        assert loop.time() == t0 + 60
+    assert fired == ["late"]

@@ -145,7 +145,16 @@ _UNSET: Final = _Unset()
 _Future: Final = asyncio.Future
 _TaskClass: Final = Task
 _ThreadSafeHandle: Final[Any] = getattr(asyncio.events, "_ThreadSafeHandle", None)
-_monotonic: Final = time.monotonic
+
+
+def _monotonic() -> float:
+    """The default clock: ``time.monotonic`` looked up at each read, as
+    asyncio's ``BaseEventLoop.time()`` does, so that a test that replaces it
+    (freezegun, ``mock.patch("time.monotonic")``) moves this loop's time and
+    fires its timers as it does asyncio's."""
+    return time.monotonic()
+
+
 _perf_counter: Final = time.perf_counter
 _get_running_loop: Final = asyncio.events._get_running_loop
 #: The number of threads started through ``_thread``/``threading`` that

@@ -6,7 +6,8 @@ turn (not per callback) and takes its plain path when the seam is empty.
 
 1. **The clock** (``Clock``).  The loop reads all time through it:
    ``loop.time()``, timer deadlines, and how long to block in the poller.
-   Default: no clock object at all, ``time.monotonic`` read directly.
+   Default: no clock object at all, ``time.monotonic`` read directly
+   (looked up at each read, as asyncio does: tests replace it).
    ``treadle.testing.VirtualClock`` plugs in here.
 
 2. **The ready order** (``ReadyOrder``).  Each turn the loop runs the batch
