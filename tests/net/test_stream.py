@@ -489,3 +489,47 @@ def test_datagram_transport_takes_instance_attributes(run):
             await asyncio.sleep(0)
 
     assert run(main()) == "set by the program"
+
+
+def test_socket_methods_replaced_on_the_class_are_called(run):
+    # asyncio's transports call the socket's recv()/send() (and sendmsg()
+    # on 3.12+): a test that replaces them on socket.socket (a network
+    # guard, injected faults) sees every read and write of every transport
+    # made while they are replaced.
+    from unittest import mock
+
+    calls = []
+
+    def recording(name):
+        real = getattr(socket.socket, name)
+
+        def method(self, *args):
+            calls.append(name)
+            return real(self, *args)
+        return method
+
+    async def main():
+        async def echo(reader, writer):
+            writer.write(await reader.readexactly(6))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with mock.patch.object(socket.socket, "recv", recording("recv")), \
+                mock.patch.object(socket.socket, "send", recording("send")), \
+                mock.patch.object(socket.socket, "sendmsg", recording("sendmsg")):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"abc")
+            writer.write(b"def")
+            assert await reader.readexactly(6) == b"abcdef"
+            assert await reader.read() == b""
+            writer.close()
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        # Both sides wrote and read through the replacements.
+        assert calls.count("send") + calls.count("sendmsg") >= 2
+        assert calls.count("recv") >= 3
+
+    run(main())

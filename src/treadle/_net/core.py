@@ -72,9 +72,29 @@ _BufferedProtocol: Final = asyncio.BufferedProtocol
 _SHUT_WR: Final = socket.SHUT_WR
 _HAS_SENDMSG: Final = hasattr(socket.socket, "sendmsg")
 _SOCKET: Final = socket.socket
+#: The socket methods whose work a plain socket's transport does with
+#: os.read()/os.write() on its fd instead (see ``_is_plain``).
+_SOCKET_IO: Final = ("recv", "recv_into", "send", "sendmsg")
+_SOCKET_IO_ORIGINAL: Final = tuple(getattr(socket.socket, name, None) for name in _SOCKET_IO)
 _os_read: Final = os.read
 _os_write: Final = os.write
 _os_writev: Final[Callable[[int, Sequence[Any]], int] | None] = getattr(os, "writev", None)
+
+
+def _is_plain(sock: Any) -> bool:
+    """Whether the transport may read and write *sock*'s fd itself (one
+    layer fewer per call) rather than call its ``recv()``/``send()``, which
+    asyncio calls: only for a ``socket.socket`` itself whose methods are
+    the socket module's own.  A subclass may override them, and tests
+    replace them on the class (network guards, fault injection): their
+    versions must run, as on asyncio.  Decided when the transport is made.
+    """
+    if type(sock) is not _SOCKET:
+        return False
+    for name, original in zip(_SOCKET_IO, _SOCKET_IO_ORIGINAL):
+        if getattr(_SOCKET, name, None) is not original:
+            return False
+    return True
 
 #: Bytes asked for per read at most (asyncio's max_size).
 READ_SIZE: Final = 256 * 1024
@@ -153,9 +173,7 @@ class TransportCore(WriteRule):
         self._server = None
         self._empty_waiter = None
         self._context = None
-        # A socket subclass may override recv()/send(): call them, as
-        # asyncio does.
-        self._raw = type(sock) is _SOCKET
+        self._raw = _is_plain(sock)
         self._recv_view = loop._recv_view if self._raw else None
 
     # ------------------------------------------------------------------
