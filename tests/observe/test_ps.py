@@ -342,3 +342,36 @@ def test_awaited_by_edges_are_asyncios_own_on_314():
     assert [a["task_id"] for a in child["awaited_by"]] == [main_id]
     roots, cycles, _ = build_tree(loop)
     assert not cycles and len(roots) == 1 and roots[0]["task"]["id"] == main_id
+
+
+SNAPSHOT_OF_A_RUNNING_TASK = """
+    import asyncio, sys, treadle
+    from treadle.observe import _snapshot
+
+    async def inner(me):
+        # Read the chain of the coroutine that is running, many times: on
+        # 3.11 and 3.12 reading its cr_await crashed the interpreter within
+        # a few thousand reads (the watchdog and `treadle ps` read it from
+        # their threads).
+        for _ in range(200_000):
+            frames, tail = _snapshot.coroutine_chain(me)
+            assert frames == [me.cr_frame] and tail is None, (frames, tail)
+        # A snapshot taken on the loop's own thread shows the running
+        # task's live stack, down to the code that asked for it.
+        loop = asyncio.get_running_loop()
+        info = _snapshot.snapshot_loop(loop)
+        [row] = [t for t in info.tasks if t.state == "running"]
+        print([entry.name for entry in row.stack])
+
+    async def outer():
+        await inner(asyncio.current_task().get_coro())
+
+    treadle.run(outer())
+"""
+
+
+def test_the_chain_of_a_running_coroutine_is_never_read_through_it():
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SNAPSHOT_OF_A_RUNNING_TASK)],
+                         capture_output=True, text=True, timeout=120, env=child_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['inner', 'outer']", out.stdout

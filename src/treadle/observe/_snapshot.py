@@ -36,6 +36,7 @@ import os
 import sys
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -46,6 +47,10 @@ from .._kernel.taskclass import Task
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 _TREADLE_DIR = os.path.dirname(os.path.dirname(__file__))
 _KERNEL_DIR = os.path.join(_TREADLE_DIR, "_kernel")
+_OBSERVE_DIR = os.path.dirname(__file__)
+_CoroutineType = types.CoroutineType
+_GeneratorType = types.GeneratorType
+_AsyncGeneratorType = types.AsyncGeneratorType
 #: 3.13 made ``frame.f_locals`` a view (PEP 667); before, reading it copies
 #: the locals into a dict the frame keeps (one more reference to each).
 _LOCALS_COPY = sys.version_info < (3, 13)
@@ -230,10 +235,16 @@ def _safe_name(task: Any) -> str:
 
 
 def _running_frame(loop: Any) -> Any:
-    """The loop thread's innermost frame while it runs a callback."""
+    """The loop thread's innermost frame while it runs a callback: on the
+    loop's own thread, the frame that called into this package."""
     ident = loop._thread_id
-    if ident is None or ident == threading.get_ident():
+    if ident is None:
         return None
+    if ident == threading.get_ident():
+        frame: Any = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith(_OBSERVE_DIR):
+            frame = frame.f_back
+        return frame
     return sys._current_frames().get(ident)
 
 
@@ -309,7 +320,9 @@ def coroutine_frames(coro: Any) -> list[Any]:
 
 def coroutine_chain(coro: Any) -> tuple[list[Any], Any]:
     """``coroutine_frames`` plus the innermost awaited object that has no
-    frame (a future's iterator, say), or None."""
+    frame (a future's iterator, say), or None.  The chain of a coroutine
+    that is running ends at its own frame (see ``_awaited``): the running
+    task's stack is read from the thread's frames instead."""
     frames: list[Any] = []
     obj = coro
     for _ in range(1000):
@@ -320,13 +333,34 @@ def coroutine_chain(coro: Any) -> tuple[list[Any], Any]:
         if frame is None:
             return frames, (obj if obj is not coro else None)
         frames.append(frame)
-        nxt = getattr(obj, "cr_await", None)
-        if nxt is None:
-            nxt = getattr(obj, "gi_yieldfrom", None)
-        if nxt is None:
-            nxt = getattr(obj, "ag_await", None)
-        obj = nxt
+        obj = _awaited(obj)
     return frames, None
+
+
+def _awaited(obj: Any) -> Any:
+    """What the coroutine or generator *obj* is suspended on, or None; never
+    read while it runs.  On 3.11 and 3.12, ``cr_await`` of a coroutine that
+    is executing decodes the instruction after the current one as if the
+    frame were suspended, and can hand back a stale stack slot that crashes
+    the interpreter (aiortc's suite did, through the blocking detector).  A
+    snapshot taken on another thread cannot stop the loop thread from
+    resuming a coroutine, so the test and the read below are two attribute
+    loads with no call and no backward jump between them: the interpreter
+    does not hand the GIL to another thread there."""
+    kind = type(obj)
+    if kind is _CoroutineType:
+        return None if obj.cr_running else obj.cr_await
+    if kind is _GeneratorType:
+        return None if obj.gi_running else obj.gi_yieldfrom
+    if kind is _AsyncGeneratorType:
+        return None if obj.ag_running else obj.ag_await
+    # Another implementation (Cython's coroutines) keeps what it awaits in
+    # a field of its own.
+    for name in ("cr_await", "gi_yieldfrom", "ag_await"):
+        nxt = getattr(obj, name, None)
+        if nxt is not None:
+            return nxt
+    return None
 
 
 def _live_frames(top: Any, outermost: Any) -> list[Any]:
