@@ -275,3 +275,27 @@ def test_a_replaced_time_monotonic_moves_the_loops_time(loop):
         loop.run_until_complete(main())
         assert loop.time() == t0 + 60
     assert fired == ["late"]
+
+
+def test_test_helpers_fire_timers_early_through_the_private_scheduled_list(loop):
+    # zeroconf's and Home Assistant's test helpers walk asyncio's private
+    # loop._scheduled and run the TimerHandles that are due themselves.
+    fired = []
+
+    async def main():
+        keep = loop.call_later(3600, fired.append, "hour")
+        gone = loop.call_later(60, fired.append, "cancelled")
+        gone.cancel()
+        loop.call_later(120, fired.append, "later")
+        for handle in list(loop._scheduled):
+            assert isinstance(handle, asyncio.TimerHandle)
+            if handle.cancelled() or handle.when() > loop.time() + 600:
+                continue
+            handle._run()
+            handle.cancel()
+        assert keep in loop._scheduled
+        await asyncio.sleep(0)
+        keep.cancel()
+
+    loop.run_until_complete(main())
+    assert fired == ["later"]

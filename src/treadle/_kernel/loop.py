@@ -475,6 +475,16 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def _timer_handle_cancelled(self, handle: TimerHandle) -> None:
         self._timers.cancelled(handle)
 
+    @property
+    def _scheduled(self) -> list[TimerHandle]:
+        """asyncio's private name for its timer heap, which test helpers
+        walk to fire timers early (zeroconf's ``time_changed_millis``, Home
+        Assistant's ``async_fire_time_changed``: ``list(loop._scheduled)``,
+        then ``_run()`` and ``cancel()`` on the handles that are due).  The
+        scheduled handles, cancelled ones included, in heap order, as
+        asyncio's list holds them; a copy, so it cannot be changed."""
+        return self._timers.entries()
+
     # ------------------------------------------------------------------
     # running
     # ------------------------------------------------------------------
