@@ -533,3 +533,73 @@ def test_socket_methods_replaced_on_the_class_are_called(run):
         assert calls.count("recv") >= 3
 
     run(main())
+
+
+def test_a_reader_that_cannot_be_registered_is_reported_and_the_transport_still_made(run, tmp_path):
+    # asyncio registers a new transport's reader in a callback of its own:
+    # when the poller refuses the fd (epoll and a regular file: EPERM) the
+    # failure goes to the exception handler and create_connection() returns.
+    from unittest import mock
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda loop, context: errors.append(context))
+        with open(tmp_path / "not-a-socket", "wb") as f:
+            sock = mock.create_autospec(socket.socket, spec_set=True, instance=True)
+            sock.type = socket.SOCK_STREAM
+            sock.family = socket.AF_INET
+            sock.fileno.return_value = f.fileno()
+            sock.getpeername.return_value = ("127.0.0.1", 9)
+            tr, proto = await asyncio.wait_for(
+                loop.create_connection(asyncio.Protocol, sock=sock), 5)
+            await asyncio.sleep(0)
+            assert [type(c["exception"]) for c in errors] == [PermissionError]
+            assert errors[0]["message"].startswith("Exception in callback ")
+            tr.abort()
+            await asyncio.sleep(0)
+        sock.close.assert_called_once_with()
+
+    run(main())
+
+
+def test_what_the_sockets_close_and_shutdown_return_is_ignored(run):
+    # asyncio ignores it; a library's socket wrapper (or a mock) may return
+    # something other than None.
+    class Wrapped:
+        def __init__(self, sock):
+            self._sock = sock
+
+        def __getattr__(self, name):
+            return getattr(self._sock, name)
+
+        def close(self):
+            self._sock.close()
+            return True
+
+        def shutdown(self, how):
+            self._sock.shutdown(how)
+            return True
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda loop, context: errors.append(context))
+        a, b = socket.socketpair()
+        lost = loop.create_future()
+
+        class Protocol(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        tr, _ = await loop.create_connection(Protocol, sock=Wrapped(a))
+        tr.write_eof()
+        b.setblocking(False)
+        assert await loop.sock_recv(b, 10) == b""
+        tr.close()
+        assert await lost is None
+        assert errors == []
+        assert a.fileno() == -1
+        b.close()
+
+    run(main())

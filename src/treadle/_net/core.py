@@ -81,6 +81,18 @@ _os_write: Final = os.write
 _os_writev: Final[Callable[[int, Sequence[Any]], int] | None] = getattr(os, "writev", None)
 
 
+# The socket's own results are ignored as asyncio ignores them; through Any,
+# so that the compiled build does not check them either (a socket object of
+# a library's or a mock's may return something other than None).
+
+def _close(sock: Any) -> None:
+    sock.close()
+
+
+def _shutdown_write(sock: Any) -> None:
+    sock.shutdown(_SHUT_WR)
+
+
 def _is_plain(sock: Any) -> bool:
     """Whether the transport may read and write *sock*'s fd itself (one
     layer fewer per call) rather than call its ``recv()``/``send()``, which
@@ -231,8 +243,22 @@ class TransportCore(WriteRule):
         if self._buffer.size:
             self._flush_held(True)
         if not self._closing and not self._paused and not self._reading:
-            self._reading = True
-            self._loop._add_reader(self._sock_fd, self._read_ready, context=self._context)
+            try:
+                self._loop._add_reader(self._sock_fd, self._read_ready, context=self._context)
+                self._reading = True
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                # asyncio registers the reader in a callback of its own, so
+                # a failure (epoll refuses a regular file's fd) is reported
+                # and the creator still gets its transport; a failure here
+                # must not leave the creator waiting forever.
+                self._loop.call_exception_handler({
+                    "message": f"Exception in callback {self._transport!r}._add_reader()",
+                    "exception": exc,
+                    "transport": self._transport,
+                    "protocol": protocol,
+                })
         if waiter is not None and not waiter.cancelled():
             waiter.set_result(None)
 
@@ -333,7 +359,7 @@ class TransportCore(WriteRule):
         finally:
             sock = self._sock
             if sock is not None:
-                sock.close()
+                _close(sock)
             self._sock = None
             self._protocol = None
             # As asyncio's transports: a closed one lets go of its loop.
@@ -355,7 +381,7 @@ class TransportCore(WriteRule):
         sock = self._sock
         if sock is None:
             return
-        sock.close()
+        _close(sock)
         self._sock = None
         server = self._server
         if server is not None:
@@ -789,7 +815,7 @@ class StreamCore(TransportCore):
         elif self._eof:
             sock = self._sock
             assert sock is not None
-            sock.shutdown(_SHUT_WR)
+            _shutdown_write(sock)
 
     def can_write_eof(self) -> bool:
         return True
@@ -801,7 +827,7 @@ class StreamCore(TransportCore):
         if not self._buffer.size:
             sock = self._sock
             assert sock is not None
-            sock.shutdown(_SHUT_WR)
+            _shutdown_write(sock)
 
     # ------------------------------------------------------------------
     # sendfile support (see sendfile.py)
