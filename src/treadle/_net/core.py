@@ -81,9 +81,12 @@ _os_write: Final = os.write
 _os_writev: Final[Callable[[int, Sequence[Any]], int] | None] = getattr(os, "writev", None)
 
 
-# The socket's own results are ignored as asyncio ignores them; through Any,
-# so that the compiled build does not check them either (a socket object of
-# a library's or a mock's may return something other than None).
+# Rule: what a socket call returns is ignored where asyncio ignores it, and
+# the call goes through Any so that the compiled build does not check it
+# either (mypyc checks a typeshed-typed result even when it is dropped; a
+# library's socket wrapper or a mock may return anything).  Here for close()
+# and shutdown(); the datagram transport's send()/sendto() read the socket
+# as Any for the same reason.
 
 def _close(sock: Any) -> None:
     sock.close()
@@ -233,12 +236,7 @@ class TransportCore(WriteRule):
             self._callback_depth -= 1
             raise
         except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {protocol!r}.connection_made()",
-                "exception": exc,
-                "transport": self._transport,
-                "protocol": protocol,
-            })
+            self._report_start_failure(f"{protocol!r}.connection_made()", exc, protocol)
         self._callback_depth -= 1
         if self._buffer.size:
             self._flush_held(True)
@@ -253,14 +251,20 @@ class TransportCore(WriteRule):
                 # a failure (epoll refuses a regular file's fd) is reported
                 # and the creator still gets its transport; a failure here
                 # must not leave the creator waiting forever.
-                self._loop.call_exception_handler({
-                    "message": f"Exception in callback {self._transport!r}._add_reader()",
-                    "exception": exc,
-                    "transport": self._transport,
-                    "protocol": protocol,
-                })
+                self._report_start_failure(f"{self._transport!r}._add_reader()", exc, protocol)
         if waiter is not None and not waiter.cancelled():
             waiter.set_result(None)
+
+    def _report_start_failure(self, callback: str, exc: BaseException,
+                              protocol: Any) -> None:
+        """A step of ``_start`` failed: reported as asyncio reports the
+        failed callback that step is on its loop, and the start goes on."""
+        self._loop.call_exception_handler({
+            "message": f"Exception in callback {callback}",
+            "exception": exc,
+            "transport": self._transport,
+            "protocol": protocol,
+        })
 
     # ------------------------------------------------------------------
     # flow control
@@ -906,10 +910,8 @@ class DatagramCore(TransportCore):
         if self._conn_lost and self._address:
             self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
             return
-        # Typed Any, not socket.socket: what send()/sendto() return is
-        # ignored, as asyncio ignores it, and compiled code would check it
-        # (an int) - tests replace socket.sendto with wrappers that return
-        # None to drop datagrams.
+        # Any: what send()/sendto() return is ignored (see _close; tests
+        # replace sendto with wrappers that return None to drop datagrams).
         sock: Any = self._sock
         if sock is None:        # after connection_lost(); asyncio fails here too
             raise AttributeError("sendto() on a closed datagram transport")
@@ -939,7 +941,7 @@ class DatagramCore(TransportCore):
 
     def _sendto_ready(self) -> None:
         queue = self._queue
-        sock: Any = self._sock      # results ignored, unchecked (see sendto)
+        sock: Any = self._sock      # results ignored (see _close)
         assert sock is not None
         while queue:
             data, addr = queue.popleft()
