@@ -610,6 +610,61 @@ def test_treadle_eager_task_factory():
     assert order[0][0] == "child start" and order[1:] == ["after create", "child end"]
 
 
+@pytest.mark.parametrize("factory", ["eager_task_factory", "task_factory"])
+def test_treadle_factories_through_create_task(factory):
+    """create_task() with one of treadle's own factories set: the same task
+    a call of the factory makes (name, context, eager_start as given, the
+    current task swapped around an eager step and restored, from a task
+    and from a plain callback)."""
+    chosen = getattr(treadle, factory)
+    eager_default = factory == "eager_task_factory"
+    var = contextvars.ContextVar("var", default="unset")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(chosen)
+        me = asyncio.current_task()
+        seen = []
+
+        async def child():
+            seen.append((asyncio.current_task().get_name(), var.get()))
+            return asyncio.current_task()
+
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "in ctx")
+        t = loop.create_task(child(), name="kid", context=ctx)
+        assert type(t) is treadle.Task and t.get_name() == "kid"
+        assert t.done() is eager_default
+        assert asyncio.current_task() is me
+        assert await t is t
+        assert seen[-1][1] == "in ctx"
+        lazy = loop.create_task(child(), eager_start=False)
+        assert not lazy.done()
+        await lazy
+        eager = loop.create_task(child(), eager_start=True)
+        assert eager.done() and eager.result() is eager
+        assert asyncio.current_task() is me
+
+        from_callback = loop.create_future()
+
+        def callback():
+            u = loop.create_task(child(), eager_start=True)
+            from_callback.set_result((u.done(), asyncio.current_task()))
+        loop.call_soon(callback)
+        assert await from_callback == (True, None)
+        if sys.version_info >= (3, 14):
+            with pytest.raises(TypeError, match="bogus"):
+                loop.create_task(child(), bogus=1)
+        return seen
+
+    seen = treadle.run(main())
+    # Up to 3.13 create_task() names the task after the factory returns, as
+    # asyncio's does: an eager first step still sees the default name.
+    eager_sees_name = sys.version_info >= (3, 14) or not eager_default
+    assert seen[0] == ("kid" if eager_sees_name else seen[0][0], "in ctx")
+    assert eager_sees_name or seen[0][0].startswith("Task-")
+
+
 def test_stock_asyncio_task_factory_on_treadle():
     """The documented way to get asyncio's C task on treadle's loop."""
     def factory(loop, coro, **kwargs):

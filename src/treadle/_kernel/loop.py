@@ -116,7 +116,7 @@ from . import _compat, _format
 from .handles import Handle, TimerHandle
 from .seams import Clock, ReadyOrder, hooks_of
 from .task import TaskCore, Wakeup, new_task
-from .taskclass import Task
+from .taskclass import Task, eager_task_factory, task_factory
 from .timers import TimerQueue
 from .._io.backend import READABLE, WRITABLE, IOBackend, default_backend
 
@@ -144,6 +144,10 @@ _UNSET: Final = _Unset()
 # the module's dict at every use.
 _Future: Final = asyncio.Future
 _TaskClass: Final = Task
+# treadle's own task factories: create_task() does what they would do
+# without the Python-level call of the factory (two frames, keywords).
+_EAGER_FACTORY: Final[Any] = eager_task_factory
+_PLAIN_FACTORY: Final[Any] = task_factory
 _ThreadSafeHandle: Final[Any] = getattr(asyncio.events, "_ThreadSafeHandle", None)
 
 
@@ -948,6 +952,18 @@ class KernelLoop(asyncio.AbstractEventLoop):
         if self._closed:
             raise RuntimeError("Event loop is closed")
         factory = self._task_factory
+        if (factory is _EAGER_FACTORY or factory is _PLAIN_FACTORY) and not kwargs:
+            # Exactly what the factory call below would do, keyword for keyword.
+            eager: Any = (factory is _EAGER_FACTORY if eager_start is _UNSET
+                          else eager_start)
+            if _PASS_ALL_KWARGS:
+                return new_task(_TaskClass, coro, self, None if name is _UNSET else name,
+                                None if context is _UNSET else context, eager)
+            made = new_task(_TaskClass, coro, self, None,
+                            None if context is _UNSET else context, eager)
+            if name is not _UNSET and name is not None:
+                made.set_name(name)
+            return made
         if factory is None:
             if kwargs:
                 # Task's own constructor names the unexpected keyword.

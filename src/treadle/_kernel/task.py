@@ -593,7 +593,14 @@ class TaskCore:
         """Run the first step inside the constructor (eager task factory)."""
         loop = self._loop
         task = self._task
-        prev = _SWAP_CURRENT_TASK(loop, task)
+        # The task that called create_task() stays current around the step
+        # (a swap, not _step's enter/leave): written straight into asyncio's
+        # map up to 3.13, as _step does, with no Python-level call.
+        if _THREAD_STATE_TASKS:
+            prev = _SWAP_CURRENT_TASK(loop, task)
+        else:
+            prev = _current_tasks.get(loop)
+            _current_tasks[loop] = task
         eager = _eager_tasks
         try:
             if eager is not None:
@@ -610,15 +617,22 @@ class TaskCore:
                 if eager is not None:
                     eager.discard(task)
         finally:
-            _SWAP_CURRENT_TASK(loop, prev)
+            if _THREAD_STATE_TASKS:
+                _SWAP_CURRENT_TASK(loop, prev)
+            elif prev is None:
+                _current_tasks.pop(loop, None)
+            else:
+                _current_tasks[loop] = prev
             if self._state is _PENDING:
                 if eager is not None:
                     self._register(task)
             else:
+                # Store first, release after (loop.py's header): the local
+                # holds the coroutine across the store.  (The Task local:
+                # whoever called create_task() gets it back, so nothing is
+                # finalized here.)
                 coro = self._coro
                 self._coro = None
-                # (the local holds the Task: whoever called create_task()
-                # gets it back, so nothing is finalized here)
                 self._let_go_if_done()
                 if coro is task:
                     pass
