@@ -653,8 +653,10 @@ def test_treadle_factories_through_create_task(factory):
         loop.call_soon(callback)
         assert await from_callback == (True, None)
         if sys.version_info >= (3, 14):
+            coro = child()
             with pytest.raises(TypeError, match="bogus"):
-                loop.create_task(child(), bogus=1)
+                loop.create_task(coro, bogus=1)
+            coro.close()
         return seen
 
     seen = treadle.run(main())
