@@ -299,3 +299,49 @@ def test_test_helpers_fire_timers_early_through_the_private_scheduled_list(loop)
 
     loop.run_until_complete(main())
     assert fired == ["later"]
+
+
+def test_a_subclass_overriding_call_at_sees_call_later_and_sleep(loop_factory):
+    """asyncio's call_later() goes through call_at(): a loop subclass that
+    overrides it (test loops that track or steer timers) sees every timer,
+    asyncio.sleep()'s and wait_for()'s included."""
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
+
+    class Tracking(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.delays: list[float] = []
+
+        def call_at(self, when, callback, *args, context=None):
+            self.delays.append(round(when - self.time(), 2))
+            return super().call_at(when, callback, *args, context=context)
+
+    async def main() -> None:
+        await asyncio.sleep(0.05)
+        asyncio.get_running_loop().call_later(0.01, lambda: None)
+        await asyncio.wait_for(asyncio.sleep(0.02), 10)
+
+    loop = Tracking()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert loop.delays[:2] == [0.05, 0.01]
+    assert 10.0 in loop.delays and 0.02 in loop.delays
+
+
+def test_mock_patch_object_restores_the_loops_private_attributes(loop):
+    """unittest.mock.patch.object() on an attribute asyncio's loop keeps in
+    its instance (aiotools' virtual clock patches _clock_resolution): on
+    exit mock deletes it, then puts the original back."""
+    from unittest import mock
+
+    for name, value in [("_clock_resolution", 0.001), ("_debug", True),
+                        ("_task_factory", None), ("_exception_handler", None),
+                        ("_default_executor", None)]:
+        before = getattr(loop, name)
+        with mock.patch.object(loop, name, value):
+            assert getattr(loop, name) == value
+        assert getattr(loop, name) == before, name

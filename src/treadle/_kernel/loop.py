@@ -215,6 +215,18 @@ class KernelLoop(asyncio.AbstractEventLoop):
     #: Callbacks that take longer than this are logged in debug mode.
     slow_callback_duration = 0.1
 
+    # asyncio's loop keeps these as plain instance attributes, which tests
+    # replace with ``unittest.mock.patch.object(loop, name, ...)``; on exit
+    # mock deletes the attribute (it was not in the instance's __dict__)
+    # and then puts the original back.  A compiled attribute refuses to be
+    # deleted unless it is listed here (reading one costs a check more).
+    __deletable__ = ("_clock_resolution", "_debug", "_default_executor",
+                     "_exception_handler", "_task_factory", "_thread_id",
+                     "_current_handle", "_internal_fds", "_asyncgens",
+                     "_asyncgens_shutdown_called", "_executor_shutdown_called",
+                     "_coroutine_origin_tracking_enabled",
+                     "_coroutine_origin_tracking_saved_depth")
+
     def __init__(self, *, clock: Clock | None = None,
                  backend: IOBackend | None = None) -> None:
         self._ready: deque[Any] = deque()
@@ -232,6 +244,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._clock = clock
         self._time: Callable[[], float] = _monotonic if clock is None else clock.time
         self._clock_resolution = time.get_clock_info("monotonic").resolution
+        #: A subclass overrides call_at(): call_later() then goes through it.
+        self._call_at_overridden = type(self).call_at is not KernelLoop.call_at
         self._backend: IOBackend = default_backend() if backend is None else backend
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
@@ -445,6 +459,12 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise ValueError("delay must not be NaN")
         # self.time(), not self._time(): as on asyncio, a time() replaced on
         # the instance (tests patch it to steer timers) is what counts.
+        if self._call_at_overridden:
+            # As asyncio's call_later does, through call_at: a subclass that
+            # overrides it (to track or steer timers) sees these too.
+            over: TimerHandle = self.call_at(self.time() + delay, callback, *args,
+                                             context=context)
+            return over
         timer = KernelLoop._call_at(self, self.time() + delay, callback, args, context)
         return timer
 
