@@ -16,9 +16,13 @@ Owns:
      the same thread sees the byte, see uvloop issue #631); later writes in
      the same batch are buffered and leave together at the end of the
      batch (the kernel's ``_call_at_batch_end``), before the loop can
-     block.  With the loop not running there are no batches: every write
-     is the first.  On a loop other than treadle's (TLS runs on any) only
-     rule 1 applies.
+     block, or as soon as ``HELD_WRITES_MAX`` of them wait: a task that
+     writes in a loop without yielding (``write()`` then ``await
+     drain()``, which does not yield while the protocol is not paused)
+     still reaches its fd, and sees its errors, every few writes, where
+     asyncio's sends at each write.  With the loop not running there are
+     no batches: every write is the first.  On a loop other than
+     treadle's (TLS runs on any) only rule 1 applies.
   3. Whatever the fd does not accept stays buffered, the loop watches the
      fd for writability, and above the high-water mark the protocol is
      paused (asyncio's rule).  Bytes held back by rules 1-2 never pause the
@@ -60,6 +64,9 @@ from ._kernel.loop import KernelLoop
 
 #: Defaults of asyncio's transports: pause above 64 KiB, resume at a quarter.
 DEFAULT_HIGH_WATER: Final = 64 * 1024
+
+#: Rule 2 holds at most this many writes of a batch before sending them.
+HELD_WRITES_MAX: Final = 16
 
 #: A transport warns once its protocol keeps writing this many times after
 #: the connection was lost (asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES).
@@ -271,14 +278,16 @@ class WriteRule:
 
     ``held()``: must this write wait?  ``sent()``: the transport wrote to
     its fd in this batch.  ``flush_later(fn)``: have *fn* flush what was
-    held at the end of the batch (once per batch).  ``enter_callback()`` /
-    ``leave_callback()`` bracket the transport's calls into its protocol
-    (they nest).
+    held at the end of the batch (once per batch).  ``too_many_held()``:
+    rule 2 held one more write; True when they must go now.
+    ``enter_callback()`` / ``leave_callback()`` bracket the transport's
+    calls into its protocol (they nest).
     """
 
     # (Slots in every core class: the interpreted build's objects have the
     # compiled build's shape, no __dict__ and no weak references.)
-    __slots__ = ("_kernel", "_sent_serial", "_callback_depth", "_flush_queued")
+    __slots__ = ("_kernel", "_sent_serial", "_callback_depth", "_flush_queued",
+                 "_held_writes")
 
     #: The loop's kernel, when it is treadle's (None: no batches).
     _kernel: KernelLoop | None
@@ -288,12 +297,15 @@ class WriteRule:
     _callback_depth: int
     #: An end-of-batch flush is registered.
     _flush_queued: bool
+    #: Writes rule 2 held since the transport last wrote or a batch ended.
+    _held_writes: int
 
     def __init__(self, loop: object) -> None:
         self._kernel = loop if isinstance(loop, KernelLoop) else None
         self._sent_serial = -1
         self._callback_depth = 0
         self._flush_queued = False
+        self._held_writes = 0
 
     def held(self) -> bool:
         """True: this write waits (in a protocol callback, or this transport
@@ -320,6 +332,18 @@ class WriteRule:
         kernel = self._kernel
         if kernel is not None:
             self._sent_serial = kernel._batch_serial
+        self._held_writes = 0
+
+    def too_many_held(self) -> bool:
+        """Rule 2 held one more write (outside a protocol callback): True
+        when that makes ``HELD_WRITES_MAX``, and what is held must be sent
+        now rather than at the end of the batch."""
+        held = self._held_writes + 1
+        if held < HELD_WRITES_MAX:
+            self._held_writes = held
+            return False
+        self._held_writes = 0
+        return True
 
     def sent_this_batch(self) -> bool:
         kernel = self._kernel
@@ -341,6 +365,7 @@ class WriteRule:
     def batch_ended(self) -> None:
         """The end-of-batch flush is running (call it first thing in it)."""
         self._flush_queued = False
+        self._held_writes = 0
 
     def after_batch(self, fn: Callable[[], object]) -> bool:
         """Run *fn* at the end of the current batch, after the flushes

@@ -603,3 +603,26 @@ def test_what_the_sockets_close_and_shutdown_return_is_ignored(run):
         b.close()
 
     run(main())
+
+
+def test_a_writer_that_never_yields_sees_the_peer_gone_within_a_few_writes(run):
+    """``write(); await drain()`` in a loop does not yield while the
+    protocol is not paused, so the loop turn never ends: the writes must
+    still reach the socket, and its error stop the loop, within a few
+    iterations (asyncio: at the second; treadle holds at most 16 writes of
+    a turn).  aioftp's tests write to a closed peer this way."""
+    async def main():
+        ours, peer = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        writer.write(b"first")
+        await writer.drain()
+        peer.close()
+        n = 0
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            while n < 100_000:
+                n += 1
+                writer.write(b"-")
+                await writer.drain()
+        writer.close()
+        return n
+    assert run(main()) <= 20

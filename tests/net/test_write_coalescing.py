@@ -88,6 +88,30 @@ def test_later_writes_of_the_same_batch_go_out_in_one_sendmsg(trun):
     trun(main())
 
 
+def test_a_batch_holds_at_most_sixteen_writes_before_sending_them(trun):
+    """A step that writes in a loop without yielding reaches the socket every
+    16 held writes, not only at the end of the batch or past the high-water
+    mark (rule 2's bound, HELD_WRITES_MAX)."""
+    from treadle._writeflow import HELD_WRITES_MAX
+
+    async def main():
+        sock, peer = counting_pair()
+        tr, proto = await transport_on(sock)
+        peer.setblocking(False)
+        for i in range(1 + 2 * HELD_WRITES_MAX + 3):
+            tr.write(bytes([65 + i % 26]))
+        assert sock.calls == [("send", 1, 1), ("sendmsg", HELD_WRITES_MAX, HELD_WRITES_MAX),
+                              ("sendmsg", HELD_WRITES_MAX, HELD_WRITES_MAX)]
+        await asyncio.sleep(0)          # the batch ends: the last three
+        assert sock.calls[3:] == [("sendmsg", 3, 3)]
+        total = 1 + 2 * HELD_WRITES_MAX + 3
+        assert await recv_exactly(peer, total) == bytes(65 + i % 26 for i in range(total))
+        tr.close()
+        await proto.done
+        peer.close()
+    trun(main())
+
+
 def test_each_batch_sends_its_first_write_at_once(trun):
     async def main():
         sock, peer = counting_pair()

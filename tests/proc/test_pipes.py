@@ -371,6 +371,28 @@ def test_reader_gone_with_pending_data_is_broken_pipe(run):
     run(main())
 
 
+def test_writes_without_yielding_reach_a_pipe_whose_reader_left(run):
+    """Writes in one step that never yields still reach the pipe (and its
+    EPIPE closes the transport) within a few writes: asyncio at the first
+    write after the reader left, treadle within 16 (its write rule holds no
+    more writes of a turn than that)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        r, w = os.pipe()
+        proto = WriteProto()
+        transport, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
+        transport.write(b"first")
+        os.close(r)
+        n = 0
+        while not transport.is_closing() and n < 100_000:
+            n += 1
+            transport.write(b"-")
+        exc = await asyncio.wait_for(proto.lost, 10)
+        assert isinstance(exc, BrokenPipeError)
+        return n
+    assert run(main()) <= 20
+
+
 def test_reader_gone_while_idle_is_a_clean_close(run):
     async def main():
         loop = asyncio.get_running_loop()

@@ -719,6 +719,8 @@ class StreamCore(TransportCore):
             self._flush_held(True)
         elif self._callback_depth:
             pass        # flushed when the protocol callback returns
+        elif self.too_many_held():
+            self._flush_held(True)
         elif not self.flush_later(self._on_batch_end):
             # No batch is running: nothing else would flush it.
             self._flush_held(True)

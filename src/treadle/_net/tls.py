@@ -892,7 +892,11 @@ class TLSProtocol(_BufferedProtocol):
         self._held_size += len(data)
         if self._held_size >= HOLD_LIMIT:
             self._flush_held()
-        elif not self._rule.in_callback():
+        elif self._rule.in_callback():
+            pass                    # flushed when the callback returns
+        elif self._rule.too_many_held():
+            self._flush_held()
+        else:
             # Held because this connection already sent in this batch: the
             # rest of the batch's writes share records, sent at its end.
             self._rule.flush_later(self._on_batch_end)

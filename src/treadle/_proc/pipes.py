@@ -410,6 +410,8 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
             self._flush(False)
         elif self._rule.in_callback():
             pass                    # flushed when the callback returns
+        elif self._rule.too_many_held():
+            self._flush(False)
         elif not self._rule.flush_later(self._batch_end):
             self._flush(False)      # no batch is running to flush it
 
