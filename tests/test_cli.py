@@ -154,6 +154,34 @@ def test_run_script_dir_on_path(tmp_path):
     assert out.stdout.strip() == "3", out.stderr
 
 
+def test_run_script_gets_the_module_attributes_python_gives_it(tmp_path):
+    """``treadle run script.py`` sets up ``__main__`` as ``python script.py``
+    does: an absolute ``__file__`` (a script that changes directory can
+    still find its files), a SourceFileLoader, the script's directory as
+    sys.path[0] and not the ``treadle`` command's, sys.argv[0] as given."""
+    _script(tmp_path, """
+        import os, pickle, sys
+        os.chdir("/")
+        class Thing: pass
+        print(os.path.isabs(__file__), open(__file__).read().startswith("\\n"),
+              type(__loader__).__name__, __spec__, sys.argv[0],
+              sys.path[0] == os.path.dirname(os.path.realpath(__file__)),
+              sys.path.count(os.path.dirname(sys.executable)),
+              type(pickle.loads(pickle.dumps(Thing()))).__name__,
+              sys.modules["__main__"].__dict__ is globals())
+    """)
+    plain = _run([sys.executable, "script.py"], cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.split() == ["True", "True", "SourceFileLoader", "None",
+                                    "script.py", "True", "0", "Thing", "True"]
+    for command in (TREADLE, [str(Path(sys.executable).parent / "treadle")]):
+        if not os.path.exists(command[0]):
+            continue
+        out = _run([*command, "run", "script.py"], cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == plain.stdout
+
+
 def test_error_shows_script_traceback_and_exits_1(tmp_path):
     script = _script(tmp_path, """
         import asyncio

@@ -223,7 +223,7 @@ def _run_program(script: str | None, module: str | None, argv: list[str],
     install(clock=clock, seed=seed)
     if module is not None:
         sys.argv = [module, *argv]
-        sys.path.insert(0, os.getcwd())
+        _set_path_entry(os.getcwd())
         target: Any = module
         runner: Callable[..., Any] = runpy.run_module
         kwargs: dict[str, Any] = {"run_name": "__main__", "alter_sys": True}
@@ -235,11 +235,17 @@ def _run_program(script: str | None, module: str | None, argv: list[str],
                   f"[Errno 2] No such file or directory", file=sys.stderr)
             return 2
         sys.argv = [script, *argv]
-        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-        target = script
-        runner = runpy.run_path
-        kwargs = {"run_name": "__main__"}
+        _set_path_entry(os.path.dirname(os.path.realpath(script)))
         origin = os.path.abspath(script)
+        kwargs = {}
+        if os.path.isfile(script) and script.endswith(".py"):
+            target = origin
+            runner = _run_source_file
+        else:
+            # A directory or zip file with a __main__.py, or a .pyc.
+            target = script
+            runner = runpy.run_path
+            kwargs = {"run_name": "__main__"}
     try:
         with program_clocks:
             runner(target, **kwargs)
@@ -260,6 +266,38 @@ def _run_program(script: str | None, module: str | None, argv: list[str],
             print(f"treadle: this run used --seed {seed}", file=sys.stderr)
         return 1
     return 0
+
+
+def _set_path_entry(directory: str) -> None:
+    """``sys.path[0]`` as ``python SCRIPT`` / ``python -m MODULE`` sets it:
+    the script's directory (symlinks resolved) or the working directory,
+    in place of this command's own (the ``treadle`` script's directory);
+    nothing under ``-P`` (``safe_path``)."""
+    if getattr(sys.flags, "safe_path", False):
+        return
+    if sys.path:
+        sys.path[0] = directory
+    else:
+        sys.path.insert(0, directory)
+
+
+def _run_source_file(path: str) -> None:
+    """Run the Python file at (absolute) *path* as ``__main__``, with the
+    module attributes ``python path`` gives it: an absolute ``__file__``
+    (3.9+), a ``SourceFileLoader`` as ``__loader__``, no ``__spec__``; the
+    module stays ``sys.modules["__main__"]``, as the interpreter's own
+    does (pickling and multiprocessing's spawn find it there)."""
+    import builtins
+    import types
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader("__main__", path)
+    code = compile(loader.get_data(path), path, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=path, __loader__=loader, __spec__=None,
+                         __package__=None, __builtins__=builtins)
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)
 
 
 def _print_user_traceback(exc: BaseException, origin: str | None) -> None:
