@@ -56,6 +56,7 @@ through here on every write; compiled, these are direct C calls.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Callable, Final
 
@@ -133,7 +134,7 @@ def lost_write(count: int, message: str) -> int:
     """A write after the connection was lost: dropped, as on asyncio, which
     logs *message* once such writes pile up.  Returns the new count."""
     if count >= CONNLOST_WRITES_LOG_THRESHOLD:
-        _compat.asyncio_logger().warning(message)
+        _compat.log(logging.WARNING, message)
     return count + 1
 
 

@@ -107,6 +107,71 @@ def test_never_retrieved_exception_logged_with_source(loop, caplog):
     assert "KeyError" in caplog.text
 
 
+def test_a_tasks_source_traceback_is_the_whole_stack(loop):
+    """Debug mode: where a task was created, all of the stack, as asyncio's
+    C task records it (a task made deep in a call chain still shows the
+    code that started the chain)."""
+    loop.set_debug(True)
+
+    def nest(n, fn):
+        return fn() if n == 0 else nest(n - 1, fn)
+
+    async def noop():
+        pass
+
+    async def main():
+        task = nest(20, lambda: asyncio.get_running_loop().create_task(noop()))
+        await task
+        return task._source_traceback
+
+    stack = loop.run_until_complete(main())
+    names = [frame.name for frame in stack]
+    assert names.count("nest") == 21 and "main" in names
+
+
+def _made_by_the_loop(path: str) -> bool:
+    return any(os.path.dirname(os.path.abspath(path)).startswith(os.path.dirname(p))
+               for p in (asyncio.__file__, treadle.__file__))
+
+
+def test_log_records_and_warnings_of_the_loop_name_the_loop_not_the_callers_line(
+        loop_factory, caplog):
+    """A record the loop logs ("Task exception was never retrieved") and the
+    warning an unclosed loop gives come from the loop's own code, not from
+    whichever line of the program set off the collection (compiled code has
+    no Python frame to attribute them to)."""
+    import gc
+    import warnings
+
+    async def fail():
+        raise KeyError("lost")
+
+    async def main():
+        asyncio.ensure_future(fail())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    loop = loop_factory()
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.run_until_complete(main())
+        gc.collect()
+    loop.close()
+    records = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert records and all(_made_by_the_loop(r.pathname) for r in records), \
+        [(r.pathname, r.lineno) for r in records]
+
+    def leak():
+        unclosed = loop_factory()
+        unclosed.call_soon(print)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        leak()
+        gc.collect()
+    unclosed = [w for w in caught if "unclosed event loop" in str(w.message)]
+    assert unclosed and all(_made_by_the_loop(w.filename) for w in unclosed), \
+        [(w.filename, w.lineno) for w in unclosed]
+
+
 @pytest.mark.parametrize("how", ["env", "devmode"])
 def test_debug_mode_from_environment(how):
     code = ("import asyncio, treadle\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import warnings
 import weakref
 from asyncio import tasks as _aio_tasks
 from typing import TYPE_CHECKING, Any, Callable
@@ -184,3 +185,21 @@ def asyncio_logger() -> Any:
     patch ``asyncio.base_events.logger`` see treadle's messages too."""
     from asyncio import base_events
     return getattr(base_events, "logger")
+
+
+# The compiled modules log and warn through these two.  Compiled code has no
+# Python frames: logging and warnings would attribute a record made there
+# (its file, line and function) to the nearest Python frame - the user's
+# line that happened to set off a garbage collection, or their main() - so
+# that the same message seemed to come from a different place each time.
+# From here it names this module, in either build.  (This module is never
+# compiled.)
+
+def log(level: int, message: str, *args: Any, exc_info: Any = None) -> None:
+    """Log on asyncio's logger (see above)."""
+    asyncio_logger().log(level, message, *args, exc_info=exc_info)
+
+
+def warn(message: str, category: type[Warning], source: Any = None) -> None:
+    """``warnings.warn()`` (see above)."""
+    warnings.warn(message, category, source=source)

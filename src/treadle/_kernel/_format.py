@@ -77,10 +77,11 @@ def callback_source(func: Any, args: Sequence[Any] | None) -> str:
 _KERNEL_DIR = os.path.dirname(__file__)
 
 
-def caller_stack(limit: int = DEBUG_STACK_DEPTH) -> traceback.StackSummary:
+def caller_stack(limit: int | None = DEBUG_STACK_DEPTH) -> traceback.StackSummary:
     """The stack of whoever called into the kernel (its own frames are left
-    out), for debug-mode source tracebacks.  Works the same compiled, where
-    kernel functions have no frames, and uncompiled, where they do."""
+    out), for debug-mode source tracebacks; all of it with *limit* None.
+    Works the same compiled, where kernel functions have no frames, and
+    uncompiled, where they do."""
     frame: FrameType | None = sys._getframe(0)
     while frame is not None and os.path.dirname(
             frame.f_code.co_filename) == _KERNEL_DIR:
@@ -89,7 +90,7 @@ def caller_stack(limit: int = DEBUG_STACK_DEPTH) -> traceback.StackSummary:
 
 
 def extract_stack(frame: FrameType | None = None,
-                  limit: int = DEBUG_STACK_DEPTH) -> traceback.StackSummary:
+                  limit: int | None = DEBUG_STACK_DEPTH) -> traceback.StackSummary:
     """The caller's stack, oldest first, without reading source lines
     (reading them is what makes naive debug modes slow)."""
     if frame is None:

@@ -107,7 +107,6 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 import weakref
 from collections import deque
 from typing import Any, Callable, Final
@@ -582,7 +581,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         if self._closed:
             return
         if self._debug:
-            _compat.asyncio_logger().debug("Close %r", self)
+            _compat.log(logging.DEBUG, "Close %r", self)
         self._closed = True
         self._ready.clear()
         self._timers.clear()
@@ -602,7 +601,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            warnings.warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            _compat.warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
             if not self.is_running():
                 self.close()
 
@@ -787,7 +786,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             dt = _perf_counter() - t0
             self._io_wait_time += dt
             if self._debug and dt >= 1.0:
-                _compat.asyncio_logger().log(
+                _compat.log(
                     logging.INFO if timeout is None or dt >= timeout else logging.DEBUG,
                     "poll %s took %.3f ms: %s events",
                     "forever" if timeout is None else f"{timeout * 1e3:.3f} ms",
@@ -873,8 +872,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
                     self._current_handle = None
                 dt = _perf_counter() - t0
                 if dt >= self.slow_callback_duration:
-                    _compat.asyncio_logger().warning(
-                        "Executing %s took %.3f seconds",
+                    _compat.log(
+                        logging.WARNING, "Executing %s took %.3f seconds",
                         repr(item) if isinstance(item, TaskCore) else _format.handle_label(item),
                         dt)
             else:
@@ -1170,7 +1169,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
 
     def _asyncgen_firstiter_hook(self, agen: Any) -> None:
         if self._asyncgens_shutdown_called:
-            warnings.warn(
+            _compat.warn(
                 f"asynchronous generator {agen!r} was scheduled after "
                 f"loop.shutdown_asyncgens() call",
                 ResourceWarning, source=self)
@@ -1220,18 +1219,17 @@ class KernelLoop(asyncio.AbstractEventLoop):
             else:
                 text = repr(value)
             lines.append(f"{key}: {text}")
-        _compat.asyncio_logger().error("\n".join(lines), exc_info=exc_info)
+        _compat.log(logging.ERROR, "\n".join(lines), exc_info=exc_info)
 
     def call_exception_handler(self, context: Any) -> None:
-        logger = _compat.asyncio_logger
         if self._exception_handler is None:
             try:
                 self.default_exception_handler(context)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger().error("Exception in default exception handler",
-                               exc_info=True)
+                _compat.log(logging.ERROR, "Exception in default exception handler",
+                            exc_info=True)
             return
         try:
             ctx = None
@@ -1263,9 +1261,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger().error("Exception in default exception handler while "
-                               "handling an unexpected error in custom "
-                               "exception handler", exc_info=True)
+                _compat.log(logging.ERROR, "Exception in default exception handler "
+                            "while handling an unexpected error in custom "
+                            "exception handler", exc_info=True)
 
     def get_debug(self) -> Any:
         # What set_debug() was given, as asyncio returns it; _debug is its

@@ -286,7 +286,9 @@ class TaskCore:
                 self._spawner = ref
         self._context = _copy_context() if context is None else context
         if (kernel._debug if kernel is not None else loop.get_debug()):
-            self._source_traceback = _format.caller_stack()
+            # The whole stack, as asyncio's C task records it (handles keep
+            # DEBUG_STACK_DEPTH frames, as asyncio's do).
+            self._source_traceback = _format.caller_stack(None)
         if type(coro) is not _CoroutineType and not _iscoroutine(coro):
             self._log_destroy_pending = False
             raise TypeError(f"a coroutine was expected, got {coro!r}")
