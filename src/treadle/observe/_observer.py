@@ -35,7 +35,11 @@ class Observer:
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._open: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._running: dict[int, Any] = {}
+        # A list, not a dict keyed by id(): the cyclic GC untracks an empty
+        # dict and tracks it again when a loop goes in, so every run looked
+        # like a new object to leak tests that compare gc.get_objects()
+        # across a loop's run (grpclib's); a list is always tracked.
+        self._running: list[Any] = []
         self._watchdog: Any = None
         self._server: Any = None
         self._viewers = 0
@@ -63,7 +67,8 @@ class Observer:
             return
         with self._lock:
             self._opened(loop)
-            self._running[id(loop)] = loop
+            if not any(item is loop for item in self._running):
+                self._running.append(loop)
         watchdog = self._watchdog
         if watchdog is not None:
             watchdog.wake()
@@ -83,7 +88,7 @@ class Observer:
             # counters are complete once run_until_complete() returns.
             settled = watch.settled = threading.Event()
         with self._lock:
-            self._running.pop(id(loop), None)
+            self._not_running(loop)
         self.wake()
         if settled is not None and self._watchdog is not None:
             settled.wait(1.0)
@@ -96,18 +101,25 @@ class Observer:
             if os.getpid() != self._pid:
                 self._forked()
                 return
-            self._running.pop(id(loop), None)
+            self._not_running(loop)
             self._open.discard(loop)
             if len(self._open):
                 return
             threads = self._detach_threads()
         _stop(*threads)          # outside the lock: the threads take it
 
+    def _not_running(self, loop: Any) -> None:
+        running = self._running
+        for i, item in enumerate(running):
+            if item is loop:
+                del running[i]
+                return
+
     # -- for the threads ----------------------------------------------------------
 
     def running_loops(self) -> list[tuple[Any, LoopObservation]]:
         with self._lock:
-            loops = list(self._running.values())
+            loops = list(self._running)
         return [(loop, loop._observation) for loop in loops]
 
     def open_loops(self) -> list[Any]:
@@ -217,7 +229,7 @@ class Observer:
             paused, self._paused_for_fork = self._paused_for_fork, False
             if not paused or self._watchdog is not None:
                 return
-            running = list(self._running.values())
+            running = list(self._running)
             if not running:
                 self._restart_after_fork()
                 return
