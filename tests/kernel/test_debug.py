@@ -159,6 +159,7 @@ def test_log_records_and_warnings_of_the_loop_name_the_loop_not_the_callers_line
     records = [r for r in caplog.records if "never retrieved" in r.getMessage()]
     assert records and all(_made_by_the_loop(r.pathname) for r in records), \
         [(r.pathname, r.lineno) for r in records]
+    assert {r.funcName for r in records} == {"default_exception_handler"}
 
     def leak():
         unclosed = loop_factory()

@@ -200,6 +200,13 @@ def log(level: int, message: str, *args: Any, exc_info: Any = None) -> None:
     asyncio_logger().log(level, message, *args, exc_info=exc_info)
 
 
+def default_exception_handler(message: str, exc_info: Any) -> None:
+    """The default exception handler's record (see above), from a function
+    of that name, as asyncio's names it: a log format showing
+    ``%(funcName)s`` shows the same on both loops."""
+    asyncio_logger().error(message, exc_info=exc_info)
+
+
 def warn(message: str, category: type[Warning], source: Any = None) -> None:
     """``warnings.warn()`` (see above)."""
     warnings.warn(message, category, source=source)

@@ -1219,7 +1219,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             else:
                 text = repr(value)
             lines.append(f"{key}: {text}")
-        _compat.log(logging.ERROR, "\n".join(lines), exc_info=exc_info)
+        _compat.default_exception_handler("\n".join(lines), exc_info)
 
     def call_exception_handler(self, context: Any) -> None:
         if self._exception_handler is None:
