@@ -235,3 +235,12 @@ def test_debug_source_traceback_makes_no_path_syscalls(loop, monkeypatch):
     handle.cancel()
     assert handle._source_traceback
     assert calls == []
+
+
+def test_a_new_loop_logs_its_poller_at_debug_level(loop_factory, caplog):
+    """asyncio's selector loops log "Using selector: ..." on the asyncio
+    logger at DEBUG when they are made; treadle's name their poller."""
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        loop_factory().close()
+    assert any(r.levelno == logging.DEBUG and r.getMessage().startswith("Using selector: ")
+               for r in caplog.records), caplog.records

@@ -246,6 +246,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
         #: A subclass overrides call_at(): call_later() then goes through it.
         self._call_at_overridden = type(self).call_at is not KernelLoop.call_at
         self._backend: IOBackend = default_backend() if backend is None else backend
+        # asyncio's selector loops log the one they picked, at DEBUG.
+        _compat.log(logging.DEBUG, "Using selector: %s", type(self._backend).__name__)
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
         # The file object (not an int) each watched fd was last added with.
