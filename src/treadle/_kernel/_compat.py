@@ -49,13 +49,10 @@ THREAD_STATE_TASKS = PY314
 current_tasks: dict[Any, Any] = getattr(_aio_tasks, "_current_tasks", {})
 
 
-def _dict_swap_current_task(loop: Any, task: Any) -> Any:
-    prev = current_tasks.get(loop)
-    if task is None:
-        current_tasks.pop(loop, None)
-    else:
-        current_tasks[loop] = task
-    return prev
+def _swapped_in_place(loop: Any, task: Any) -> Any:
+    """Up to 3.13 the kernel swaps the current task in ``current_tasks``
+    itself, around eager first steps too (``task.py``): never called."""
+    raise RuntimeError("treadle writes asyncio's current-task map directly up to 3.13")
 
 
 # The C module, typed loosely: its private functions take any object, where
@@ -71,7 +68,7 @@ if PY314:
 else:
     enter_task = _aio_tasks._enter_task
     leave_task = _aio_tasks._leave_task
-    swap_current_task = _dict_swap_current_task
+    swap_current_task = _swapped_in_place
     current_task = current_tasks.get
 
 # -- "awaited by" edges (3.14+, asyncio.capture_call_graph()) ---------------

@@ -973,30 +973,26 @@ class KernelLoop(asyncio.AbstractEventLoop):
         if self._closed:
             raise RuntimeError("Event loop is closed")
         factory = self._task_factory
-        if (factory is _EAGER_FACTORY or factory is _PLAIN_FACTORY) and not kwargs:
-            # Exactly what the factory call below would do, keyword for keyword.
+        task: Any
+        if (factory is None or factory is _EAGER_FACTORY
+                or factory is _PLAIN_FACTORY) and not kwargs:
+            # No factory, or one of treadle's own, which would do exactly
+            # this (here without its Python-level call, keyword for keyword).
             eager: Any = (factory is _EAGER_FACTORY if eager_start is _UNSET
                           else eager_start)
-            if _PASS_ALL_KWARGS:
-                return new_task(_TaskClass, coro, self, None if name is _UNSET else name,
-                                None if context is _UNSET else context, eager)
-            made = new_task(_TaskClass, coro, self, None,
-                            None if context is _UNSET else context, eager)
-            if name is not _UNSET and name is not None:
-                made.set_name(name)
-            return made
-        if factory is None:
-            if kwargs:
-                # Task's own constructor names the unexpected keyword.
-                task: Any = _TaskClass(coro, loop=self, **_given(name, context, eager_start),
-                                 **kwargs)
-                return task
-            return new_task(_TaskClass, coro, self, None if name is _UNSET else name,
-                            None if context is _UNSET else context,
-                            eager_start is not _UNSET and bool(eager_start))
-        if _PASS_ALL_KWARGS:
+            ctx = None if context is _UNSET else context
+            if factory is None or _PASS_ALL_KWARGS:
+                return new_task(_TaskClass, coro, self,
+                                None if name is _UNSET else name, ctx, eager)
+            task = new_task(_TaskClass, coro, self, None, ctx, eager)
+        elif factory is None:
+            # Task's own constructor names the unexpected keyword.
+            task = _TaskClass(coro, loop=self, **_given(name, context, eager_start),
+                              **kwargs)
+            return task
+        elif _PASS_ALL_KWARGS:
             return factory(self, coro, **_given(name, context, eager_start), **kwargs)
-        if eager_start is not _UNSET:
+        elif eager_start is not _UNSET:
             task = factory(self, coro, context=None if context is _UNSET else context,
                            eager_start=eager_start)
         elif context is _UNSET or context is None:
