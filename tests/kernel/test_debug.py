@@ -88,19 +88,21 @@ def test_coroutine_origin_tracking_in_debug(loop):
     assert sys.get_coroutine_origin_tracking_depth() == 0
 
 
-def test_never_retrieved_exception_logged_with_source(loop, caplog):
-    loop.set_debug(True)
-
+async def _lose_a_failed_task():
+    """Start a task that fails, and drop it without retrieving its
+    exception (reported when it is collected)."""
     async def fail():
         raise KeyError("lost")
 
-    async def main():
-        asyncio.ensure_future(fail())
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+    asyncio.ensure_future(fail())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
 
+
+def test_never_retrieved_exception_logged_with_source(loop, caplog):
+    loop.set_debug(True)
     with caplog.at_level(logging.ERROR, logger="asyncio"):
-        loop.run_until_complete(main())
+        loop.run_until_complete(_lose_a_failed_task())
         import gc
         gc.collect()
     assert "exception was never retrieved" in caplog.text
@@ -135,7 +137,7 @@ def _made_by_the_loop(path: str) -> bool:
 
 
 def test_log_records_and_warnings_of_the_loop_name_the_loop_not_the_callers_line(
-        loop_factory, caplog):
+        loop, loop_factory, caplog):
     """A record the loop logs ("Task exception was never retrieved") and the
     warning an unclosed loop gives come from the loop's own code, not from
     whichever line of the program set off the collection (compiled code has
@@ -143,19 +145,9 @@ def test_log_records_and_warnings_of_the_loop_name_the_loop_not_the_callers_line
     import gc
     import warnings
 
-    async def fail():
-        raise KeyError("lost")
-
-    async def main():
-        asyncio.ensure_future(fail())
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-
-    loop = loop_factory()
     with caplog.at_level(logging.ERROR, logger="asyncio"):
-        loop.run_until_complete(main())
+        loop.run_until_complete(_lose_a_failed_task())
         gc.collect()
-    loop.close()
     records = [r for r in caplog.records if "never retrieved" in r.getMessage()]
     assert records and all(_made_by_the_loop(r.pathname) for r in records), \
         [(r.pathname, r.lineno) for r in records]
