@@ -4,28 +4,30 @@ asyncio's flow control, in one place (compiled).
 Owns:
 
 * **The write rule** (``WriteRule``): asyncio's "``write()`` sends at
-  once", with at most one syscall per transport per loop turn.  In order:
+  once", with one exception.  In order:
 
   1. While the transport is calling its own protocol (``data_received``,
      ``buffer_updated``, ``eof_received``, ``connection_made``,
      ``resume_writing``), a write only buffers; everything written goes out
      together when that call returns.  A handler that writes a header and
      a body sends one packet, not two.
-  2. Otherwise the first write of a batch of callbacks goes out at once (a
-     peer doing a blocking ``recv`` right after ``writer.write(b"x")`` in
-     the same thread sees the byte, see uvloop issue #631); later writes in
-     the same batch are buffered and leave together at the end of the
-     batch (the kernel's ``_call_at_batch_end``), before the loop can
-     block, or as soon as ``HELD_WRITES_MAX`` of them wait: a task that
-     writes in a loop without yielding (``write()`` then ``await
-     drain()``, which does not yield while the protocol is not paused)
-     still reaches its fd, and sees its errors, every few writes, where
-     asyncio's sends at each write.  With the loop not running there are
-     no batches: every write is the first.  On a loop other than
-     treadle's (TLS runs on any) only rule 1 applies.
+  2. Otherwise a write goes out at once, as on asyncio: a peer doing a
+     blocking ``recv`` right after ``writer.write(b"x")`` in the same
+     thread sees the byte (uvloop issue #631), a task that writes and then
+     blocks has sent what it wrote, and a task writing in a loop without
+     yielding sees its peer's errors at the next write.
+
+     (Until December 2026 later writes of a loop turn were held and left
+     together at its end.  That saved syscalls for a task writing in a
+     loop, and cost more where it mattered: the second write of a
+     response, say uvicorn's body after its headers, left a whole turn
+     after the first, so a client on another CPU was woken twice per
+     response, not once; measured under wrk, the server spent 50% more
+     kernel time per Starlette request than uvloop's, and sending at once
+     served 15% more requests.)
   3. Whatever the fd does not accept stays buffered, the loop watches the
      fd for writability, and above the high-water mark the protocol is
-     paused (asyncio's rule).  Bytes held back by rules 1-2 never pause the
+     paused (asyncio's rule).  Bytes held back by rule 1 never pause the
      protocol by themselves: crossing the high-water mark sends them at
      once, and only what the fd refuses counts.
 
@@ -47,8 +49,8 @@ Owns:
 
 Never: touches an fd or a protocol's data.  ``WriteBuffer`` is a plain
 state machine (tested without a loop in ``tests/proc/test_flow.py``);
-``WriteRule`` reads the kernel's batch counter and registers end-of-batch
-flushes, nothing else.
+``WriteRule`` counts the transport's calls into its protocol, and
+registers end-of-batch work (TLS), nothing else.
 
 Why compiled: the socket transports' hot path (``_net/core.py``) runs
 through here on every write; compiled, these are direct C calls.
@@ -65,9 +67,6 @@ from ._kernel.loop import KernelLoop
 
 #: Defaults of asyncio's transports: pause above 64 KiB, resume at a quarter.
 DEFAULT_HIGH_WATER: Final = 64 * 1024
-
-#: Rule 2 holds at most this many writes of a batch before sending them.
-HELD_WRITES_MAX: Final = 16
 
 #: A transport warns once its protocol keeps writing this many times after
 #: the connection was lost (asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES).
@@ -277,45 +276,25 @@ class WriteRule:
     """When a transport's writes leave (rules 1 and 2 of the module
     docstring).  The transport keeps the data; this keeps the timing.
 
-    ``held()``: must this write wait?  ``sent()``: the transport wrote to
-    its fd in this batch.  ``flush_later(fn)``: have *fn* flush what was
-    held at the end of the batch (once per batch).  ``too_many_held()``:
-    rule 2 held one more write; True when they must go now.
+    ``in_callback()``: must this write wait (rule 1)?
     ``enter_callback()`` / ``leave_callback()`` bracket the transport's
-    calls into its protocol (they nest).
+    calls into its protocol (they nest).  ``after_batch(fn)``: run *fn* at
+    the end of the loop's current batch (TLS orders a failed handshake's
+    wake-up after its alert with it).
     """
 
     # (Slots in every core class: the interpreted build's objects have the
     # compiled build's shape, no __dict__ and no weak references.)
-    __slots__ = ("_kernel", "_sent_serial", "_callback_depth", "_flush_queued",
-                 "_held_writes")
+    __slots__ = ("_kernel", "_callback_depth")
 
     #: The loop's kernel, when it is treadle's (None: no batches).
     _kernel: KernelLoop | None
-    #: The kernel's batch number when this transport last wrote to its fd.
-    _sent_serial: int
     #: Depth of the transport's calls into its protocol (rule 1).
     _callback_depth: int
-    #: An end-of-batch flush is registered.
-    _flush_queued: bool
-    #: Writes rule 2 held since the transport last wrote or a batch ended.
-    _held_writes: int
 
     def __init__(self, loop: object) -> None:
         self._kernel = loop if isinstance(loop, KernelLoop) else None
-        self._sent_serial = -1
         self._callback_depth = 0
-        self._flush_queued = False
-        self._held_writes = 0
-
-    def held(self) -> bool:
-        """True: this write waits (in a protocol callback, or this transport
-        already wrote in the running batch); False: it may go out now."""
-        if self._callback_depth:
-            return True
-        kernel = self._kernel
-        return (kernel is not None and self._sent_serial == kernel._batch_serial
-                and kernel._thread_id is not None)
 
     def in_callback(self) -> bool:
         return self._callback_depth != 0
@@ -326,52 +305,9 @@ class WriteRule:
     def leave_callback(self) -> None:
         self._callback_depth -= 1
 
-    def sent(self) -> None:
-        """This transport wrote to its fd: later writes in the same batch are
-        held (rule 2).  The kernel numbers its batches, so this is one store
-        and no registration."""
-        kernel = self._kernel
-        if kernel is not None:
-            self._sent_serial = kernel._batch_serial
-        self._held_writes = 0
-
-    def too_many_held(self) -> bool:
-        """Rule 2 held one more write (outside a protocol callback): True
-        when that makes ``HELD_WRITES_MAX``, and what is held must be sent
-        now rather than at the end of the batch."""
-        held = self._held_writes + 1
-        if held < HELD_WRITES_MAX:
-            self._held_writes = held
-            return False
-        self._held_writes = 0
-        return True
-
-    def sent_this_batch(self) -> bool:
-        kernel = self._kernel
-        return (kernel is not None and self._sent_serial == kernel._batch_serial
-                and kernel._thread_id is not None)
-
-    def flush_later(self, flush: Callable[[], object]) -> bool:
-        """Have *flush* run at the end of the running batch (once, however
-        often this is called in it).  False when no batch is running: then
-        nothing would flush, and the caller must send now."""
-        kernel = self._kernel
-        if kernel is None or kernel._thread_id is None:
-            return False
-        if not self._flush_queued:
-            self._flush_queued = True
-            kernel._call_at_batch_end(flush)
-        return True
-
-    def batch_ended(self) -> None:
-        """The end-of-batch flush is running (call it first thing in it)."""
-        self._flush_queued = False
-        self._held_writes = 0
-
     def after_batch(self, fn: Callable[[], object]) -> bool:
-        """Run *fn* at the end of the current batch, after the flushes
-        queued before it (False, and nothing done, on a loop that is not
-        treadle's)."""
+        """Run *fn* at the end of the current batch (False, and nothing
+        done, on a loop that is not treadle's)."""
         kernel = self._kernel
         if kernel is None:
             return False

@@ -609,8 +609,9 @@ def test_a_writer_that_never_yields_sees_the_peer_gone_within_a_few_writes(run):
     """``write(); await drain()`` in a loop does not yield while the
     protocol is not paused, so the loop turn never ends: the writes must
     still reach the socket, and its error stop the loop, within a few
-    iterations (asyncio: at the second; treadle holds at most 16 writes of
-    a turn).  aioftp's tests write to a closed peer this way."""
+    iterations (asyncio: at the second, and treadle, which sends every
+    write outside a protocol callback at once).  aioftp's tests write to a
+    closed peer this way."""
     async def main():
         ours, peer = socket.socketpair()
         reader, writer = await asyncio.open_connection(sock=ours)
@@ -625,4 +626,31 @@ def test_a_writer_that_never_yields_sees_the_peer_gone_within_a_few_writes(run):
                 await writer.drain()
         writer.close()
         return n
-    assert run(main()) <= 20
+    assert run(main()) <= 2
+
+
+def test_every_write_of_a_step_reaches_a_blocking_peer_in_the_same_thread(run):
+    """A task writes twice without yielding, then reads the peer with a
+    *blocking* recv in the same thread: asyncio has sent both writes, so
+    both arrive (treadle held the second for the end of the loop turn until
+    December 2026: the peer saw only the first, here after a timeout)."""
+    async def main():
+        ours, peer = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        writer.write(b"head ")
+        writer.write(b"body")
+        peer.settimeout(2)
+        got = b""
+        try:
+            while len(got) < 9:
+                chunk = peer.recv(9)
+                if not chunk:
+                    break
+                got += chunk
+        except socket.timeout:
+            pass
+        assert got == b"head body"
+        writer.close()
+        await writer.wait_closed()
+        peer.close()
+    run(main())

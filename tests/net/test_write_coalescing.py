@@ -1,4 +1,6 @@
-"""treadle only: the stream transport's write rule (see ``_net/stream.py``).
+"""treadle only: the stream transport's write rule (see ``_writeflow.py``):
+writes inside the transport's protocol callbacks leave together when the
+callback returns; every other write goes out at once, as on asyncio.
 
 Syscalls are counted with a ``socket.socket`` subclass that records every
 ``send``/``sendmsg`` the transport makes on it.
@@ -54,7 +56,7 @@ async def transport_on(sock, factory=RecordingProtocol):
     return await loop.create_connection(factory, sock=sock)
 
 
-def test_first_write_is_sent_at_once_so_a_blocking_peer_sees_it(trun):
+def test_a_write_is_sent_at_once_so_a_blocking_peer_sees_it(trun):
     # uvloop issue #631: write() then a *blocking* recv in the same thread.
     async def main():
         sock, peer = counting_pair()
@@ -69,59 +71,23 @@ def test_first_write_is_sent_at_once_so_a_blocking_peer_sees_it(trun):
     trun(main())
 
 
-def test_later_writes_of_the_same_batch_go_out_in_one_sendmsg(trun):
+def test_every_write_outside_a_protocol_callback_is_sent_at_once(trun):
+    # asyncio's rule.  (treadle held the later writes of a loop turn for
+    # its end until December 2026: a response's body then left a turn after
+    # its head, and woke the client twice.)
     async def main():
         sock, peer = counting_pair()
         tr, proto = await transport_on(sock)
-        peer.setblocking(False)
+        peer.settimeout(5)
         tr.write(b"a")
         tr.write(b"bb")
         tr.write(b"ccc")
-        assert tr.get_write_buffer_size() == 5
-        await asyncio.sleep(0)          # the batch ends: one flush
-        assert sock.calls == [("send", 1, 1), ("sendmsg", 2, 5)]
+        assert sock.calls == [("send", 1, 1), ("send", 1, 2), ("send", 1, 3)]
         assert tr.get_write_buffer_size() == 0
-        assert await recv_exactly(peer, 6) == b"abbccc"
-        tr.close()
-        await proto.done
-        peer.close()
-    trun(main())
-
-
-def test_a_batch_holds_at_most_sixteen_writes_before_sending_them(trun):
-    """A step that writes in a loop without yielding reaches the socket every
-    16 held writes, not only at the end of the batch or past the high-water
-    mark (rule 2's bound, HELD_WRITES_MAX)."""
-    from treadle._writeflow import HELD_WRITES_MAX
-
-    async def main():
-        sock, peer = counting_pair()
-        tr, proto = await transport_on(sock)
-        peer.setblocking(False)
-        for i in range(1 + 2 * HELD_WRITES_MAX + 3):
-            tr.write(bytes([65 + i % 26]))
-        assert sock.calls == [("send", 1, 1), ("sendmsg", HELD_WRITES_MAX, HELD_WRITES_MAX),
-                              ("sendmsg", HELD_WRITES_MAX, HELD_WRITES_MAX)]
-        await asyncio.sleep(0)          # the batch ends: the last three
-        assert sock.calls[3:] == [("sendmsg", 3, 3)]
-        total = 1 + 2 * HELD_WRITES_MAX + 3
-        assert await recv_exactly(peer, total) == bytes(65 + i % 26 for i in range(total))
-        tr.close()
-        await proto.done
-        peer.close()
-    trun(main())
-
-
-def test_each_batch_sends_its_first_write_at_once(trun):
-    async def main():
-        sock, peer = counting_pair()
-        tr, proto = await transport_on(sock)
-        peer.setblocking(False)
-        for chunk in (b"1", b"2", b"3"):
-            tr.write(chunk)
-            await asyncio.sleep(0)
-        assert sock.calls == [("send", 1, 1)] * 3
-        assert await recv_exactly(peer, 3) == b"123"
+        got = b""
+        while len(got) < 6:
+            got += peer.recv(6)
+        assert got == b"abbccc"
         tr.close()
         await proto.done
         peer.close()
@@ -161,9 +127,7 @@ def test_writelines_queues_chunks_for_one_sendmsg(trun):
         peer.setblocking(False)
         tr.writelines([b"a", b"b", bytearray(b"c"), memoryview(b"d")])
         assert sock.calls == [("sendmsg", 4, 4)]
-        tr.writelines([b"e", b"f"])      # same batch: held, one more sendmsg
-        assert len(sock.calls) == 1
-        await asyncio.sleep(0)
+        tr.writelines([b"e", b"f"])
         assert sock.calls[1] == ("sendmsg", 2, 2)
         assert await recv_exactly(peer, 6) == b"abcdef"
         tr.close()
@@ -174,16 +138,25 @@ def test_writelines_queues_chunks_for_one_sendmsg(trun):
 
 def test_held_bytes_never_pause_the_protocol_by_themselves(trun):
     async def main():
+        loop = asyncio.get_running_loop()
         sock, peer = counting_pair()
-        tr, proto = await transport_on(sock)
+        sent_in_callback = []
+
+        class Big(RecordingProtocol):
+            def data_received(self, data):
+                super().data_received(data)
+                self.transport.set_write_buffer_limits(high=16)
+                self.transport.write(b"a")            # held (rule 1)
+                self.transport.write(b"b" * 32)       # held, above the mark: sent now
+                sent_in_callback.extend(sock.calls)
+
+        tr, proto = await transport_on(sock, Big)
         peer.setblocking(False)
-        tr.set_write_buffer_limits(high=16)
-        tr.write(b"a")                   # sent
-        tr.write(b"b" * 32)              # held, above the mark: sent now
-        assert [c[0] for c in sock.calls] == ["send", "send"]
+        await loop.sock_sendall(peer, b"go")
+        assert await recv_exactly(peer, 33) == b"a" + b"b" * 32
+        assert sent_in_callback == [("sendmsg", 2, 33)]
         assert "pause_writing" not in proto.names()
         assert tr.get_write_buffer_size() == 0
-        assert await recv_exactly(peer, 33) == b"a" + b"b" * 32
         tr.close()
         await proto.done
         peer.close()
@@ -208,28 +181,40 @@ def test_what_the_socket_refuses_pauses_the_protocol(trun):
 
 
 def test_close_with_held_writes_sends_them_then_reports_connection_lost(trun):
+    class Closer(RecordingProtocol):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.write(b"first")
+            self.transport.write(b"second")      # both held (rule 1)
+            self.transport.close()
+
     async def main():
+        loop = asyncio.get_running_loop()
         sock, peer = counting_pair()
-        tr, proto = await transport_on(sock)
+        tr, proto = await transport_on(sock, Closer)
         peer.setblocking(False)
-        tr.write(b"first")
-        tr.write(b"second")             # held
-        tr.close()
+        await loop.sock_sendall(peer, b"go")
         assert await recv_until_eof(peer) == b"firstsecond"
         assert await proto.done is None
-        assert proto.names() == ["connection_made", "connection_lost"]
+        assert proto.names() == ["connection_made", "data_received", "connection_lost"]
         peer.close()
     trun(main())
 
 
 def test_write_eof_after_held_writes_shuts_down_after_sending_them(trun):
+    class Ender(RecordingProtocol):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.write(b"a")
+            self.transport.write(b"b")
+            self.transport.write_eof()
+
     async def main():
+        loop = asyncio.get_running_loop()
         sock, peer = counting_pair()
-        tr, proto = await transport_on(sock)
+        tr, proto = await transport_on(sock, Ender)
         peer.setblocking(False)
-        tr.write(b"a")
-        tr.write(b"b")
-        tr.write_eof()
+        await loop.sock_sendall(peer, b"go")
         assert await recv_until_eof(peer) == b"ab"
         tr.close()
         await proto.done
@@ -294,20 +279,6 @@ def test_abort_right_after_held_writes_still_delivers_them(trun):
         peer.setblocking(False)
         await loop.sock_sendall(peer, b"hello")
         assert await recv_until_eof(peer) == b"error: go away\n"
-        await proto.done
-        peer.close()
-    trun(main())
-
-
-def test_abort_outside_callbacks_after_held_writes(trun):
-    async def main():
-        sock, peer = counting_pair()
-        tr, proto = await transport_on(sock)
-        peer.setblocking(False)
-        tr.write(b"one ")
-        tr.write(b"two")                 # held until the end of the batch
-        tr.abort()
-        assert await recv_until_eof(peer) == b"one two"
         await proto.done
         peer.close()
     trun(main())

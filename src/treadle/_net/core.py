@@ -239,7 +239,7 @@ class TransportCore(WriteRule):
             self._report_start_failure(f"{protocol!r}.connection_made()", exc, protocol)
         self._callback_depth -= 1
         if self._buffer.size:
-            self._flush_held(True)
+            self._flush_held()
         if not self._closing and not self._paused and not self._reading:
             try:
                 self._loop._add_reader(self._sock_fd, self._read_ready, context=self._context)
@@ -292,7 +292,7 @@ class TransportCore(WriteRule):
         if self._buffer.resume_due():
             tell_protocol(self._loop, self._transport, self._protocol, "resume_writing")
 
-    def _flush_held(self, mark: bool) -> None:
+    def _flush_held(self) -> None:
         """Send what the write rule held back (stream transports)."""
 
     # ------------------------------------------------------------------
@@ -509,14 +509,13 @@ class StreamCore(TransportCore):
                     n = -1
                 if n == buffer.size:        # (the one chunk's length)
                     buffer.clear()
-                    self.sent()
                     if (self._closing or self._eof
                             or self._empty_waiter is not None):
                         self._buffer_drained(False)
                     return
                 if n > 0:
                     buffer.advance(n)
-            self._flush_held(True)
+            self._flush_held()
 
     def _read_big(self) -> bytes:
         """One read of up to max_size during a bulk transfer (see the
@@ -573,7 +572,7 @@ class StreamCore(TransportCore):
             return
         self._callback_depth -= 1
         if self._buffer.size:
-            self._flush_held(True)
+            self._flush_held()
 
     def _on_eof(self) -> None:
         if self._loop._debug:
@@ -590,7 +589,7 @@ class StreamCore(TransportCore):
             return
         self._callback_depth -= 1
         if self._buffer.size:
-            self._flush_held(True)
+            self._flush_held()
         if keep_open:
             # The protocol may still write, but there is nothing more to
             # read (asyncio leaves is_reading() true here, and so do we).
@@ -605,7 +604,7 @@ class StreamCore(TransportCore):
         # wire on asyncio's loop: send it before tearing down.
         self._callback_depth -= 1
         if self._buffer.size:
-            self._flush_held(True)
+            self._flush_held()
         self._fatal_error(exc, message)
 
     def _callback_interrupted(self) -> None:
@@ -635,20 +634,20 @@ class StreamCore(TransportCore):
             self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
             return
         buffer = self._buffer
-        # Queued behind earlier data, or held by the write rule.  A reply
-        # written from data_received() (the usual write) gets here with no
-        # call but push(): held()'s first test is read inline, frozen()
-        # returns bytes as they are, and the case where _after_push() has
-        # nothing to do is recognised below.  Interpreted, each call saved
-        # is a few hundred instructions.
-        if buffer.size or self._callback_depth or self.held():
+        # Queued behind earlier data, or held by the write rule (rule 1).
+        # A reply written from data_received() (the usual write) gets here
+        # with no call but push(): frozen() returns bytes as they are, and
+        # the case where _after_push() has nothing to do is recognised
+        # below.  Interpreted, each call saved is a few hundred
+        # instructions.
+        if buffer.size or self._callback_depth:
             buffer.push(data if type(data) is bytes else frozen(data))
             if (self._callback_depth and not self._writing
                     and buffer.size <= buffer.high):
                 return      # rule 1: sent when the protocol callback returns
             self._after_push()
             return
-        # The first write of the batch goes out now.
+        # Nothing pending: the write goes out now (rule 2).
         try:
             if self._raw:
                 n = _os_write(self._sock_fd, data)
@@ -663,7 +662,6 @@ class StreamCore(TransportCore):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal write error on socket transport")
             return
-        self.sent()
         if n == len(data):
             return
         buffer.push(frozen(memoryview(data)[n:]))
@@ -689,14 +687,13 @@ class StreamCore(TransportCore):
             self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
             return
         buffer = self._buffer
-        if not buffer.size and not self.held():
-            # The first write of the batch, in one sendmsg; copy only what
-            # the socket leaves behind.
+        if not buffer.size and not self._callback_depth:
+            # Nothing pending: one sendmsg now; copy only what the socket
+            # leaves behind.
             for chunk in chunks:
                 buffer.push(chunk)
             if not self._send_buffer():
                 return
-            self.sent()
             if buffer.size:
                 buffer.freeze()
                 self._writing = True
@@ -716,28 +713,17 @@ class StreamCore(TransportCore):
         elif self._buffer.size > self._buffer.high:
             # Held-back bytes never pause the protocol by themselves: give
             # the socket what it takes now, pause for the rest.
-            self._flush_held(True)
-        elif self._callback_depth:
-            pass        # flushed when the protocol callback returns
-        elif self.too_many_held():
-            self._flush_held(True)
-        elif not self.flush_later(self._on_batch_end):
-            # No batch is running: nothing else would flush it.
-            self._flush_held(True)
+            self._flush_held()
+        elif not self._callback_depth:
+            self._flush_held()
+        # (else: rule 1, flushed when the protocol callback returns)
 
-    def _on_batch_end(self) -> None:
-        self.batch_ended()
-        if self._buffer.size and not self._writing and not self._callback_depth:
-            self._flush_held(False)
-
-    def _flush_held(self, mark: bool) -> None:
+    def _flush_held(self) -> None:
         """Send what the write rule held back (no writer is registered)."""
         if self._writing or self._conn_lost or not self._buffer.size:
             return
         if not self._send_buffer():
             return
-        if mark:
-            self.sent()
         if self._buffer.size:
             self._writing = True
             self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)

@@ -35,16 +35,15 @@ methods) and by the peer, with these deliberate differences:
   detached transport answers as a closed one instead of raising
   ``AttributeError``.
 
-Writing: small writes become one TLS record, not one each (a record
-costs a fixed ~25 bytes and a cipher call, which dominate small writes).
-While this protocol is calling the application (``connection_made``,
-``data_received``, ``buffer_updated``, ``eof_received``), writes are held
-and encrypted together when the call returns; on a loop with treadle's
-end-of-batch hook, the first write of a batch is encrypted and sent at once
-and later ones in the same batch together at its end, before the loop can
-block.  Held bytes count in ``get_write_buffer_size()`` but never pause the
-application by themselves; a write of a record or more is never held;
-``close()`` and ``abort()`` send what is held first.
+Writing: small writes made while this protocol is calling the application
+(``connection_made``, ``data_received``, ``buffer_updated``,
+``eof_received``) are held and encrypted together, as one TLS record, when
+the call returns (a record costs a fixed ~25 bytes and a cipher call, which
+dominate small writes); every other write is encrypted and sent at once, as
+on asyncio (the write rule of ``_writeflow``).  Held bytes count in
+``get_write_buffer_size()`` but never pause the application by themselves;
+a write of a record or more is never held; ``close()`` and ``abort()`` send
+what is held first.
 
 Flow control.  Reading: when the application pauses, decrypted data is not
 read out of the TLS layer; the wire transport keeps reading until the
@@ -671,9 +670,10 @@ class TLSProtocol(_BufferedProtocol):
             else:
                 message = "SSL handshake failed"
             self._fatal_error(exc, message, deliver_alert=True)
-            # The alert is still held for the end of the batch, and the
-            # wire's connection_lost() is scheduled when it leaves.  Wake
-            # the waiter after that, in asyncio's order: by the time
+            # The alert may still be held by the wire transport (we run
+            # inside its data_received), and the wire's connection_lost()
+            # is scheduled when it leaves.  Wake the waiter at the end of
+            # the batch, after that, in asyncio's order: by the time
             # start_tls() raises, the wire transport has let go of this
             # protocol, so nothing keeps the failed connection alive (the
             # error's traceback holds the caller's frames).
@@ -834,15 +834,12 @@ class TLSProtocol(_BufferedProtocol):
             else:
                 self._write_refused()
             return
-        if self._rule.held():
+        if self._rule.in_callback():
             if len(data) < HOLD_LIMIT:
                 self._hold(data)
                 return
             self._flush_held()
-            self._send_now(data)
-            return
         self._send_now(data)
-        self._rule.sent()
 
     def _write_appdata(self, pieces: list[Any]) -> None:
         tls = self._tls
@@ -854,7 +851,7 @@ class TLSProtocol(_BufferedProtocol):
         if not pieces:
             return
         total = sum(map(len, pieces))
-        if state == WRAPPED and self._rule.held() and total < HOLD_LIMIT:
+        if state == WRAPPED and self._rule.in_callback() and total < HOLD_LIMIT:
             for data in pieces:
                 self._hold(data)
             return
@@ -866,8 +863,6 @@ class TLSProtocol(_BufferedProtocol):
             self._send_now(b"".join(pieces))
         else:
             self._send_many(pieces)
-        if state == WRAPPED and not self._rule.in_callback():
-            self._rule.sent()
 
     def _send_now(self, data: Any) -> None:
         try:
@@ -892,19 +887,7 @@ class TLSProtocol(_BufferedProtocol):
         self._held_size += len(data)
         if self._held_size >= HOLD_LIMIT:
             self._flush_held()
-        elif self._rule.in_callback():
-            pass                    # flushed when the callback returns
-        elif self._rule.too_many_held():
-            self._flush_held()
-        else:
-            # Held because this connection already sent in this batch: the
-            # rest of the batch's writes share records, sent at its end.
-            self._rule.flush_later(self._on_batch_end)
-
-    def _on_batch_end(self) -> None:
-        self._rule.batch_ended()
-        if not self._rule.in_callback():
-            self._flush_held()
+        # (else: flushed when the application's callback returns)
 
     def _flush_held(self) -> None:
         held = self._held

@@ -11,12 +11,11 @@ water marks, ``write_eof``, ``abort``.
 Never: blocks, or lets an exception from the fd escape into the loop; an
 I/O error ends the transport through ``connection_lost(exc)``.
 
-Writes follow treadle's write rule (``_writeflow.py``: the first write
-of a loop batch goes out at once, later ones leave together in one
-``os.writev`` at the end of the batch, and writes made inside the
-transport's own protocol callbacks, ``connection_made`` and
-``resume_writing``, when the callback returns), with ``_writeflow``'s
-``WriteBuffer`` and its flow control.
+Writes follow treadle's write rule (``_writeflow.py``: a write goes out
+at once, as on asyncio, except that writes made inside the transport's own
+protocol callbacks, ``connection_made`` and ``resume_writing``, leave
+together in one ``os.writev`` when the callback returns), with
+``_writeflow``'s ``WriteBuffer`` and its flow control.
 
 Transports keep an instance ``__dict__`` (no ``__slots__``): asyncio's own
 tests, and real programs, set attributes on pipe transports.
@@ -354,13 +353,13 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
             self._write_after_close()
             return
         buffer = self._buffer
-        if buffer.size or self._writing or self._rule.held():
-            # Someone flushes this later (the batch end, the end of our
-            # callback, or the writer once the fd takes more).
+        if buffer.size or self._writing or self._rule.in_callback():
+            # Someone flushes this later (the end of our callback, or the
+            # writer once the fd takes more).
             buffer.push(frozen(data))
             self._after_push()
             return
-        # Nothing pending: the first write of the batch goes now.
+        # Nothing pending: the write goes now.
         try:
             sent = os.write(self._fileno, data)
         except (BlockingIOError, InterruptedError):
@@ -371,7 +370,6 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
             self._conn_lost += 1
             self._fatal_error(exc, "Fatal write error on pipe transport")
             return
-        self._rule.sent()
         if sent == n:
             return
         buffer.push(frozen(memoryview(data)[sent:]))
@@ -385,15 +383,13 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
         if self._conn_lost or self._closing:
             self._write_after_close()
             return
-        idle = not (self._buffer.size or self._writing or self._rule.held())
+        idle = not (self._buffer.size or self._writing or self._rule.in_callback())
         for item in chunks:
             if len(item):
                 self._buffer.push(frozen(item))
         if idle:
-            # The first write of the batch, the whole list in one writev.
+            # Nothing pending: the whole list in one writev, now.
             self._flush(False)
-            if self._loop is not None:
-                self._rule.sent()
         else:
             self._after_push()
 
@@ -408,23 +404,14 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
             # asyncio they would have gone out at once): send them now, and
             # pause only for what the fd does not take.
             self._flush(False)
-        elif self._rule.in_callback():
-            pass                    # flushed when the callback returns
-        elif self._rule.too_many_held():
+        elif not self._rule.in_callback():
             self._flush(False)
-        elif not self._rule.flush_later(self._batch_end):
-            self._flush(False)      # no batch is running to flush it
+        # (else: flushed when the callback returns)
 
     def _write_after_close(self) -> None:
         # asyncio drops such writes, and says so once they pile up.
         self._conn_lost = lost_write(
             self._conn_lost, "pipe closed by peer or os.write(pipe, data) raised exception.")
-
-    def _batch_end(self) -> None:
-        self._rule.batch_ended()
-        if (self._buffer.size and not self._writing and not self._rule.in_callback()
-                and not self._conn_lost and self._pipe is not None):
-            self._flush(False)
 
     def _start_writing(self) -> None:
         if not self._writing:
