@@ -238,6 +238,103 @@ def test_time_patched_on_the_instance_drives_timers(run):
     assert run(main()) == ["late"]
 
 
+def test_time_overridden_by_a_subclass_drives_timers(loop_factory):
+    """The same for a loop class whose time() is its own (treadle reads the
+    clock directly only while time() is the kernel's)."""
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
+
+    class SteeredLoop(base):
+        now = 1000.0
+
+        def time(self):
+            return self.now
+
+    loop = SteeredLoop()
+    try:
+        fired: list[str] = []
+
+        async def main() -> None:
+            handle = loop.call_later(3600, fired.append, "late")
+            assert handle.when() == 1000.0 + 3600
+            await asyncio.sleep(0)
+            assert fired == []
+            loop.now += 3600
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(main())
+        assert fired == ["late"]
+    finally:
+        loop.close()
+
+
+def test_time_replaced_on_the_instance_while_running_drives_timers(loop):
+    # Replaced after the loop started, and put back before it stopped.
+    fired: list[str] = []
+
+    async def main() -> None:
+        now = loop.time()
+        loop.time = lambda: now          # type: ignore[method-assign]
+        try:
+            handle = loop.call_later(3600, fired.append, "late")
+            assert handle.when() == now + 3600
+            loop.time = lambda: now + 3600   # type: ignore[method-assign]
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        finally:
+            del loop.time
+        assert fired == ["late"]
+        # The real clock again: a timer an hour away does not fire.
+        loop.call_later(3600, fired.append, "too early")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    assert fired == ["late"]
+
+
+def test_run_once_replaced_on_the_instance_is_what_run_forever_calls(loop):
+    # asyncio's run_forever() calls self._run_once(); tests wrap it.
+    turns: list[int] = []
+    real = loop._run_once
+
+    def counting() -> None:
+        turns.append(1)
+        real()
+
+    loop._run_once = counting
+    try:
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        del loop._run_once
+    assert len(turns) >= 2
+
+
+def test_run_once_replaced_on_the_instance_while_running_is_called_next_turn(loop):
+    turns: list[int] = []
+
+    async def main() -> None:
+        real = loop._run_once
+
+        def counting() -> None:
+            turns.append(1)
+            real()
+
+        loop._run_once = counting
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        del loop._run_once
+        n = len(turns)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(turns) == n
+
+    loop.run_until_complete(main())
+    assert len(turns) >= 2
+
+
 @pytest.mark.parametrize("when_of", [int, float, lambda t: __import__("fractions").Fraction(t)])
 def test_when_is_what_call_at_was_given(loop, when_of):
     # asyncio keeps call_at's argument: call_at(5, f).when() is 5, an int

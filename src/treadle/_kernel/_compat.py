@@ -207,3 +207,12 @@ def default_exception_handler(message: str, exc_info: Any) -> None:
 def warn(message: str, category: type[Warning], source: Any = None) -> None:
     """``warnings.warn()`` (see above)."""
     warnings.warn(message, category, source=source)
+
+
+def instance_dict(obj: object) -> dict[str, Any] | None:
+    """*obj*'s ``__dict__``, or None when it has none.  Here because compiled
+    code does not find the ``__dict__`` of an instance of an interpreted
+    subclass of a compiled class (``getattr`` there answers for the compiled
+    class, which has none)."""
+    found: dict[str, Any] | None = getattr(obj, "__dict__", None)
+    return found

@@ -245,6 +245,16 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         #: A subclass overrides call_at(): call_later() then goes through it.
         self._call_at_overridden = type(self).call_at is not KernelLoop.call_at
+        #: The instance's own attributes, when it has any (a loop of an
+        #: interpreted subclass): where a time() or _run_once() replaced
+        #: on the instance is found (see _now).  Noted when a run starts
+        #: (compiled, the instance has no __dict__ yet while __init__
+        #: runs); let go of by close().
+        self._instance_dict: dict[str, Any] | None = None
+        #: time() and _run_once() are the kernel's (not overridden by the
+        #: class, no clock seam for time()): see _now() and run_forever().
+        self._time_direct = False
+        self._turn_direct = False
         self._backend: IOBackend = default_backend() if backend is None else backend
         # asyncio's selector loops log the one they picked, at DEBUG.
         _compat.log(logging.DEBUG, "Using selector: %s", type(self._backend).__name__)
@@ -406,6 +416,29 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def time(self) -> float:
         return self._time()
 
+    def _now(self) -> float:
+        """``self.time()``: what asyncio reads for deadlines and due timers,
+        so a time() replaced on the class or the instance (tests patch it to
+        steer timers) is what counts.  Compiled, ``self.time()`` on a loop
+        of an interpreted subclass (every real loop) is a Python-level call
+        of several hundred instructions, made a few times per request by a
+        server with timers; while time() is the kernel's this reads the
+        clock directly."""
+        if self._time_direct:
+            own = self._instance_dict
+            if own is None or "time" not in own:
+                return _monotonic()
+        return self.time()
+
+    def _look_for_overrides(self) -> None:
+        """Note whether the class overrides time() or _run_once(), at each
+        start of run_forever() (replacements on the instance are looked for
+        at each use)."""
+        self._instance_dict = _compat.instance_dict(self)
+        cls = type(self)
+        self._time_direct = self._clock is None and cls.time is KernelLoop.time
+        self._turn_direct = cls._run_once is KernelLoop._run_once
+
     # The handle types are treadle's, not subclasses of asyncio's (see
     # handles.py), hence the override ignores against typeshed below.
     def call_soon(self, callback: Callable[..., object], *args: Any,  # type: ignore[override]
@@ -458,15 +491,15 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise TypeError("delay must not be None")
         if delay != delay:
             raise ValueError("delay must not be NaN")
-        # self.time(), not self._time(): as on asyncio, a time() replaced on
-        # the instance (tests patch it to steer timers) is what counts.
+        # self.time() (_now), not self._time(): as on asyncio, a time()
+        # replaced on the instance (tests patch it to steer timers) counts.
         if self._call_at_overridden:
             # As asyncio's call_later does, through call_at: a subclass that
             # overrides it (to track or steer timers) sees these too.
-            over: TimerHandle = self.call_at(self.time() + delay, callback, *args,
+            over: TimerHandle = self.call_at(KernelLoop._now(self) + delay, callback, *args,
                                              context=context)
             return over
-        timer = KernelLoop._call_at(self, self.time() + delay, callback, args, context)
+        timer = KernelLoop._call_at(self, KernelLoop._now(self) + delay, callback, args, context)
         return timer
 
     def call_at(self, when: Any, callback: Callable[..., object],  # type: ignore[override]
@@ -517,8 +550,18 @@ class KernelLoop(asyncio.AbstractEventLoop):
     def run_forever(self) -> None:
         self._run_forever_setup()
         try:
+            # A turn is a direct native call while _run_once() is the
+            # kernel's: asyncio's loop calls self._run_once() each turn, and
+            # code may replace it on the class or, at any time, on the
+            # instance (treadle bench counts turns so).
+            KernelLoop._look_for_overrides(self)
+            own = self._instance_dict
+            direct = self._turn_direct
             while True:
-                self._run_once()
+                if direct and (own is None or "_run_once" not in own):
+                    KernelLoop._run_once(self)
+                else:
+                    self._run_once()
                 if self._stopping:
                     break
         finally:
@@ -600,6 +643,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
         # A closed loop is freed by reference counting alone, as asyncio's
         # is: what it holds lets go of it (mixins do the same for theirs).
         self._wakeup_handle._detach()
+        # (Interpreted, the instance's __dict__ holds this reference to
+        # itself.)
+        self._instance_dict = None
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
@@ -637,7 +683,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             elif deadline is None:
                 timeout = None
             elif self._clock is None:
-                timeout = deadline - self.time()
+                timeout = deadline - KernelLoop._now(self)
                 if timeout < 0.0:
                     timeout = 0.0
                 elif timeout > MAX_POLL_TIMEOUT:
@@ -661,7 +707,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         if timers._heap:
             # Through self.time() as asyncio does, so that a time() patched
             # on the instance decides which timers are due.
-            timers.pop_due(self.time() + self._clock_resolution, ready)
+            timers.pop_due(KernelLoop._now(self) + self._clock_resolution, ready)
         # -- 3. the batch --------------------------------------------------
         n = len(ready)
         if not n:
