@@ -21,11 +21,10 @@ part is what it is):
   with asyncio's transport-ownership check on top).
 * callbacks: ``call_soon``, ``call_later``, ``create_future``,
   ``call_exception_handler``, as asyncio's.
-* batches: the loop runs callbacks in batches (one turn); ``_batch_serial``
-  numbers them, ``_thread_id`` is not None while the loop runs, and
+* batches: the loop runs callbacks in batches (one turn), and
   ``_call_at_batch_end(fn)`` runs *fn* once after the current batch and
-  before the loop can block.  The write rule (``_writeflow.py``) is built
-  on these three.
+  before the loop can block (TLS orders a failed handshake's wake-up after
+  its alert with it, through ``_writeflow.WriteRule``).
 * ``_debug`` is debug mode (read on slow paths to decide whether to log).
 """
 
@@ -41,8 +40,6 @@ class KernelServices(Protocol):
     """What a layer above the kernel may use of the loop it runs on."""
 
     _debug: bool
-    _thread_id: int | None
-    _batch_serial: int
 
     def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any,
                     context: Any = None) -> Any: ...

@@ -47,10 +47,11 @@ One turn of the loop (``_run_once``) does, in this order:
    chance to poll.  This is the only place callbacks and task steps are
    actually *called*; everything else appends to ``_ready``.
 4. **End of batch**: run the functions registered with
-   ``_call_at_batch_end()`` during the batch, once each.  Transports use it
-   to flush, in one vectored syscall, what several callbacks of the batch
-   wrote; it runs before the loop can block, so nothing written in a turn
-   waits for the next one.
+   ``_call_at_batch_end()`` during the batch, once each, before the loop
+   can block (TLS orders a failed handshake's wake-up after its alert with
+   it).  Transports do not hold writes for it: a write goes out at once,
+   as on asyncio (``_writeflow``), because a response whose second half
+   waited for the end of the turn woke its client twice.
 
 When the loop would block, two things can cut the wait short besides I/O
 and timers: *idle waiters* (``_add_idle_waiter``: woken once the loop has
@@ -297,9 +298,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
         #: the first turn of a run).  Set from a signal handler, so only
         #: ever cleared right *before* a poll (see _poll).
         self._poll_next = True
-        #: Counts batches: a transport compares it with the number it noted
-        #: when it last sent to know "I already sent in this batch" without
-        #: registering anything (see _net/stream.py).
+        #: Counts batches (turns that ran something): the blocking
+        #: detector's watchdog and the metrics read it.
         self._batch_serial = 0
         # Step 4: functions to run once at the end of the current batch.
         self._batch_end: list[Callable[[], object]] = []

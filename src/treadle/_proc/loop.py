@@ -9,7 +9,7 @@ in ``pipes.py`` and ``process.py``; starting a child off the loop thread in
 ``spawn.py``.
 Never: imported by the kernel; never touches the kernel's internals beyond
 ``_add_reader``/``_remove_reader``/``_add_writer``/``_remove_writer``,
-``_call_at_batch_end``, ``call_soon`` and ``create_future``.
+``call_soon`` and ``create_future``.
 
 asyncio's deprecated child watchers (Python 3.11-3.13).  A watcher on the
 event-loop policy that may reap children by itself (``SafeChildWatcher``,
