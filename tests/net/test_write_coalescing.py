@@ -78,16 +78,13 @@ def test_every_write_outside_a_protocol_callback_is_sent_at_once(trun):
     async def main():
         sock, peer = counting_pair()
         tr, proto = await transport_on(sock)
-        peer.settimeout(5)
+        peer.setblocking(False)
         tr.write(b"a")
         tr.write(b"bb")
         tr.write(b"ccc")
         assert sock.calls == [("send", 1, 1), ("send", 1, 2), ("send", 1, 3)]
         assert tr.get_write_buffer_size() == 0
-        got = b""
-        while len(got) < 6:
-            got += peer.recv(6)
-        assert got == b"abbccc"
+        assert await recv_exactly(peer, 6) == b"abbccc"
         tr.close()
         await proto.done
         peer.close()

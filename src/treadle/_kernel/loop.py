@@ -252,10 +252,9 @@ class KernelLoop(asyncio.AbstractEventLoop):
         #: (compiled, the instance has no __dict__ yet while __init__
         #: runs); let go of by close().
         self._instance_dict: dict[str, Any] | None = None
-        #: time() and _run_once() are the kernel's (not overridden by the
-        #: class, no clock seam for time()): see _now() and run_forever().
+        #: time() is the kernel's (not overridden by the class, no clock
+        #: seam): see _now().
         self._time_direct = False
-        self._turn_direct = False
         self._backend: IOBackend = default_backend() if backend is None else backend
         # asyncio's selector loops log the one they picked, at DEBUG.
         _compat.log(logging.DEBUG, "Using selector: %s", type(self._backend).__name__)
@@ -430,14 +429,15 @@ class KernelLoop(asyncio.AbstractEventLoop):
                 return _monotonic()
         return self.time()
 
-    def _look_for_overrides(self) -> None:
-        """Note whether the class overrides time() or _run_once(), at each
-        start of run_forever() (replacements on the instance are looked for
+    def _look_for_overrides(self) -> bool:
+        """At each start of run_forever(): note the instance's __dict__ and
+        whether the class overrides time(); return whether it keeps the
+        kernel's _run_once() (replacements on the instance are looked for
         at each use)."""
         self._instance_dict = _compat.instance_dict(self)
         cls = type(self)
         self._time_direct = self._clock is None and cls.time is KernelLoop.time
-        self._turn_direct = cls._run_once is KernelLoop._run_once
+        return cls._run_once is KernelLoop._run_once
 
     # The handle types are treadle's, not subclasses of asyncio's (see
     # handles.py), hence the override ignores against typeshed below.
@@ -554,9 +554,8 @@ class KernelLoop(asyncio.AbstractEventLoop):
             # kernel's: asyncio's loop calls self._run_once() each turn, and
             # code may replace it on the class or, at any time, on the
             # instance (treadle bench counts turns so).
-            KernelLoop._look_for_overrides(self)
+            direct = KernelLoop._look_for_overrides(self)
             own = self._instance_dict
-            direct = self._turn_direct
             while True:
                 if direct and (own is None or "_run_once" not in own):
                     KernelLoop._run_once(self)

@@ -710,11 +710,10 @@ class StreamCore(TransportCore):
         """Data was queued behind other data or held back."""
         if self._writing:
             self._maybe_pause_protocol()
-        elif self._buffer.size > self._buffer.high:
-            # Held-back bytes never pause the protocol by themselves: give
+        elif not self._callback_depth or self._buffer.size > self._buffer.high:
+            # Outside a protocol callback a write goes now; inside one,
+            # held-back bytes never pause the protocol by themselves: give
             # the socket what it takes now, pause for the rest.
-            self._flush_held()
-        elif not self._callback_depth:
             self._flush_held()
         # (else: rule 1, flushed when the protocol callback returns)
 

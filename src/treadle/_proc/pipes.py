@@ -399,12 +399,11 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
             self._maybe_pause()     # only what the fd refused counts
         elif self._flushing:
             pass                    # the flush further up the stack sends it
-        elif self._buffer.size > self._buffer.high:
-            # Held-back bytes never pause the protocol by themselves (on
-            # asyncio they would have gone out at once): send them now, and
-            # pause only for what the fd does not take.
-            self._flush(False)
-        elif not self._rule.in_callback():
+        elif not self._rule.in_callback() or self._buffer.size > self._buffer.high:
+            # Outside a callback a write goes now; inside one, held-back
+            # bytes never pause the protocol by themselves (on asyncio they
+            # would have gone out at once): send them now, and pause only
+            # for what the fd does not take.
             self._flush(False)
         # (else: flushed when the callback returns)
 
