@@ -33,6 +33,7 @@ COMPILED = [
     "src/treadle/_io/epoll.py",
     "src/treadle/_writeflow.py",
     "src/treadle/_net/core.py",
+    "src/treadle/_net/sockio.py",
     "src/treadle/_net/_tlsstate.py",
 ]
 # The transports users hold (_net/stream.py, datagram.py) stay interpreted:

@@ -133,7 +133,7 @@ class NetLoop(KernelServices, Protocol):
     plus the networking layer's own registry and read buffer
     (``sockets.py``)."""
 
-    _transports: weakref.WeakValueDictionary[int, Any]
+    _transports: dict[int, weakref.ref[Any]]
 
     @property
     def _recv_view(self) -> memoryview: ...

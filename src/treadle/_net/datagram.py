@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import weakref
 from typing import Any
 
 from . import base
@@ -46,7 +47,7 @@ class DatagramTransport(base.TransportBase, asyncio.DatagramTransport,
         core = self._core = DatagramCore(self, loop, sock, protocol, address,
                                          bool(self._extra["peername"]), self.max_size)
         self._bind_to_core("sendto", DatagramTransport.sendto, core.sendto)
-        loop._transports[core._sock_fd] = self
+        loop._transports[core._sock_fd] = weakref.ref(self)
         loop.call_soon(core._start, waiter)
 
     def sendto(self, data: Any, addr: Any = None) -> None:

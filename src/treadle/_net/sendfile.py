@@ -39,6 +39,7 @@ import errno
 import io
 import os
 import socket
+import weakref
 import sys
 from typing import Any
 
@@ -225,7 +226,8 @@ class SendfileMixin(SocketMixin):
                                count: int | None) -> int:
         fd = transp._sock_fd
         # The transport lends its socket to sock_sendfile for the duration.
-        if self._transports.get(fd) is transp:
+        ref = self._transports.get(fd)
+        if ref is not None and ref() is transp:
             del self._transports[fd]
         resume_reading = transp.is_reading()
         transp.pause_reading()
@@ -237,7 +239,7 @@ class SendfileMixin(SocketMixin):
             transp._reset_empty_waiter()
             if resume_reading:
                 transp.resume_reading()
-            self._transports[fd] = transp
+            self._transports[fd] = weakref.ref(transp)
 
     async def _sendfile_fallback(self, transp: Any, file: Any, offset: int,
                                  count: int | None) -> int:

@@ -11,29 +11,36 @@ Never: creates transports or resolves names itself (``sock_connect`` asks
 Each operation first tries the syscall directly; only when it would block
 does it create a future and register a reader or writer for the socket,
 removed again as soon as the operation is over (done, failed or cancelled).
-Where asyncio adds a done-callback (a ``functools.partial`` and one more
-Handle per operation) to remove the registration, treadle removes it in
-the awaiting coroutine's ``finally``, which runs at the same point of the
-loop turn.
+The receives and ``sock_sendall`` run in ``sockio.py``, compiled (it says
+why and states these rules); ``sock_sendto``, ``sock_connect`` and
+``sock_accept`` follow the same rules here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine, TypeVar
 
-from . import base
+from . import base, sockio
 from .dns import DNSMixin
 
-_check_ssl_socket = base.check_ssl_socket
 
-#: Up to this, ``sock_recv`` is ``sock.recv`` (its allocation stays below
-#: glibc's mmap threshold); above it, on a plain socket, it reads into the
-#: loop's buffer and copies out what arrived.
-_DIRECT_RECV = 64 * 1024
-_SOCKET = socket.socket
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _coroutine_function(fn: _F) -> _F:
+    """Mark *fn*, a plain function that returns a coroutine, as a
+    coroutine function for ``inspect`` (3.12+) and ``asyncio`` (3.11), so
+    that ``unittest.mock``'s autospec makes it an ``AsyncMock``, as it does
+    asyncio's own ``sock_recv``."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:
+        return mark(fn)  # type: ignore[no-any-return]
+    fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return fn
 
 
 class SocketMixin(DNSMixin):
@@ -41,10 +48,12 @@ class SocketMixin(DNSMixin):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: fd -> the transport using it (weakly: an abandoned transport
-        #: must still be collected and warn).
-        self._transports: weakref.WeakValueDictionary[int, Any] = (
-            weakref.WeakValueDictionary())
+        #: fd -> a weak reference to the transport using it (weak: an
+        #: abandoned transport must still be collected and warn).  A dead
+        #: reference counts as none; the next transport on the fd replaces
+        #: it.  (Not a WeakValueDictionary: its get() is Python code, and
+        #: every wait of a sock_* call looks here.)
+        self._transports: dict[int, weakref.ref[Any]] = {}
         self._recv_buffer: memoryview | None = None
 
     @property
@@ -68,16 +77,7 @@ class SocketMixin(DNSMixin):
     # ------------------------------------------------------------------
 
     def _ensure_fd_no_transport(self, fd: Any) -> None:
-        fileno = fd
-        if not isinstance(fileno, int):
-            try:
-                fileno = int(fileno.fileno())
-            except (AttributeError, TypeError, ValueError):
-                raise ValueError(f"Invalid file object: {fd!r}") from None
-        transport = self._transports.get(fileno)
-        if transport is not None and not transport.is_closing():
-            raise RuntimeError(
-                f"File descriptor {fd!r} is used by transport {transport!r}")
+        sockio.ensure_no_transport(self, fd)
 
     def add_reader(self, fd: Any, callback: Callable[..., object],  # type: ignore[override]
                    *args: Any) -> None:
@@ -98,152 +98,42 @@ class SocketMixin(DNSMixin):
         return self._remove_writer(fd)
 
     # ------------------------------------------------------------------
-    # receiving
+    # receiving and sending: the waits live in the compiled sockio.py
     # ------------------------------------------------------------------
 
-    # Each receive tries the syscall at once; only if the socket has nothing
-    # does it wait, through _read_when_ready, for the fd to become readable.
+    # Plain functions that return the coroutine of sockio's (compiled) one:
+    # an `async def` here would put one more interpreted coroutine frame
+    # between the caller and the wait.  They are still coroutine functions
+    # to inspect and asyncio (`_coroutine_function` below), as uvloop's are
+    # awaitable-returning methods.
 
-    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
-        _check_ssl_socket(sock)
-        if self._debug:
-            base.check_nonblocking(self, sock)
-        try:
-            return self._recv(sock, n)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._read_when_ready(sock, self._recv, sock, n)  # type: ignore[no-any-return]
+    @_coroutine_function
+    def sock_recv(self, sock: socket.socket, n: int) -> Coroutine[Any, Any, bytes]:
+        return sockio.recv(self, sock, n)
 
-    def _recv(self, sock: socket.socket, n: int) -> bytes:
-        """``sock.recv(n)``; for large *n*, on a plain non-blocking socket,
-        into the loop's buffer (see ``_recv_view``): ``recv`` would allocate
-        *n* bytes with ``mmap`` and shrink them.  (This module runs
-        interpreted: reading ``sock.timeout`` or calling ``os.read`` on the
-        fd to skip ``recv``'s argument parsing costs more than it saves.)"""
-        if (type(n) is int and _DIRECT_RECV < n <= base.READ_SIZE
-                and type(sock) is _SOCKET and sock.timeout == 0.0):
-            # (a subclass may override recv(); a socket with a timeout
-            # waits in recv() as it does on asyncio)
-            view = self._recv_view
-            got = sock.recv_into(view, n)
-            return view[:got].tobytes()
-        return sock.recv(n)
+    @_coroutine_function
+    def sock_sendall(self, sock: socket.socket, data: Any) -> Coroutine[Any, Any, None]:
+        return sockio.sendall(self, sock, data)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
-        _check_ssl_socket(sock)
-        if self._debug:
-            base.check_nonblocking(self, sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._read_when_ready(sock, sock.recv_into, buf)  # type: ignore[no-any-return]
+        sockio.check_socket(self, sock)
+        return await sockio.read_when_ready(self, sock, sock.recv_into, (buf,))  # type: ignore[no-any-return]
 
     async def sock_recvfrom(self, sock: socket.socket,
                             bufsize: int) -> tuple[bytes, Any]:
-        _check_ssl_socket(sock)
-        if self._debug:
-            base.check_nonblocking(self, sock)
-        try:
-            return sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._read_when_ready(sock, sock.recvfrom, bufsize)  # type: ignore[no-any-return]
+        sockio.check_socket(self, sock)
+        return await sockio.read_when_ready(self, sock, sock.recvfrom, (bufsize,))  # type: ignore[no-any-return]
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
                                  nbytes: int = 0) -> tuple[int, Any]:
-        _check_ssl_socket(sock)
-        if self._debug:
-            base.check_nonblocking(self, sock)
+        sockio.check_socket(self, sock)
         if not nbytes:
             nbytes = len(buf)
-        try:
-            return sock.recvfrom_into(buf, nbytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._read_when_ready(sock, sock.recvfrom_into, buf, nbytes)  # type: ignore[no-any-return]
-
-    async def _read_when_ready(self, sock: socket.socket, op: Any, *args: Any) -> Any:
-        """Wait until *sock* is readable and ``op(*args)`` succeeds."""
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, self._retry_read, fut, op, args)
-        try:
-            return await fut
-        finally:
-            if not handle._cancelled:
-                self._remove_reader(fd)
-            del fut, handle   # (the handle holds the future too)
-
-    def _retry_read(self, fut: asyncio.Future[Any], op: Any,
-                    args: tuple[Any, ...]) -> None:
-        if fut.done():
-            return
-        try:
-            result = op(*args)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-
-    # ------------------------------------------------------------------
-    # sending
-    # ------------------------------------------------------------------
-
-    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
-        _check_ssl_socket(sock)
-        if self._debug:
-            base.check_nonblocking(self, sock)
-        try:
-            n = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        if type(data) is bytes and n == len(data):
-            return
-        view = memoryview(data)
-        if view.itemsize != 1 or view.ndim != 1:
-            view = view.cast("B")
-        if n == len(view):
-            return
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        progress = _SendAll(view, n)
-        handle = self._add_writer(fd, self._sock_sendall, fut, sock, progress)
-        try:
-            await fut
-        finally:
-            if not handle._cancelled:
-                self._remove_writer(fd)
-            del fut, handle
-
-    def _sock_sendall(self, fut: asyncio.Future[Any], sock: socket.socket,
-                      progress: _SendAll) -> None:
-        if fut.done():
-            return
-        view = progress.view
-        try:
-            n = sock.send(view[progress.pos:])
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            return
-        progress.pos += n
-        if progress.pos == len(view):
-            fut.set_result(None)
+        return await sockio.read_when_ready(  # type: ignore[no-any-return]
+            self, sock, sock.recvfrom_into, (buf, nbytes))
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
-        _check_ssl_socket(sock)
-        if self._debug:
-            base.check_nonblocking(self, sock)
+        sockio.check_socket(self, sock)
         try:
             return sock.sendto(data, address)
         except (BlockingIOError, InterruptedError):
@@ -279,9 +169,7 @@ class SocketMixin(DNSMixin):
     # ------------------------------------------------------------------
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
-        _check_ssl_socket(sock)
-        if self._debug:
-            base.check_nonblocking(self, sock)
+        sockio.check_socket(self, sock)
         if sock.family == socket.AF_INET or (
                 base.HAS_IPV6 and sock.family == socket.AF_INET6):
             resolved = await self._ensure_resolved(
@@ -330,9 +218,7 @@ class SocketMixin(DNSMixin):
             del fut
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
-        _check_ssl_socket(sock)
-        if self._debug:
-            base.check_nonblocking(self, sock)
+        sockio.check_socket(self, sock)
         fd = sock.fileno()      # (first, as asyncio: what fails for a non-socket)
         try:
             conn, address = sock.accept()
@@ -364,13 +250,3 @@ class SocketMixin(DNSMixin):
             fut.set_exception(exc)
         else:
             fut.set_result((conn, address))
-
-
-class _SendAll:
-    """Progress of one ``sock_sendall`` that had to wait."""
-
-    __slots__ = ("view", "pos")
-
-    def __init__(self, view: memoryview, pos: int) -> None:
-        self.view = view
-        self.pos = pos

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import weakref
 from typing import Any
 
 from . import base
@@ -53,7 +54,7 @@ class SocketTransport(base.TransportBase, asyncio.Transport):
         if server is not None:
             core._server = server
             server._attach(self)
-        loop._transports[core._sock_fd] = self
+        loop._transports[core._sock_fd] = weakref.ref(self)
         base.set_nodelay(sock)
         loop.call_soon(core._start, waiter, context=core._context)
 
