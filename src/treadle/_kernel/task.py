@@ -311,20 +311,23 @@ class TaskCore:
         if eager_start and loop.is_running():
             self._eager_start()
         else:
-            self._schedule()
-            self._register(task)
+            # Onto the ready queue (state 2), and into asyncio's registry
+            # (_register(), inline: every task comes here).
+            ready = self._ready
+            if ready is not None:
+                ready(self)
+            else:
+                loop.call_soon(self._step, context=self._context)
+            if _REGISTRY_ADD is not None:
+                ref = _WEAKREF(task, _REGISTRY_REMOVE)
+                _REGISTRY_ADD(ref)
+                self._registered = ref
+            else:
+                _compat.register_task(task)
 
     # ------------------------------------------------------------------
     # scheduling
     # ------------------------------------------------------------------
-
-    def _schedule(self) -> None:
-        """Put this task on the ready queue (state 2)."""
-        ready = self._ready
-        if ready is not None:
-            ready(self)
-        else:
-            self._loop.call_soon(self._step, context=self._context)
 
     def _run(self) -> None:
         """Called by the kernel when it pops this task off the ready queue:
@@ -333,6 +336,7 @@ class TaskCore:
         call_soon queues the task itself for a ``Wakeup``)."""
         waiter: Any = None
         failure: BaseException | None = None
+        held: Any = None
         try:
             waiter = self._fut_waiter
             if waiter is None:
@@ -366,11 +370,17 @@ class TaskCore:
             # clause, and as the __context__ of what it raises next.
             _CTX_RUN(self._context, _STEP, self, failure)
         finally:
-            if self._state is not _PENDING:
-                # Here, outside the task's context: dropping the last
+            if (self._state is not _PENDING and self._cb0 is None
+                    and not self._callbacks):
+                # _let_go_if_done(), inline (twice per task: the pure build
+                # feels the call), storing first and releasing after as it
+                # does.  Here, outside the task's context: dropping the last
                 # reference runs the Task's finalizer, whose report may run
                 # the exception handler in that context.
-                self._let_go_if_done()
+                held = self._task
+                self._task = None
+                self._wakeup_cb = None
+                held = None
             # Frames on the stack when a coroutine frame finishes outlive
             # their call (as its f_back chain).  None of them may end up
             # holding the task: that would make a cycle task -> exception ->
@@ -378,7 +388,7 @@ class TaskCore:
             # freed (and its exception reported) by the cyclic GC.  Nor the
             # failed waiter: the exception thrown in holds this frame, and
             # the waiter holds the exception.
-            del self, waiter, failure
+            del self, waiter, failure, held
 
     def _let_go_if_done(self) -> None:
         """Once the task is done and its done-callbacks have run or are
