@@ -19,7 +19,6 @@ import asyncio
 import errno
 import os
 import socket
-import ssl
 import stat
 import sys
 import warnings
@@ -61,17 +60,6 @@ ACCEPT_RESOURCE_ERRNOS: Final = frozenset(
 def logger() -> Any:
     """asyncio's logger (see ``_kernel._compat.asyncio_logger``)."""
     return _compat.asyncio_logger()
-
-
-def check_ssl_socket(sock: Any) -> None:
-    if isinstance(sock, ssl.SSLSocket):
-        raise TypeError("Socket cannot be of type SSLSocket")
-
-
-def check_nonblocking(loop: Any, sock: Any) -> None:
-    """asyncio checks this in debug mode only (it costs a syscall)."""
-    if loop._debug and sock.gettimeout() != 0:
-        raise ValueError("the socket must be non-blocking")
 
 
 def set_nodelay(sock: socket.socket) -> None:

@@ -20,7 +20,7 @@ import socket
 import ssl as _ssl
 from typing import Any, Callable
 
-from . import base
+from . import base, sockio
 from .._writeflow import require_protocol
 from .tls import TLSProtocol
 from .datagram import DatagramTransport
@@ -164,7 +164,7 @@ class ConnectMixin(SendfileMixin):
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
-            base.check_ssl_socket(sock)
+            sockio.check_ssl_socket(sock)
         if happy_eyeballs_delay is not None and interleave is None:
             interleave = 1
 
@@ -263,7 +263,7 @@ class ConnectMixin(SendfileMixin):
             raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        base.check_ssl_socket(sock)
+        sockio.check_ssl_socket(sock)
         transport, protocol = await self._create_connection_transport(
             sock, protocol_factory, ssl, "", server_side=True,
             ssl_handshake_timeout=ssl_handshake_timeout,

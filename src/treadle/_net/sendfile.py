@@ -43,7 +43,7 @@ import weakref
 import sys
 from typing import Any
 
-from . import base
+from . import base, sockio
 from .sockets import SocketMixin
 
 _SendfileMode = base.SendfileMode
@@ -97,8 +97,8 @@ class SendfileMixin(SocketMixin):
                             count: int | None = None, *,
                             fallback: bool | None = True) -> int:
         if self._debug:
-            base.check_nonblocking(self, sock)
-        base.check_ssl_socket(sock)
+            sockio.check_nonblocking(self, sock)
+        sockio.check_ssl_socket(sock)
         _check_sendfile_params(sock, file, offset, count)
         try:
             return await self._sock_sendfile_native(sock, file, offset, count)

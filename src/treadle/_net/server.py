@@ -34,7 +34,7 @@ import weakref
 from asyncio import trsock
 from typing import Any, Callable, Iterable
 
-from . import base
+from . import base, sockio
 from .._writeflow import require_protocol
 from .connect import ConnectMixin
 
@@ -382,7 +382,7 @@ class ServerMixin(ConnectMixin):
         if ssl_shutdown_timeout is not None and ssl is None:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
-            base.check_ssl_socket(sock)
+            sockio.check_ssl_socket(sock)
 
         if host is not None or port is not None:
             if sock is not None:

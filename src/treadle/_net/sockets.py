@@ -103,9 +103,8 @@ class SocketMixin(DNSMixin):
 
     # Plain functions that return the coroutine of sockio's (compiled) one:
     # an `async def` here would put one more interpreted coroutine frame
-    # between the caller and the wait.  They are still coroutine functions
-    # to inspect and asyncio (`_coroutine_function` below), as uvloop's are
-    # awaitable-returning methods.
+    # between the caller and the wait.  To inspect, asyncio and mock they
+    # are still coroutine functions (`_coroutine_function`, above).
 
     @_coroutine_function
     def sock_recv(self, sock: socket.socket, n: int) -> Coroutine[Any, Any, bytes]:

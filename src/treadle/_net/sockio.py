@@ -42,14 +42,23 @@ DIRECT_RECV: Final = 64 * 1024
 _SOCKET: Final = socket.socket
 
 
-def check_socket(loop: NetLoop, sock: Any) -> None:
-    """asyncio's checks of a socket handed to a ``sock_*`` method: no TLS
-    socket, and in debug mode (where it can afford the syscall) no
-    blocking one."""
+def check_ssl_socket(sock: Any) -> None:
+    """A socket the loop reads or writes itself is never a TLS socket."""
     if isinstance(sock, ssl.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def check_nonblocking(loop: NetLoop, sock: Any) -> None:
+    """Nor a blocking one: asyncio checks that in debug mode only (it
+    costs a syscall)."""
     if loop._debug and sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
+
+
+def check_socket(loop: NetLoop, sock: Any) -> None:
+    """Both checks, for a socket handed to a ``sock_*`` method."""
+    check_ssl_socket(sock)
+    check_nonblocking(loop, sock)
 
 
 def ensure_no_transport(loop: NetLoop, fd: Any) -> None:
