@@ -332,31 +332,29 @@ def test_recv_from_a_socket_with_a_timeout_waits_in_recv(run):
     run(main())
 
 
-def test_recv_and_sendall_are_coroutine_functions(run):
-    # treadle's sock_recv and sock_sendall are plain methods returning the
-    # coroutine of compiled code; to inspect, asyncio and mock's autospec
-    # they must still be coroutine functions (that they check the socket
-    # only when awaited: test_ssl_sockets_are_rejected).
+def test_recv_and_sendall_are_coroutine_functions_of_the_loop(run):
+    # treadle's sock_recv and sock_sendall wait in compiled code; what the
+    # caller gets is still a coroutine of the loop's method, by name, with
+    # a frame: task reprs, stacks and mock's autospec see asyncio's shape.
     import inspect
-    import sys
     from unittest import mock
 
     async def main():
         loop = asyncio.get_running_loop()
         spec = mock.create_autospec(loop)
         for name in ("sock_recv", "sock_sendall", "sock_recv_into", "sock_accept"):
-            method = getattr(loop, name)
-            if sys.version_info >= (3, 12):
-                assert inspect.iscoroutinefunction(method), name
-            else:
-                assert asyncio.iscoroutinefunction(method), name
+            assert inspect.iscoroutinefunction(getattr(loop, name)), name
             assert isinstance(getattr(spec, name), mock.AsyncMock), name
         a, b = _pair()
         with a, b:
             pending = loop.sock_recv(b, 1)
-            assert asyncio.iscoroutine(pending)     # (compiled: not inspect's)
-            pending.close()                         # never awaited: nothing happens
+            assert inspect.iscoroutine(pending)
+            assert pending.__qualname__.endswith(".sock_recv")
+            pending.close()                     # never awaited: nothing happens
             task = asyncio.ensure_future(loop.sock_recv(b, 1))
+            await asyncio.sleep(0)
+            assert "sock_recv() running at" in repr(task)
+            assert task.get_stack()
             await loop.sock_sendall(a, b"x")
             assert await task == b"x"
     run(main())

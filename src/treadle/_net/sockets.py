@@ -19,28 +19,13 @@ why and states these rules); ``sock_sendto``, ``sock_connect`` and
 from __future__ import annotations
 
 import asyncio
-import inspect
 import socket
 import weakref
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Callable
 
 from . import base, sockio
 from .dns import DNSMixin
 
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _coroutine_function(fn: _F) -> _F:
-    """Mark *fn*, a plain function that returns a coroutine, as a
-    coroutine function for ``inspect`` (3.12+) and ``asyncio`` (3.11), so
-    that ``unittest.mock``'s autospec makes it an ``AsyncMock``, as it does
-    asyncio's own ``sock_recv``."""
-    mark = getattr(inspect, "markcoroutinefunction", None)
-    if mark is not None:
-        return mark(fn)  # type: ignore[no-any-return]
-    fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
-    return fn
 
 
 class SocketMixin(DNSMixin):
@@ -101,18 +86,24 @@ class SocketMixin(DNSMixin):
     # receiving and sending: the waits live in the compiled sockio.py
     # ------------------------------------------------------------------
 
-    # Plain functions that return the coroutine of sockio's (compiled) one:
-    # an `async def` here would put one more interpreted coroutine frame
-    # between the caller and the wait.  To inspect, asyncio and mock they
-    # are still coroutine functions (`_coroutine_function`, above).
+    # Each is an `async def` of its own around sockio's (compiled) halves,
+    # although handing out a compiled coroutine would spare a frame: what
+    # the caller gets must be a coroutine of the loop's method, by name
+    # (task reprs, "coroutine was never awaited", slow-callback reports),
+    # with a Python frame (task stacks, `treadle ps`, debug mode's "created
+    # at") and for inspect.iscoroutine().  A compiled coroutine has neither
+    # name nor frame.
 
-    @_coroutine_function
-    def sock_recv(self, sock: socket.socket, n: int) -> Coroutine[Any, Any, bytes]:
-        return sockio.recv(self, sock, n)
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
+        data = sockio.recv_now(self, sock, n)
+        if data is None:
+            data = await sockio.recv_later(self, sock, n)
+        return data
 
-    @_coroutine_function
-    def sock_sendall(self, sock: socket.socket, data: Any) -> Coroutine[Any, Any, None]:
-        return sockio.sendall(self, sock, data)
+    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
+        rest = sockio.sendall_now(self, sock, data)
+        if rest is not None:
+            await sockio.sendall_later(self, sock, rest)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         sockio.check_socket(self, sock)

@@ -1,11 +1,12 @@
 """The hot paths of the loop's ``sock_recv`` and ``sock_sendall``.
 
-Owns: one receive and one send-all as coroutines, the wait for a
-socket to become readable or writable, the callbacks that retry the
-syscall, and the check that no transport owns the socket.
+Owns: a receive and a send-all in two halves each (the first try, and
+the wait if it would block), the waits of the other receives, the
+callbacks that retry the syscall, the checks of a socket handed to the
+loop and the check that no transport owns it.
 Never: creates transports, resolves names or registers anything that
 outlives the operation.  ``sockets.py`` holds the loop's ``sock_*``
-methods and forwards these two to here.
+methods, which call these.
 
 Why a module of its own: this one is compiled (``setup.py``), and the loop
 class with its mixins is not (``sockets.py`` is a mixin of a Python class,
@@ -103,22 +104,32 @@ def _receive_large(loop: NetLoop, sock: Any, n: int) -> bytes:
     return view[:got].tobytes()
 
 
-# (Both ``recv`` and ``_retry_receive`` call ``sock.recv`` themselves
+# ``loop.sock_recv(sock, n)`` is ``recv_now()``, and ``await recv_later()``
+# if that found nothing; ``loop.sock_sendall()`` likewise.  Two halves, so
+# that the common case (the syscall does it all at once) makes no second
+# coroutine: the loop's method is an ``async def`` of its own (sockets.py
+# says why).
+#
+# (Both ``recv_now`` and ``_retry_receive`` call ``sock.recv`` themselves
 # rather than through a helper: an exception leaving a compiled function
 # gets a traceback entry built for it, and a receive that would block
 # raises BlockingIOError on most round trips of a request/response
 # protocol.)
 
 
-async def recv(loop: NetLoop, sock: Any, n: Any) -> bytes:
-    """``loop.sock_recv(sock, n)``."""
+def recv_now(loop: NetLoop, sock: Any, n: Any) -> bytes | None:
+    """The checks, then the receive; None if it would block."""
     check_socket(loop, sock)
-    large = _large(n, sock)
     try:
-        data: bytes = _receive_large(loop, sock, n) if large else sock.recv(n)
+        data: bytes = _receive_large(loop, sock, n) if _large(n, sock) else sock.recv(n)
         return data
     except (BlockingIOError, InterruptedError):
-        pass
+        return None
+
+
+async def recv_later(loop: NetLoop, sock: Any, n: Any) -> bytes:
+    """Wait until *sock* is readable and the receive succeeds."""
+    large = _large(n, sock)
     fut = loop.create_future()
     fd = sock.fileno()
     ensure_no_transport(loop, fd)
@@ -201,24 +212,29 @@ class _SendAll:
         self.pos = pos
 
 
-async def sendall(loop: NetLoop, sock: Any, data: Any) -> None:
-    """``loop.sock_sendall(sock, data)``."""
+def sendall_now(loop: NetLoop, sock: Any, data: Any) -> _SendAll | None:
+    """The checks, then one send; None if it took everything, else what
+    is left, for ``sendall_later``."""
     check_socket(loop, sock)
     try:
         n: int = sock.send(data)
     except (BlockingIOError, InterruptedError):
         n = 0
     if type(data) is bytes and n == len(data):
-        return
+        return None
     view = memoryview(data)
     if view.itemsize != 1 or view.ndim != 1:
         view = view.cast("B")
     if n == len(view):
-        return
+        return None
+    return _SendAll(view, n)
+
+
+async def sendall_later(loop: NetLoop, sock: Any, progress: _SendAll) -> None:
+    """Wait until *sock* is writable, send more, until all is sent."""
     fut = loop.create_future()
     fd = sock.fileno()
     ensure_no_transport(loop, fd)
-    progress = _SendAll(view, n)
     handle: Handle = loop._add_writer(fd, _retry_send, fut, sock, progress)
     try:
         await fut
