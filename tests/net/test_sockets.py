@@ -358,3 +358,31 @@ def test_recv_and_sendall_are_coroutine_functions_of_the_loop(run):
             await loop.sock_sendall(a, b"x")
             assert await task == b"x"
     run(main())
+
+
+def test_throwing_into_a_waiting_sock_call_warns_nothing(run):
+    # A task throws into its coroutine when what it awaited failed (and a
+    # cancel scope when it interrupts a wait); the waiting sock_* call must
+    # take that without a DeprecationWarning on 3.12+ (which a compiled
+    # coroutine awaited by an interpreted one gives: throw(type, value, tb)).
+    import warnings
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        with a, b:
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            waits = [loop.sock_recv(b, 10), loop.sock_recv_into(b, bytearray(10)),
+                     loop.sock_sendall(a, b"x" * 10_000_000)]
+            for coro in waits:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    assert coro.send(None) is not None          # waiting
+                    with pytest.raises(KeyError):
+                        coro.throw(KeyError("k"))
+            # Nothing left registered for either socket.
+            loop.add_reader(b, print)
+            assert loop.remove_reader(b)
+            loop.add_writer(a, print)
+            assert loop.remove_writer(a)
+    run(main())

@@ -86,41 +86,70 @@ class SocketMixin(DNSMixin):
     # receiving and sending: the waits live in the compiled sockio.py
     # ------------------------------------------------------------------
 
-    # Each is an `async def` of its own around sockio's (compiled) halves,
-    # although handing out a compiled coroutine would spare a frame: what
-    # the caller gets must be a coroutine of the loop's method, by name
-    # (task reprs, "coroutine was never awaited", slow-callback reports),
-    # with a Python frame (task stacks, `treadle ps`, debug mode's "created
-    # at") and for inspect.iscoroutine().  A compiled coroutine has neither
-    # name nor frame.
+    # Each is an `async def` of its own around sockio's compiled functions
+    # (the first try; the registration whose callback completes the
+    # future): what the caller gets must be a coroutine of the loop's
+    # method, by name (task reprs, "coroutine was never awaited",
+    # slow-callback reports), with a Python frame (task stacks, `treadle
+    # ps`, debug mode's "created at") and for inspect.iscoroutine().  A
+    # compiled coroutine has neither name nor frame, and a throw() into a
+    # coroutine awaiting one warns on 3.12+ (sockio.py).
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         data = sockio.recv_now(self, sock, n)
         if data is None:
-            data = await sockio.recv_later(self, sock, n)
+            fut = self.create_future()
+            fd = sock.fileno()
+            handle = sockio.watch_recv(self, fd, sock, n, fut)
+            data = await self._wait_on(fut, fd, handle, False)
         return data
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
         rest = sockio.sendall_now(self, sock, data)
         if rest is not None:
-            await sockio.sendall_later(self, sock, rest)
+            fut = self.create_future()
+            fd = sock.fileno()
+            handle = sockio.watch_send(self, fd, sock, rest, fut)
+            await self._wait_on(fut, fd, handle, True)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         sockio.check_socket(self, sock)
-        return await sockio.read_when_ready(self, sock, sock.recv_into, (buf,))  # type: ignore[no-any-return]
+        return await self._read_when_ready(sock, sock.recv_into, (buf,))  # type: ignore[no-any-return]
 
     async def sock_recvfrom(self, sock: socket.socket,
                             bufsize: int) -> tuple[bytes, Any]:
         sockio.check_socket(self, sock)
-        return await sockio.read_when_ready(self, sock, sock.recvfrom, (bufsize,))  # type: ignore[no-any-return]
+        return await self._read_when_ready(sock, sock.recvfrom, (bufsize,))  # type: ignore[no-any-return]
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
                                  nbytes: int = 0) -> tuple[int, Any]:
         sockio.check_socket(self, sock)
         if not nbytes:
             nbytes = len(buf)
-        return await sockio.read_when_ready(  # type: ignore[no-any-return]
-            self, sock, sock.recvfrom_into, (buf, nbytes))
+        return await self._read_when_ready(  # type: ignore[no-any-return]
+            sock, sock.recvfrom_into, (buf, nbytes))
+
+    async def _read_when_ready(self, sock: socket.socket, op: Callable[..., Any],
+                               args: tuple[Any, ...]) -> Any:
+        """``op(*args)`` now, or once *sock* is readable and it succeeds."""
+        try:
+            return op(*args)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        fd = sock.fileno()
+        handle = sockio.watch_op(self, fd, fut, op, args)
+        return await self._wait_on(fut, fd, handle, False)
+
+    async def _wait_on(self, fut: asyncio.Future[Any], fd: int, handle: Any,
+                       writer: bool) -> Any:
+        """Await *fut*, which *fd*'s reader (writer) *handle* completes; the
+        registration goes as soon as the wait is over, however it ended."""
+        try:
+            return await fut
+        finally:
+            sockio.unwatch(self, fd, handle, writer)
+            del fut, handle   # (the handle holds the future too)
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
         sockio.check_socket(self, sock)

@@ -104,11 +104,13 @@ def _receive_large(loop: NetLoop, sock: Any, n: int) -> bytes:
     return view[:got].tobytes()
 
 
-# ``loop.sock_recv(sock, n)`` is ``recv_now()``, and ``await recv_later()``
-# if that found nothing; ``loop.sock_sendall()`` likewise.  Two halves, so
-# that the common case (the syscall does it all at once) makes no second
-# coroutine: the loop's method is an ``async def`` of its own (sockets.py
-# says why).
+# ``loop.sock_recv(sock, n)`` is ``recv_now()`` and, if that found nothing,
+# a wait on a future that ``watch_recv()``'s reader callback completes;
+# ``loop.sock_sendall()`` likewise.  Nothing here is a coroutine: the
+# waiting is the loop's own ``async def`` (sockets.py says why), and an
+# interpreted coroutine must never await a compiled one (a throw() into
+# it, as a task does when what it awaited failed, reaches the compiled
+# coroutine as throw(type, value, tb), which warns on 3.12+).
 #
 # (Both ``recv_now`` and ``_retry_receive`` call ``sock.recv`` themselves
 # rather than through a helper: an exception leaving a compiled function
@@ -127,19 +129,23 @@ def recv_now(loop: NetLoop, sock: Any, n: Any) -> bytes | None:
         return None
 
 
-async def recv_later(loop: NetLoop, sock: Any, n: Any) -> bytes:
-    """Wait until *sock* is readable and the receive succeeds."""
-    large = _large(n, sock)
-    fut = loop.create_future()
-    fd = sock.fileno()
+def watch_recv(loop: NetLoop, fd: int, sock: Any, n: Any, fut: Any) -> Handle:
+    """Register *fd*'s reader: when readable, receive and complete *fut*."""
     ensure_no_transport(loop, fd)
-    handle: Handle = loop._add_reader(fd, _retry_receive, fut, loop, sock, n, large)
-    try:
-        return await fut  # type: ignore[no-any-return]
-    finally:
-        if not handle._cancelled:
+    handle: Handle = loop._add_reader(fd, _retry_receive, fut, loop, sock, n,
+                                      _large(n, sock))
+    return handle
+
+
+def unwatch(loop: NetLoop, fd: int, handle: Handle, writer: bool) -> None:
+    """The wait that *handle* served is over (done, failed or cancelled):
+    its registration goes, unless something already replaced or removed
+    it (the handle is then cancelled)."""
+    if not handle._cancelled:
+        if writer:
+            loop._remove_writer(fd)
+        else:
             loop._remove_reader(fd)
-        del fut, handle   # (the handle holds the future too)
 
 
 def _retry_receive(fut: Any, loop: NetLoop, sock: Any, n: Any, large: bool) -> None:
@@ -157,24 +163,13 @@ def _retry_receive(fut: Any, loop: NetLoop, sock: Any, n: Any, large: bool) -> N
         fut.set_result(data)
 
 
-async def read_when_ready(loop: NetLoop, sock: Any,
-                          op: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """Wait until *sock* is readable and ``op(*args)`` succeeds (the other
-    receives: ``recv_into``, ``recvfrom``, ...)."""
-    try:
-        return op(*args)
-    except (BlockingIOError, InterruptedError):
-        pass
-    fut = loop.create_future()
-    fd = sock.fileno()
+def watch_op(loop: NetLoop, fd: int, fut: Any, op: Callable[..., Any],
+             args: tuple[Any, ...]) -> Handle:
+    """Register *fd*'s reader: when readable, ``op(*args)`` completes *fut*
+    (the other receives: ``recv_into``, ``recvfrom``, ...)."""
     ensure_no_transport(loop, fd)
     handle: Handle = loop._add_reader(fd, _retry_op, fut, op, args)
-    try:
-        return await fut
-    finally:
-        if not handle._cancelled:
-            loop._remove_reader(fd)
-        del fut, handle
+    return handle
 
 
 def _retry_op(fut: Any, op: Callable[..., Any],
@@ -214,7 +209,7 @@ class _SendAll:
 
 def sendall_now(loop: NetLoop, sock: Any, data: Any) -> _SendAll | None:
     """The checks, then one send; None if it took everything, else what
-    is left, for ``sendall_later``."""
+    is left, for ``watch_send``."""
     check_socket(loop, sock)
     try:
         n: int = sock.send(data)
@@ -230,18 +225,13 @@ def sendall_now(loop: NetLoop, sock: Any, data: Any) -> _SendAll | None:
     return _SendAll(view, n)
 
 
-async def sendall_later(loop: NetLoop, sock: Any, progress: _SendAll) -> None:
-    """Wait until *sock* is writable, send more, until all is sent."""
-    fut = loop.create_future()
-    fd = sock.fileno()
+def watch_send(loop: NetLoop, fd: int, sock: Any, progress: _SendAll,
+               fut: Any) -> Handle:
+    """Register *fd*'s writer: when writable, send more, and complete *fut*
+    once all is sent."""
     ensure_no_transport(loop, fd)
     handle: Handle = loop._add_writer(fd, _retry_send, fut, sock, progress)
-    try:
-        await fut
-    finally:
-        if not handle._cancelled:
-            loop._remove_writer(fd)
-        del fut, handle
+    return handle
 
 
 def _retry_send(fut: Any, sock: Any,
