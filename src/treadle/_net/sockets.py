@@ -138,7 +138,7 @@ class SocketMixin(DNSMixin):
             pass
         fut = self.create_future()
         fd = sock.fileno()
-        handle = sockio.watch_op(self, fd, fut, op, args, False)
+        handle = sockio.watch_op(self, fd, fut, op, args)
         return await self._wait_on(fut, fd, handle, False)
 
     async def _wait_on(self, fut: asyncio.Future[Any], fd: int, handle: Any,
@@ -159,8 +159,29 @@ class SocketMixin(DNSMixin):
             pass
         fut = self.create_future()
         fd = sock.fileno()
-        handle = sockio.watch_op(self, fd, fut, sock.sendto, (data, 0, address), True)
-        return await self._wait_on(fut, fd, handle, True)  # type: ignore[no-any-return]
+        self._ensure_fd_no_transport(fd)
+        handle = self._add_writer(fd, self._sock_sendto, fut, sock, data, address)
+        try:
+            return await fut  # type: ignore[no-any-return]
+        finally:
+            if not handle._cancelled:
+                self._remove_writer(fd)
+            del fut, handle
+
+    def _sock_sendto(self, fut: asyncio.Future[Any], sock: socket.socket,
+                     data: Any, address: Any) -> None:
+        if fut.done():
+            return
+        try:
+            n = sock.sendto(data, 0, address)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(n)
 
     # ------------------------------------------------------------------
     # connecting and accepting
@@ -219,16 +240,32 @@ class SocketMixin(DNSMixin):
         sockio.check_socket(self, sock)
         fd = sock.fileno()      # (first, as asyncio: what fails for a non-socket)
         try:
-            return _accept(sock)
+            conn, address = sock.accept()
+            conn.setblocking(False)
+            return conn, address
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        handle = sockio.watch_op(self, fd, fut, _accept, (sock,), False)
-        return await self._wait_on(fut, fd, handle, False)  # type: ignore[no-any-return]
+        self._ensure_fd_no_transport(fd)
+        handle = self._add_reader(fd, self._sock_accept, fut, sock)
+        try:
+            return await fut  # type: ignore[no-any-return]
+        finally:
+            if not handle._cancelled:
+                self._remove_reader(fd)
+            del fut, handle
 
-
-def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
-    """``sock.accept()``, the new socket made non-blocking."""
-    conn, address = sock.accept()
-    conn.setblocking(False)
-    return conn, address
+    def _sock_accept(self, fut: asyncio.Future[Any], sock: socket.socket) -> None:
+        if fut.done():
+            return
+        try:
+            conn, address = sock.accept()
+            conn.setblocking(False)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result((conn, address))

@@ -112,10 +112,11 @@ def _receive_large(loop: NetLoop, sock: Any, n: int) -> bytes:
 # it, as a task does when what it awaited failed, reaches the compiled
 # coroutine as throw(type, value, tb), which warns on 3.12+).
 #
-# (``recv_now`` calls ``sock.recv`` itself rather than through a helper: an
-# exception leaving a compiled function gets a traceback entry built for
-# it, and a receive that would block raises BlockingIOError on most round
-# trips of a request/response protocol.  The retry calls the bound method.)
+# (Both ``recv_now`` and ``_retry_receive`` call ``sock.recv`` themselves
+# rather than through a helper: an exception leaving a compiled function
+# gets a traceback entry built for it, and a receive that would block
+# raises BlockingIOError on most round trips of a request/response
+# protocol.)
 
 
 def recv_now(loop: NetLoop, sock: Any, n: Any) -> bytes | None:
@@ -130,9 +131,10 @@ def recv_now(loop: NetLoop, sock: Any, n: Any) -> bytes | None:
 
 def watch_recv(loop: NetLoop, fd: int, sock: Any, n: Any, fut: Any) -> Handle:
     """Register *fd*'s reader: when readable, receive and complete *fut*."""
-    if _large(n, sock):
-        return watch_op(loop, fd, fut, _receive_large, (loop, sock, n), False)
-    return watch_op(loop, fd, fut, sock.recv, (n,), False)
+    ensure_no_transport(loop, fd)
+    handle: Handle = loop._add_reader(fd, _retry_receive, fut, loop, sock, n,
+                                      _large(n, sock))
+    return handle
 
 
 def unwatch(loop: NetLoop, fd: int, handle: Handle, writer: bool) -> None:
@@ -146,16 +148,27 @@ def unwatch(loop: NetLoop, fd: int, handle: Handle, writer: bool) -> None:
             loop._remove_reader(fd)
 
 
-def watch_op(loop: NetLoop, fd: int, fut: Any, op: Callable[..., Any],
-             args: tuple[Any, ...], writer: bool) -> Handle:
-    """Register *fd*'s reader (*writer*): when ready, ``op(*args)`` is
-    tried again, and completes *fut* once it no longer would block."""
-    ensure_no_transport(loop, fd)
-    handle: Handle
-    if writer:
-        handle = loop._add_writer(fd, _retry_op, fut, op, args)
+def _retry_receive(fut: Any, loop: NetLoop, sock: Any, n: Any, large: bool) -> None:
+    if fut.done():
+        return
+    try:
+        data: bytes = _receive_large(loop, sock, n) if large else sock.recv(n)
+    except (BlockingIOError, InterruptedError):
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
     else:
-        handle = loop._add_reader(fd, _retry_op, fut, op, args)
+        fut.set_result(data)
+
+
+def watch_op(loop: NetLoop, fd: int, fut: Any, op: Callable[..., Any],
+             args: tuple[Any, ...]) -> Handle:
+    """Register *fd*'s reader: when readable, ``op(*args)`` completes *fut*
+    (the other receives: ``recv_into``, ``recvfrom``, ...)."""
+    ensure_no_transport(loop, fd)
+    handle: Handle = loop._add_reader(fd, _retry_op, fut, op, args)
     return handle
 
 
