@@ -311,19 +311,13 @@ class TaskCore:
         if eager_start and loop.is_running():
             self._eager_start()
         else:
-            # Onto the ready queue (state 2), and into asyncio's registry
-            # (_register(), inline: every task comes here).
+            # Onto the ready queue (state 2), and into asyncio's registry.
             ready = self._ready
             if ready is not None:
                 ready(self)
             else:
                 loop.call_soon(self._step, context=self._context)
-            if _REGISTRY_ADD is not None:
-                ref = _WEAKREF(task, _REGISTRY_REMOVE)
-                _REGISTRY_ADD(ref)
-                self._registered = ref
-            else:
-                _compat.register_task(task)
+            self._register(task)
 
     # ------------------------------------------------------------------
     # scheduling
