@@ -209,6 +209,53 @@ def test_refused_connect_error_is_not_kept_alive_by_a_cycle(run):
         tb = tb.tb_next
 
 
+@pytest.mark.parametrize("call", ["sock_recv", "sock_recv_into", "sock_recvfrom",
+                                  "sock_recvfrom_into"])
+def test_an_error_after_a_wait_belongs_to_the_caller_alone(run, call, loop_factory):
+    # A receive that waited, then failed (the peer reset the connection):
+    # once the error reached the caller, nothing of the loop's (the future
+    # that carried it, the callback's or the waiting frame's locals, a
+    # handle's arguments) holds it in a reference cycle.  asyncio's does:
+    # its sock_* coroutine's frame, kept by the traceback, holds the
+    # future, which holds the error (the cycle of CPython's gh-124859,
+    # fixed there for sock_connect only); the error, and all its traceback
+    # holds, lives until the cyclic GC runs.  An improvement on treadle.
+    import gc
+    import struct
+    import types
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as listener, \
+                socket.socket() as client:
+            client.setblocking(False)
+            await loop.sock_connect(client, listener.getsockname())
+            server, _ = listener.accept()
+
+            def reset():
+                server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                  struct.pack("ii", 1, 0))
+                server.close()
+
+            loop.call_later(0.02, reset)
+            args = {"sock_recv": (10,), "sock_recv_into": (bytearray(10),),
+                    "sock_recvfrom": (10,), "sock_recvfrom_into": (bytearray(10),)}[call]
+            exc = None
+            try:
+                await getattr(loop, call)(client, *args)
+            except ConnectionResetError as error:
+                exc = error
+            assert exc is not None
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert loop.remove_reader(client.fileno()) is False
+            return [type(r).__name__ for r in gc.get_referrers(exc)
+                    if not isinstance(r, (types.FrameType, types.CoroutineType))]
+    holders = run(main())
+    assert holders == ([] if loop_factory is not asyncio.new_event_loop
+                       else ["Future"])
+
+
 def test_ssl_sockets_are_rejected(run):
     async def main():
         loop = asyncio.get_running_loop()

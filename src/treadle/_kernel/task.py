@@ -86,9 +86,8 @@ import contextvars
 import inspect
 import itertools
 import reprlib
-import sys
 import weakref
-from types import CoroutineType, GenericAlias
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Callable, Final, Generator, final
 
 from . import _compat, _format

@@ -29,9 +29,6 @@ from typing import TYPE_CHECKING, Any, Callable, Final, Protocol, TypeVar
 
 from .._kernel import _compat
 from .._kernel.contract import KernelServices
-from .._kernel.loop import fileobj_to_fd as fileobj_to_fd
-from .._kernel.loop import set_result_unless_cancelled as set_result_unless_cancelled
-from .core import READ_SIZE as READ_SIZE
 from .core import TransportCore
 
 T = TypeVar("T")

@@ -62,7 +62,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 
 from .._kernel import _compat
-from .._writeflow import (IOV_MAX, WriteBuffer, WriteRule, byte_view, frozen,
+from .._writeflow import (WriteBuffer, WriteRule, byte_view, frozen,
                           lost_write, tell_protocol, water_marks)
 
 if TYPE_CHECKING:

@@ -18,12 +18,12 @@ why and states these rules); ``sock_sendto``, ``sock_connect`` and
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import weakref
 from typing import Any, Callable
 
 from . import base, sockio
+from .core import READ_SIZE
 from .dns import DNSMixin
 
 
@@ -54,7 +54,7 @@ class SocketMixin(DNSMixin):
         zeroing 256 KiB."""
         view = self._recv_buffer
         if view is None:
-            view = self._recv_buffer = memoryview(bytearray(base.READ_SIZE))
+            view = self._recv_buffer = memoryview(bytearray(READ_SIZE))
         return view
 
     # ------------------------------------------------------------------
@@ -98,58 +98,30 @@ class SocketMixin(DNSMixin):
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         data = sockio.recv_now(self, sock, n)
         if data is None:
-            fut = self.create_future()
-            fd = sock.fileno()
-            handle = sockio.watch_recv(self, fd, sock, n, fut)
-            data = await self._wait_on(fut, fd, handle, False)
+            data = await self._sock_wait(sock, False, sockio.watch_recv, sock, n)
         return data
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
         rest = sockio.sendall_now(self, sock, data)
         if rest is not None:
-            fut = self.create_future()
-            fd = sock.fileno()
-            handle = sockio.watch_send(self, fd, sock, rest, fut)
-            await self._wait_on(fut, fd, handle, True)
+            await self._sock_wait(sock, True, sockio.watch_send, sock, rest)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         sockio.check_socket(self, sock)
-        return await self._read_when_ready(sock, sock.recv_into, (buf,))  # type: ignore[no-any-return]
+        return await self._when_ready(sock, sockio.recv_into, (sock, buf), False)  # type: ignore[no-any-return]
 
     async def sock_recvfrom(self, sock: socket.socket,
                             bufsize: int) -> tuple[bytes, Any]:
         sockio.check_socket(self, sock)
-        return await self._read_when_ready(sock, sock.recvfrom, (bufsize,))  # type: ignore[no-any-return]
+        return await self._when_ready(sock, sockio.recvfrom, (sock, bufsize), False)  # type: ignore[no-any-return]
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
                                  nbytes: int = 0) -> tuple[int, Any]:
         sockio.check_socket(self, sock)
         if not nbytes:
             nbytes = len(buf)
-        return await self._read_when_ready(  # type: ignore[no-any-return]
-            sock, sock.recvfrom_into, (buf, nbytes))
-
-    async def _read_when_ready(self, sock: socket.socket, op: Callable[..., Any],
-                               args: tuple[Any, ...]) -> Any:
-        """``op(*args)`` now, or once *sock* is readable and it succeeds."""
-        try:
-            return op(*args)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        fd = sock.fileno()
-        handle = sockio.watch_op(self, fd, fut, op, args)
-        return await self._wait_on(fut, fd, handle, False)
-
-    async def _wait_on(self, fut: asyncio.Future[Any], fd: int, handle: Any,
-                       writer: bool) -> Any:
-        """Await *fut*, which *fd*'s reader (writer) *handle* completes; the
-        registration goes as soon as the wait is over, however it ended."""
-        try:
-            return await fut
-        finally:
-            sockio.unwatch(self, fd, handle, writer)
-            del fut, handle   # (the handle holds the future too)
+        return await self._when_ready(  # type: ignore[no-any-return]
+            sock, sockio.recvfrom_into, (sock, buf, nbytes), False)
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
         sockio.check_socket(self, sock)
@@ -157,31 +129,36 @@ class SocketMixin(DNSMixin):
             return sock.sendto(data, address)
         except (BlockingIOError, InterruptedError):
             pass
+        return await self._sock_wait(sock, True, sockio.watch_write,  # type: ignore[no-any-return]
+                                     sockio.sendto, (sock, data, address))
+
+    async def _when_ready(self, sock: socket.socket, op: Callable[..., Any],
+                          args: tuple[Any, ...], writer: bool) -> Any:
+        """``op(*args)`` now, or once *sock* is readable (writable) and it
+        succeeds."""
+        try:
+            return op(*args)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, writer, sockio.watch_write if writer
+                                     else sockio.watch_read, op, args)
+
+    async def _sock_wait(self, sock: socket.socket, writer: bool,
+                    watch: Callable[..., Any], *args: Any) -> Any:
+        """Make a future, have ``watch(loop, fd, future, *args)`` register
+        *sock*'s reader (writer) that completes it, and await it; the
+        registration goes as soon as the wait is over, however it ended.
+        Only this frame holds the future: a frame that an error's traceback
+        keeps must not (future -> error -> traceback -> frame -> future
+        would keep the error alive until the cyclic GC runs)."""
         fut = self.create_future()
         fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_writer(fd, self._sock_sendto, fut, sock, data, address)
+        handle = watch(self, fd, fut, *args)
         try:
-            return await fut  # type: ignore[no-any-return]
+            return await fut
         finally:
-            if not handle._cancelled:
-                self._remove_writer(fd)
-            del fut, handle
-
-    def _sock_sendto(self, fut: asyncio.Future[Any], sock: socket.socket,
-                     data: Any, address: Any) -> None:
-        if fut.done():
-            return
-        try:
-            n = sock.sendto(data, 0, address)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(n)
+            sockio.unwatch(self, fd, handle, writer)
+            del fut, handle   # (the handle holds the future too)
 
     # ------------------------------------------------------------------
     # connecting and accepting
@@ -194,7 +171,7 @@ class SocketMixin(DNSMixin):
             resolved = await self._ensure_resolved(
                 address, family=sock.family, type=sock.type, proto=sock.proto)
             address = resolved[0][4]
-        fd = sock.fileno()
+        sock.fileno()   # (first, as asyncio: what fails for a non-socket)
         try:
             sock.connect(address)
         except (BlockingIOError, InterruptedError):
@@ -203,69 +180,9 @@ class SocketMixin(DNSMixin):
             return
         # In progress (EINPROGRESS, or EINTR, after which the connection
         # also completes in the background): wait until writable.
-        fut = self.create_future()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_writer(fd, self._sock_connect_cb, fut, sock, address)
-        try:
-            await fut
-        finally:
-            if not handle._cancelled:
-                self._remove_writer(fd)
-            # The exception's traceback holds this frame: break the cycle.
-            del fut, handle
-
-    def _sock_connect_cb(self, fut: asyncio.Future[Any], sock: socket.socket,
-                         address: Any) -> None:
-        if fut.done():
-            return
-        try:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err != 0:
-                raise OSError(err, f"Connect call failed {address}")
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(None)
-        finally:
-            # The exception's traceback holds this frame, and the frame the
-            # future that holds the exception: without this the error stays
-            # alive until the cycle collector runs (asyncio breaks it too).
-            del fut
+        await self._sock_wait(sock, True, sockio.watch_write, sockio.connected, (sock, address))
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         sockio.check_socket(self, sock)
-        fd = sock.fileno()      # (first, as asyncio: what fails for a non-socket)
-        try:
-            conn, address = sock.accept()
-            conn.setblocking(False)
-            return conn, address
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, self._sock_accept, fut, sock)
-        try:
-            return await fut  # type: ignore[no-any-return]
-        finally:
-            if not handle._cancelled:
-                self._remove_reader(fd)
-            del fut, handle
-
-    def _sock_accept(self, fut: asyncio.Future[Any], sock: socket.socket) -> None:
-        if fut.done():
-            return
-        try:
-            conn, address = sock.accept()
-            conn.setblocking(False)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result((conn, address))
+        sock.fileno()   # (first, as asyncio: what fails for a non-socket)
+        return await self._when_ready(sock, sockio.accept, (sock,), False)  # type: ignore[no-any-return]

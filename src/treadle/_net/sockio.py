@@ -1,9 +1,10 @@
-"""The hot paths of the loop's ``sock_recv`` and ``sock_sendall``.
+"""The compiled halves of the loop's ``sock_*`` methods.
 
-Owns: a receive and a send-all in two halves each (the first try, and
-the wait if it would block), the waits of the other receives, the
-callbacks that retry the syscall, the checks of a socket handed to the
-loop and the check that no transport owns it.
+Owns: the first try of ``sock_recv`` and ``sock_sendall``; the
+registration of every ``sock_*`` wait, with the one callback that retries
+the operation when the socket is ready (``sock_sendall`` has its own,
+which sends the rest); the operations those retry; the checks of a socket
+handed to the loop and the check that no transport owns it.
 Never: creates transports, resolves names or registers anything that
 outlives the operation.  ``sockets.py`` holds the loop's ``sock_*``
 methods, which call these.
@@ -23,6 +24,7 @@ The rules, as asyncio's:
   that (a ``functools.partial`` and one more ``Handle`` per wait); here the
   awaiting coroutine's ``finally`` does it, at the same point of the loop
   turn.
+* A retry looks the socket's method up again, as asyncio's does.
 * A socket a transport owns raises ``RuntimeError`` instead of being
   waited on (``ensure_no_transport``).
 """
@@ -34,7 +36,8 @@ import ssl
 from typing import Any, Callable, Final
 
 from .._kernel.handles import Handle
-from .base import READ_SIZE, NetLoop
+from .base import NetLoop
+from .core import READ_SIZE
 
 #: Up to this, a receive is ``sock.recv`` (its allocation stays below
 #: glibc's mmap threshold); above it, on a plain socket, it reads into the
@@ -112,11 +115,12 @@ def _receive_large(loop: NetLoop, sock: Any, n: int) -> bytes:
 # it, as a task does when what it awaited failed, reaches the compiled
 # coroutine as throw(type, value, tb), which warns on 3.12+).
 #
-# (Both ``recv_now`` and ``_retry_receive`` call ``sock.recv`` themselves
-# rather than through a helper: an exception leaving a compiled function
-# gets a traceback entry built for it, and a receive that would block
-# raises BlockingIOError on most round trips of a request/response
-# protocol.)
+# (``recv_now`` calls ``sock.recv`` itself rather than through a helper:
+# an exception leaving a compiled function gets a traceback entry built
+# for it, and the first try of a receive raises BlockingIOError on most
+# round trips of a request/response protocol.  A retry runs when the
+# socket is readable, and usually finds data: it goes through
+# ``_receive``, the same operation the other waits use.)
 
 
 def recv_now(loop: NetLoop, sock: Any, n: Any) -> bytes | None:
@@ -129,11 +133,25 @@ def recv_now(loop: NetLoop, sock: Any, n: Any) -> bytes | None:
         return None
 
 
-def watch_recv(loop: NetLoop, fd: int, sock: Any, n: Any, fut: Any) -> Handle:
+def watch_recv(loop: NetLoop, fd: int, fut: Any, sock: Any, n: Any) -> Handle:
     """Register *fd*'s reader: when readable, receive and complete *fut*."""
+    return watch_read(loop, fd, fut, _receive, (loop, sock, n, _large(n, sock)))
+
+
+def watch_read(loop: NetLoop, fd: int, fut: Any, op: Callable[..., Any],
+               args: tuple[Any, ...]) -> Handle:
+    """Register *fd*'s reader: when readable, ``op(*args)`` completes *fut*,
+    unless it would block again."""
     ensure_no_transport(loop, fd)
-    handle: Handle = loop._add_reader(fd, _retry_receive, fut, loop, sock, n,
-                                      _large(n, sock))
+    handle: Handle = loop._add_reader(fd, _retry_op, fut, op, args)
+    return handle
+
+
+def watch_write(loop: NetLoop, fd: int, fut: Any, op: Callable[..., Any],
+                args: tuple[Any, ...]) -> Handle:
+    """The same with *fd*'s writer, when writable."""
+    ensure_no_transport(loop, fd)
+    handle: Handle = loop._add_writer(fd, _retry_op, fut, op, args)
     return handle
 
 
@@ -148,32 +166,8 @@ def unwatch(loop: NetLoop, fd: int, handle: Handle, writer: bool) -> None:
             loop._remove_reader(fd)
 
 
-def _retry_receive(fut: Any, loop: NetLoop, sock: Any, n: Any, large: bool) -> None:
-    if fut.done():
-        return
-    try:
-        data: bytes = _receive_large(loop, sock, n) if large else sock.recv(n)
-    except (BlockingIOError, InterruptedError):
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(data)
-
-
-def watch_op(loop: NetLoop, fd: int, fut: Any, op: Callable[..., Any],
-             args: tuple[Any, ...]) -> Handle:
-    """Register *fd*'s reader: when readable, ``op(*args)`` completes *fut*
-    (the other receives: ``recv_into``, ``recvfrom``, ...)."""
-    ensure_no_transport(loop, fd)
-    handle: Handle = loop._add_reader(fd, _retry_op, fut, op, args)
-    return handle
-
-
-def _retry_op(fut: Any, op: Callable[..., Any],
-              args: tuple[Any, ...]) -> None:
+def _retry_op(fut: Any, op: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """The callback of every wait but ``sock_sendall``'s: try again."""
     if fut.done():
         return
     try:
@@ -186,6 +180,50 @@ def _retry_op(fut: Any, op: Callable[..., Any],
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+    finally:
+        # Interpreted, the exception's traceback holds this frame, and the
+        # frame the future that holds the exception: a cycle that would keep
+        # the error alive until the cyclic GC runs (asyncio breaks it too).
+        del fut
+
+
+# The operations a wait retries.  Each looks the socket's method up when it
+# runs, as asyncio does at every attempt (a test may replace a mock's
+# method while the call waits).
+
+def _receive(loop: NetLoop, sock: Any, n: Any, large: bool) -> bytes:
+    data: bytes = _receive_large(loop, sock, n) if large else sock.recv(n)
+    return data
+
+
+def recv_into(sock: Any, buf: Any) -> Any:
+    return sock.recv_into(buf)
+
+
+def recvfrom(sock: Any, bufsize: Any) -> Any:
+    return sock.recvfrom(bufsize)
+
+
+def recvfrom_into(sock: Any, buf: Any, nbytes: Any) -> Any:
+    return sock.recvfrom_into(buf, nbytes)
+
+
+def sendto(sock: Any, data: Any, address: Any) -> Any:
+    return sock.sendto(data, 0, address)
+
+
+def accept(sock: Any) -> tuple[Any, Any]:
+    """Accept a connection, made non-blocking."""
+    conn, address = sock.accept()
+    conn.setblocking(False)
+    return conn, address
+
+
+def connected(sock: Any, address: Any) -> None:
+    """Raise the error of a connection attempt that was in progress."""
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err != 0:
+        raise OSError(err, f"Connect call failed {address}")
 
 
 # ----------------------------------------------------------------------
@@ -225,8 +263,8 @@ def sendall_now(loop: NetLoop, sock: Any, data: Any) -> _SendAll | None:
     return _SendAll(view, n)
 
 
-def watch_send(loop: NetLoop, fd: int, sock: Any, progress: _SendAll,
-               fut: Any) -> Handle:
+def watch_send(loop: NetLoop, fd: int, fut: Any, sock: Any,
+               progress: _SendAll) -> Handle:
     """Register *fd*'s writer: when writable, send more, and complete *fut*
     once all is sent."""
     ensure_no_transport(loop, fd)

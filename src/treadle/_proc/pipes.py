@@ -29,7 +29,7 @@ import os
 import stat
 import sys
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 from .._kernel import _compat
 from .._kernel.contract import KernelServices

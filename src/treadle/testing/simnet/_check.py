@@ -54,7 +54,7 @@ def check_determinism(scenario: Callable[..., Any], seed: int = 0, *, runs: int 
     first = _run_once(scenario, seed, options)
     for i in range(1, runs):
         other = _run_once(scenario, seed, options)
-        _compare(first, other, f"run 1", f"run {i + 1}")
+        _compare(first, other, "run 1", f"run {i + 1}")
     if processes:
         logs = [_run_in_process(scenario, seed, options, hash_seed)
                 for hash_seed in ("1", "2")]

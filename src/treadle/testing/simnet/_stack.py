@@ -1071,7 +1071,6 @@ class SimSocket:
     def close(self) -> None:
         if self._state == "closed":
             return
-        stack = self._stack
         was = self._state
         self._state = "closed"
         self._reader = self._writer = None
