@@ -210,7 +210,7 @@ def test_refused_connect_error_is_not_kept_alive_by_a_cycle(run):
 
 
 @pytest.mark.parametrize("call", ["sock_recv", "sock_recv_into", "sock_recvfrom",
-                                  "sock_recvfrom_into"])
+                                  "sock_recvfrom_into", "sock_sendall"])
 def test_an_error_after_a_wait_belongs_to_the_caller_alone(run, call, loop_factory):
     # A receive that waited, then failed (the peer reset the connection):
     # once the error reached the caller, nothing of the loop's (the future
@@ -239,16 +239,18 @@ def test_an_error_after_a_wait_belongs_to_the_caller_alone(run, call, loop_facto
 
             loop.call_later(0.02, reset)
             args = {"sock_recv": (10,), "sock_recv_into": (bytearray(10),),
-                    "sock_recvfrom": (10,), "sock_recvfrom_into": (bytearray(10),)}[call]
+                    "sock_recvfrom": (10,), "sock_recvfrom_into": (bytearray(10),),
+                    "sock_sendall": (b"x" * (64 << 20),)}[call]
             exc = None
             try:
                 await getattr(loop, call)(client, *args)
-            except ConnectionResetError as error:
+            except (ConnectionResetError, BrokenPipeError) as error:
                 exc = error
             assert exc is not None
             await asyncio.sleep(0)
             await asyncio.sleep(0)
             assert loop.remove_reader(client.fileno()) is False
+            assert loop.remove_writer(client.fileno()) is False
             return [type(r).__name__ for r in gc.get_referrers(exc)
                     if not isinstance(r, (types.FrameType, types.CoroutineType))]
     holders = run(main())

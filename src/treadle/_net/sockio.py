@@ -285,6 +285,7 @@ def _retry_send(fut: Any, sock: Any,
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        del fut         # (the cycle _retry_op's finally breaks)
         return
     progress.pos += n
     if progress.pos == len(view):
