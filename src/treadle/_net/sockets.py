@@ -144,8 +144,8 @@ class SocketMixin(DNSMixin):
                                      else sockio.watch_read, op, args)
 
     async def _sock_wait(self, sock: socket.socket, writer: bool,
-                    watch: Callable[..., Any], *args: Any) -> Any:
-        """Make a future, have ``watch(loop, fd, future, *args)`` register
+                         watch: Callable[..., Any], a: Any, b: Any) -> Any:
+        """Make a future, have ``watch(loop, fd, future, a, b)`` register
         *sock*'s reader (writer) that completes it, and await it; the
         registration goes as soon as the wait is over, however it ended.
         Only this frame holds the future: a frame that an error's traceback
@@ -153,7 +153,7 @@ class SocketMixin(DNSMixin):
         would keep the error alive until the cyclic GC runs)."""
         fut = self.create_future()
         fd = sock.fileno()
-        handle = watch(self, fd, fut, *args)
+        handle = watch(self, fd, fut, a, b)
         try:
             return await fut
         finally:
