@@ -180,7 +180,8 @@ class SocketMixin(DNSMixin):
             return
         # In progress (EINPROGRESS, or EINTR, after which the connection
         # also completes in the background): wait until writable.
-        await self._sock_wait(sock, True, sockio.watch_write, sockio.connected, (sock, address))
+        await self._sock_wait(sock, True, sockio.watch_write, sockio.connected,
+                              (sock, address))
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         sockio.check_socket(self, sock)

@@ -169,12 +169,11 @@ def unwatch(loop: NetLoop, fd: int, handle: Handle, writer: bool) -> None:
 
 def _retry_op(fut: Any, op: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """The callback of the waits: try again.  (``sock_recv``'s is
-    ``_retry_receive``, the same rule with the operation written in: the
-    call through ``op(*args)`` - an argument tuple and a call through
-    Python's convention - with the loop's star-argument wait, cost about
-    1,600 instructions more per wait (callgrind), 4-7% of a ``sock_*``
-    echo round trip in side-by-side runs.  ``sock_sendall``'s sends the
-    rest.)"""
+    ``_retry_receive``, the same rule with the receive written in: going
+    through ``op(*args)`` - an argument tuple and a call by Python's
+    convention per retry - was part of 1,600 instructions more per wait
+    (callgrind) and 4-7% of a ``sock_*`` echo round trip side by side.
+    ``sock_sendall``'s, ``_retry_send``, sends the rest.)"""
     if fut.done():
         return
     try:
@@ -190,7 +189,8 @@ def _retry_op(fut: Any, op: Callable[..., Any], args: tuple[Any, ...]) -> None:
     finally:
         # Interpreted, the exception's traceback holds this frame, and the
         # frame the future that holds the exception: a cycle that would keep
-        # the error alive until the cyclic GC runs (asyncio breaks it too).
+        # the error alive until the cyclic GC runs (asyncio breaks it in its
+        # connect callback only; sockets.SocketMixin._sock_wait says the rest).
         del fut
 
 
