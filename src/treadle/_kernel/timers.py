@@ -35,9 +35,15 @@ import heapq
 from bisect import bisect_left
 from collections import deque
 from types import FunctionType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .handles import TimerHandle
+
+if TYPE_CHECKING:
+    # Heap positions are machine integers to the compiler (unboxed
+    # arithmetic, unchecked-overflow-free list indexing); annotations only,
+    # so the interpreted build needs no mypy_extensions.
+    from mypy_extensions import i64
 
 COMPACT_MIN: Final = 128
 
@@ -66,7 +72,7 @@ def _before(a: TimerHandle, b: TimerHandle) -> bool:
     return a._deadline < b._deadline or (a._deadline == b._deadline and a._seq < b._seq)
 
 
-def _sift_up(heap: list[Any], start: int, pos: int) -> None:
+def _sift_up(heap: list[Any], start: i64, pos: i64) -> None:
     """The handle at *pos* moves towards the root (no higher than *start*)
     while it fires before its parent (heapq's ``_siftdown``)."""
     item: TimerHandle = heap[pos]
@@ -80,14 +86,14 @@ def _sift_up(heap: list[Any], start: int, pos: int) -> None:
     heap[pos] = item
 
 
-def _sift_down(heap: list[Any], pos: int) -> None:
+def _sift_down(heap: list[Any], pos: i64) -> None:
     """Restore the heap below *pos* (heapq's ``_siftup``: the earlier child
     moves up until a leaf is reached, then the displaced handle sifts up
     from there; fewer comparisons than stopping early)."""
-    end = len(heap)
+    end: i64 = len(heap)
     start = pos
     item: TimerHandle = heap[pos]
-    child = 2 * pos + 1
+    child: i64 = 2 * pos + 1
     while child < end:
         right = child + 1
         if right < end and not _before(heap[child], heap[right]):
