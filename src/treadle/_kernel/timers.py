@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any, Final
 from .handles import TimerHandle
 
 if TYPE_CHECKING:
-    # Heap positions are machine integers to the compiler (unboxed
-    # arithmetic, unchecked-overflow-free list indexing); annotations only,
-    # so the interpreted build needs no mypy_extensions.
+    # Heap positions are machine integers to the compiler: unboxed
+    # arithmetic, and list indexing without the tagged-integer paths.  Used
+    # in annotations only, so the interpreted build needs no mypy_extensions.
     from mypy_extensions import i64
 
 COMPACT_MIN: Final = 128
