@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import socket
 import ssl
@@ -258,9 +259,13 @@ def test_an_error_after_a_wait_belongs_to_the_caller_alone(run, call, loop_facto
                        else ["Future"])
 
 
-@pytest.mark.parametrize("call", ["sock_recv_into", "sock_recvfrom",
-                                  "sock_recvfrom_into", "sock_accept"])
-def test_a_waiting_call_retries_with_the_method_the_socket_has_then(run, call):
+@pytest.mark.parametrize("call, method, args", [
+    ("sock_recv_into", "recv_into", (bytearray(10),)),
+    ("sock_recvfrom", "recvfrom", (10,)),
+    ("sock_recvfrom_into", "recvfrom_into", (bytearray(10),)),
+    ("sock_accept", "accept", ()),
+])
+def test_a_waiting_call_retries_with_the_method_the_socket_has_then(run, call, method, args):
     # asyncio looks the socket's method up at every attempt: one replaced
     # while the call waits (as a test's mock may be) is the one that runs.
     class Sock(socket.socket):
@@ -268,44 +273,36 @@ def test_a_waiting_call_retries_with_the_method_the_socket_has_then(run, call):
 
     async def main():
         loop = asyncio.get_running_loop()
-        with socket.create_server(("127.0.0.1", 0)) as listener:
+        sock = Sock()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(sock)
+            sock.bind(("127.0.0.1", 0))
             if call == "sock_accept":
-                listener.close()
-                sock = Sock()
-                sock.bind(("127.0.0.1", 0))
                 sock.listen()
-                name = "accept"
             else:
-                sock = Sock()
+                listener = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
                 sock.connect(listener.getsockname())
-                peer, _ = listener.accept()
-                name = {"sock_recv_into": "recv_into", "sock_recvfrom": "recvfrom",
-                        "sock_recvfrom_into": "recvfrom_into"}[call]
-            with sock:
-                sock.setblocking(False)
-                args = {"sock_recv_into": (bytearray(10),), "sock_recvfrom": (10,),
-                        "sock_recvfrom_into": (bytearray(10),), "sock_accept": ()}[call]
-                waiting = asyncio.ensure_future(getattr(loop, call)(sock, *args))
-                await asyncio.sleep(0.01)
-                assert not waiting.done()
-                original = getattr(sock, name)
-                calls = []
+                peer = stack.enter_context(listener.accept()[0])
+            sock.setblocking(False)
+            waiting = asyncio.ensure_future(getattr(loop, call)(sock, *args))
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+            original = getattr(sock, method)
+            calls = []
 
-                def replaced(*a):
-                    calls.append(a)
-                    return original(*a)
+            def replaced(*a):
+                calls.append(a)
+                return original(*a)
 
-                setattr(sock, name, replaced)
-                if call == "sock_accept":
-                    client = socket.create_connection(sock.getsockname())
-                else:
-                    client = peer
-                    peer.sendall(b"hello")
-                with client:
-                    result = await asyncio.wait_for(waiting, 5)
-                if call == "sock_accept":
-                    result[0].close()
-                assert len(calls) == 1
+            setattr(sock, method, replaced)
+            if call == "sock_accept":
+                stack.enter_context(socket.create_connection(sock.getsockname()))
+            else:
+                peer.sendall(b"hello")
+            result = await asyncio.wait_for(waiting, 5)
+            if call == "sock_accept":
+                result[0].close()
+            assert len(calls) == 1
     run(main())
 
 
