@@ -100,6 +100,17 @@ class ConnectMixin(SendfileMixin):
     # TCP
     # ------------------------------------------------------------------
 
+    def _open_socket(self, family: int, type_: int, proto: int) -> socket.socket:
+        """A new non-blocking socket for a connection this loop makes (the
+        seam through which the simulated network's loop opens its own)."""
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        try:
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     async def _connect_sock(self, exceptions: list[list[OSError]], addr_info: Any,
                             local_addr_infos: list[Any] | None = None) -> socket.socket:
         """Create, bind and connect one socket for *addr_info*, recording
@@ -109,8 +120,7 @@ class ConnectMixin(SendfileMixin):
         family, type_, proto, _, address = addr_info
         sock = None
         try:
-            sock = socket.socket(family=family, type=type_, proto=proto)
-            sock.setblocking(False)
+            sock = self._open_socket(family, type_, proto)
             if local_addr_infos is not None:
                 for lfamily, _, _, _, laddr in local_addr_infos:
                     if lfamily != family:
@@ -302,9 +312,8 @@ class ConnectMixin(SendfileMixin):
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+            sock = self._open_socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
             try:
-                sock.setblocking(False)
                 await self.sock_connect(sock, path)
             except BaseException:
                 sock.close()

@@ -400,13 +400,15 @@ class ServerMixin(ConnectMixin):
             found = await asyncio.gather(*[
                 self._create_server_getaddrinfo(h, port, family=family, flags=flags)
                 for h in hosts])
-            infos = set(itertools.chain.from_iterable(found))
+            # Each address once, in the order the lookups gave them (asyncio
+            # uses a set: any order; this one is the same on every run).
+            infos = list(dict.fromkeys(itertools.chain.from_iterable(found)))
             sockets: list[Any] = []
             completed = False
             try:
                 for af, socktype, proto, _, sa in infos:
                     try:
-                        sock = socket.socket(af, socktype, proto)
+                        sock = self._open_socket(af, socktype, proto)
                     except OSError:
                         # A family/type/protocol this host does not offer.
                         if self._debug:
