@@ -272,6 +272,47 @@ async def test_sock_api_on_simulated_sockets(treadle_net):
     assert await b.run(client()) == b"hihi"
 
 
+async def test_create_connection_arguments_on_a_host(treadle_net):
+    # The real loop's create_connection() runs on a host: local_addr, Happy
+    # Eyeballs, its argument checks, and connect_accepted_socket() on a
+    # simulated socket.
+    a = treadle_net.add_host("a", "10.3.0.1")
+    b = treadle_net.add_host("b", "10.3.0.2")
+    a.start(echo_server)
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+
+    async def client():
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, "a", 7, local_addr=("10.3.0.2", 5555),
+            happy_eyeballs_delay=0.25)
+        assert transport.get_extra_info("sockname") == ("10.3.0.2", 5555)
+        transport.close()
+        with pytest.raises(AttributeError, match="connection_made"):
+            await loop.create_connection(lambda: None, "a", 7)   # as asyncio's
+        with pytest.raises(ValueError, match="server_hostname is only meaningful"):
+            await loop.create_connection(asyncio.Protocol, "a", 7, server_hostname="a")
+        udp = b.socket(type=socket.SOCK_DGRAM)
+        with pytest.raises(ValueError, match="A Stream Socket was expected"):
+            await loop.create_connection(asyncio.Protocol, sock=udp)
+        udp.close()
+
+        listener = b.socket()
+        listener.bind(("", 6000))
+        listener.listen()
+        connecting = asyncio.ensure_future(asyncio.open_connection("b", 6000))
+        conn, _ = await loop.sock_accept(listener)
+        accepted, _ = await loop.connect_accepted_socket(asyncio.Protocol, conn)
+        _, writer = await connecting
+        peer = accepted.get_extra_info("peername")
+        accepted.close()
+        writer.close()
+        listener.close()
+        return peer[0]
+
+    assert await b.run(client()) == "10.3.0.2"
+
+
 async def test_real_socket_on_a_simulated_host_fails_at_once(treadle_net):
     a = treadle_net.add_host("a")
     loop = asyncio.get_running_loop()
@@ -284,6 +325,8 @@ async def test_real_socket_on_a_simulated_host_fails_at_once(treadle_net):
                 await loop.sock_connect(sock, ("127.0.0.1", 1))
             with pytest.raises(SimulationError, match="host 'a'"):
                 await loop.create_connection(asyncio.Protocol, sock=sock)
+            with pytest.raises(SimulationError, match="host 'a'"):
+                await loop.create_server(asyncio.Protocol, sock=sock)
             with pytest.raises(SimulationError):
                 loop.add_reader(sock.fileno(), lambda: None)
 

@@ -1,19 +1,29 @@
 """``SimEventLoop``: the seam that sends a simulated host's networking to the
 simulation.
 
-Owns: the one place where a loop networking call is routed.  Each
-networking method of ``treadle.EventLoop`` is overridden here with the
-same signature; it asks ``current_incarnation()`` (one context-variable
-read) whether the caller runs on a simulated host, and if not calls the
-real method unchanged.  On a host it runs the simulated version below:
-``create_connection``, ``create_server``, ``create_unix_connection``/
-``create_unix_server``, ``create_datagram_endpoint``,
-``connect_accepted_socket``, ``getaddrinfo``/``getnameinfo`` (the
-simulation's DNS), the ``sock_*`` methods and ``add_reader``/
-``add_writer`` on simulated sockets.  ``start_tls``, ``sendfile`` and the
-streams API need no routing: they work on any transport, so they work on
-the simulated ones.  ``run_in_executor`` is made deterministic for the
-whole loop (``_nondet.py``).
+Owns: the one place where a loop networking call is routed.  Two ways:
+
+* Seams.  ``create_connection``, ``create_unix_connection``,
+  ``connect_accepted_socket`` and ``create_server`` are the real loop's,
+  unchanged (every argument check, Happy Eyeballs, the errors): they reach
+  the simulation through the methods they are built on, overridden here -
+  ``getaddrinfo``/``getnameinfo`` (the simulation's DNS), ``_open_socket``
+  (a simulated socket on a host), ``sock_connect``, the transport factories
+  (``_make_socket_transport``/``_make_ssl_transport``) and
+  ``_start_serving``/``_stop_serving``.  One rule, one place: the
+  simulation cannot drift from the loop it stands in for.
+* Overrides with the same signature, where the real method touches the
+  machine beyond its sockets: ``create_unix_server`` and
+  ``create_datagram_endpoint`` (the real ones look at and remove socket
+  files in the real filesystem), the ``sock_*`` methods and
+  ``add_reader``/``add_writer`` (simulated sockets have no real fd).
+
+Each asks ``current_incarnation()`` (one context-variable read) whether
+the caller runs on a simulated host, and if not calls the real method
+unchanged.  ``start_tls``, ``sendfile`` and the streams API need no
+routing: they work on any transport, so they work on the simulated ones.
+``run_in_executor`` is made deterministic for the whole loop
+(``_nondet.py``).
 Never: changes the real loop.  A program's loop is a ``treadle.EventLoop``
 and pays nothing for the simulation; only a loop made for a simulation
 (``SimNetwork.run()``, the ``treadle_net`` fixture) is a ``SimEventLoop``.
@@ -28,10 +38,8 @@ simulation.
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextvars
 import errno
-import itertools
 import os
 import socket
 import stat
@@ -40,7 +48,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..._loop import EventLoop
 from ..._net.tls import TLSProtocol
 from ..._net.server import Server
-from ..._net.staggered import staggered_race
 from ._host import Incarnation, current_incarnation
 from ._stack import SimSocket, SimulationError
 from ._transports import SimDatagramTransport, SimStreamTransport
@@ -347,212 +354,57 @@ class SimEventLoop(EventLoop):
 
     # -- connections ----------------------------------------------------------------------------
 
-    async def create_connection(
-            self, protocol_factory: Callable[[], Any], host: Any = None,
-            port: Any = None, *, ssl: Any = None, family: int = 0, proto: int = 0,
-            flags: int = 0, sock: Any = None, local_addr: Any = None,
-            server_hostname: str | None = None,
-            ssl_handshake_timeout: float | None = None,
-            ssl_shutdown_timeout: float | None = None,
-            happy_eyeballs_delay: float | None = None,
-            interleave: int | None = None,
-            all_errors: bool = False) -> tuple[Any, Any]:
+    # treadle.EventLoop's create_connection(), create_unix_connection() and
+    # connect_accepted_socket() run unchanged - every argument check, Happy
+    # Eyeballs, the errors - and reach the simulation through its seams: the
+    # names they resolve (getaddrinfo above), the sockets they open (below),
+    # the connect (sock_connect above) and the transports they build (below).
+
+    def _open_socket(self, family: int, type_: int, proto: int) -> Any:
         inc = self._on_host()
-        if inc is None and not isinstance(sock, SimSocket):
-            return await super().create_connection(
-                protocol_factory, host, port, ssl=ssl, family=family, proto=proto,
-                flags=flags, sock=sock, local_addr=local_addr,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout,
-                happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave,
-                all_errors=all_errors)
-        if server_hostname is not None and not ssl:
-            raise ValueError("server_hostname is only meaningful with ssl")
-        if server_hostname is None and ssl:
-            if not host:
-                raise ValueError("You must set server_hostname "
-                                 "when using ssl without a host")
-            server_hostname = host
-        if ssl_handshake_timeout is not None and not ssl:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_shutdown_timeout is not None and not ssl:
-            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        if happy_eyeballs_delay is not None and interleave is None:
-            interleave = 1
-        if host is not None or port is not None:
-            if sock is not None:
-                raise ValueError(
-                    "host/port and sock can not be specified at the same time")
-            net = self._net
-            infos = await net._resolve(inc, host, port, family, socket.SOCK_STREAM,
-                                       proto, flags)
-            laddr_infos = None
-            if local_addr is not None:
-                laddr_infos = await net._resolve(inc, local_addr[0], local_addr[1], family,
-                                                 socket.SOCK_STREAM, proto, flags)
-            if interleave:
-                from ..._net.dns import interleave_addrinfos
-                infos = interleave_addrinfos(infos, interleave)
-            exceptions: list[list[OSError]] = []
-            if happy_eyeballs_delay is None:
-                for info in infos:
-                    try:
-                        sock = await self._sim_connect_sock(inc, exceptions, info,
-                                                            laddr_infos)
-                        break
-                    except OSError:
-                        continue
-            else:
-                sock, _, _ = await staggered_race(
-                    self, [_Attempt(self, inc, exceptions, info, laddr_infos)
-                           for info in infos],
-                    happy_eyeballs_delay, discard=_close)
-            if sock is None:
-                flat = [exc for sub in exceptions for exc in sub]
-                try:
-                    if all_errors:
-                        raise ExceptionGroup("create_connection failed", flat)
-                    if len(flat) == 1:
-                        raise flat[0]
-                    model = str(flat[0])
-                    if all(str(exc) == model for exc in flat):
-                        raise flat[0]
-                    raise OSError("Multiple exceptions: {}".format(
-                        ", ".join(str(exc) for exc in flat)))
-                finally:
-                    flat = exceptions = None  # type: ignore[assignment]
-        else:
-            if sock is None:
-                raise ValueError("host and port was not specified and no sock specified")
-            sock = self._sim_sock(sock)
-            if sock is None or sock.type != socket.SOCK_STREAM:
-                raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-        return await self._sim_transport(sock, protocol_factory, ssl, server_hostname,
-                                         False, ssl_handshake_timeout,
-                                         ssl_shutdown_timeout)
+        if inc is None:
+            return super()._open_socket(family, type_, proto)
+        return self._net._new_socket(inc, family, type_, proto)
 
-    async def _sim_connect_sock(self, inc: Incarnation | None,
-                                exceptions: list[list[OSError]], info: Any,
-                                laddr_infos: list[Any] | None) -> SimSocket:
-        mine: list[OSError] = []
-        exceptions.append(mine)
-        family, type_, proto, _, address = info
-        sock = None
-        try:
-            sock = self._net._new_socket(inc, family, type_, proto)
-            if laddr_infos is not None:
-                for lfamily, _, _, _, laddr in laddr_infos:
-                    if lfamily != family:
-                        continue
-                    try:
-                        sock.bind(laddr)
-                        break
-                    except OSError as exc:
-                        mine.append(OSError(
-                            exc.errno, f"error while attempting to bind on address "
-                                       f"{laddr!r}: {(exc.strerror or str(exc)).lower()}"))
-                else:
-                    if mine:
-                        raise mine.pop()
-                    raise OSError(f"no matching local address with {family=} found")
-            await self.sock_connect(sock, address)
-            return sock
-        except OSError as exc:
-            mine.append(exc)
-            if sock is not None:
-                sock.close()
-            raise
-        except BaseException:
-            if sock is not None:
-                sock.close()
-            raise
-        finally:
-            exceptions = mine = None  # type: ignore[assignment]
-
-    async def _sim_transport(self, sock: SimSocket, protocol_factory: Callable[[], Any],
-                             ssl: Any, server_hostname: str | None, server_side: bool,
-                             ssl_handshake_timeout: float | None,
-                             ssl_shutdown_timeout: float | None) -> tuple[Any, Any]:
-        sock.setblocking(False)
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport: Any
-        if ssl:
-            context = None if isinstance(ssl, bool) else ssl
-            tls = TLSProtocol(self, protocol, context, waiter, server_side, server_hostname,
-                              ssl_handshake_timeout=ssl_handshake_timeout,
-                              ssl_shutdown_timeout=ssl_shutdown_timeout)
-            SimStreamTransport(self, sock, tls)
-            transport = tls._app_transport
-        else:
-            transport = SimStreamTransport(self, sock, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
-
-    async def connect_accepted_socket(
-            self, protocol_factory: Callable[[], Any], sock: Any, *,
-            ssl: Any = None, ssl_handshake_timeout: float | None = None,
-            ssl_shutdown_timeout: float | None = None) -> tuple[Any, Any]:
-        s = self._sim_sock(sock)
-        if s is None:
-            return await super().connect_accepted_socket(
-                protocol_factory, sock, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
-        if s.type != socket.SOCK_STREAM:
-            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-        if ssl_handshake_timeout is not None and not ssl:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_shutdown_timeout is not None and not ssl:
-            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        return await self._sim_transport(s, protocol_factory, ssl, "", True,
-                                         ssl_handshake_timeout, ssl_shutdown_timeout)
-
-    async def create_unix_connection(
-            self, protocol_factory: Callable[[], Any], path: Any = None, *,
-            ssl: Any = None, sock: Any = None, server_hostname: str | None = None,
+    async def _create_connection_transport(
+            self, sock: Any, protocol_factory: Callable[[], Any],
+            ssl: Any, server_hostname: str | None, server_side: bool = False,
             ssl_handshake_timeout: float | None = None,
             ssl_shutdown_timeout: float | None = None) -> tuple[Any, Any]:
-        inc = self._on_host()
-        if inc is None and not isinstance(sock, SimSocket):
-            return await super().create_unix_connection(
-                protocol_factory, path, ssl=ssl, sock=sock, server_hostname=server_hostname,
+        # A socket the caller passed in becomes a simulated one here (or is
+        # refused, if it is real and has an address), before anything else.
+        sim = self._sim_sock(sock)
+        target: Any = sock if sim is None else sim
+        return await super()._create_connection_transport(
+            target, protocol_factory, ssl, server_hostname,
+            server_side, ssl_handshake_timeout, ssl_shutdown_timeout)
+
+    def _make_socket_transport(self, sock: Any, protocol: Any,
+                               waiter: asyncio.Future[Any] | None = None, *,
+                               extra: dict[str, Any] | None = None,
+                               server: Any = None) -> Any:
+        if not isinstance(sock, SimSocket):
+            return super()._make_socket_transport(sock, protocol, waiter, extra=extra,
+                                                  server=server)
+        return SimStreamTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock: Any, protocol: Any, sslcontext: Any,
+                            waiter: asyncio.Future[Any] | None = None, *,
+                            server_side: bool = False, server_hostname: str | None = None,
+                            extra: dict[str, Any] | None = None, server: Any = None,
+                            ssl_handshake_timeout: float | None = None,
+                            ssl_shutdown_timeout: float | None = None) -> Any:
+        if not isinstance(rawsock, SimSocket):
+            return super()._make_ssl_transport(
+                rawsock, protocol, sslcontext, waiter, server_side=server_side,
+                server_hostname=server_hostname, extra=extra, server=server,
                 ssl_handshake_timeout=ssl_handshake_timeout,
                 ssl_shutdown_timeout=ssl_shutdown_timeout)
-        if ssl:
-            if server_hostname is None:
-                raise ValueError("you have to pass server_hostname when using ssl")
-        else:
-            if server_hostname is not None:
-                raise ValueError("server_hostname is only meaningful with ssl")
-            if ssl_handshake_timeout is not None:
-                raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-            if ssl_shutdown_timeout is not None:
-                raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        if path is not None:
-            if sock is not None:
-                raise ValueError("path and sock can not be specified at the same time")
-            path = os.fspath(path)
-            s = self._net._new_socket(inc, socket.AF_UNIX, socket.SOCK_STREAM, 0)
-            try:
-                await self.sock_connect(s, path)
-            except BaseException:
-                s.close()
-                raise
-        else:
-            if sock is None:
-                raise ValueError("no path and sock were specified")
-            given = self._sim_sock(sock)
-            if given is None or given.family != socket.AF_UNIX \
-                    or given.type != socket.SOCK_STREAM:
-                raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-            s = given
-        return await self._sim_transport(s, protocol_factory, ssl, server_hostname, False,
-                                         ssl_handshake_timeout, ssl_shutdown_timeout)
+        tls = TLSProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname,
+                          ssl_handshake_timeout=ssl_handshake_timeout,
+                          ssl_shutdown_timeout=ssl_shutdown_timeout)
+        SimStreamTransport(self, rawsock, tls, extra=extra, server=server)
+        return tls._app_transport
 
     # -- servers ---------------------------------------------------------------------------
 
@@ -565,74 +417,15 @@ class SimEventLoop(EventLoop):
             ssl_handshake_timeout: float | None = None,
             ssl_shutdown_timeout: float | None = None,
             start_serving: bool = True) -> Server:
-        inc = self._on_host()
-        if inc is None and not isinstance(sock, SimSocket):
-            return await super().create_server(
-                protocol_factory, host, port, family=family, flags=flags, sock=sock,
-                backlog=backlog, ssl=ssl, reuse_address=reuse_address,
-                reuse_port=reuse_port, keep_alive=keep_alive,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout, start_serving=start_serving)
-        if isinstance(ssl, bool):
-            raise TypeError("ssl argument must be an SSLContext or None")
-        if ssl_handshake_timeout is not None and ssl is None:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_shutdown_timeout is not None and ssl is None:
-            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        sockets: list[Any] = []
-        if host is not None or port is not None:
-            if sock is not None:
-                raise ValueError("host/port and sock can not be specified at the same time")
-            if host == "":
-                hosts: Any = [None]
-            elif isinstance(host, str) or not isinstance(host, collections.abc.Iterable):
-                hosts = [host]
-            else:
-                hosts = host
-            net = self._net
-            found = []
-            for h in hosts:
-                infos = await net._resolve(inc, h, port, family, socket.SOCK_STREAM, 0,
-                                           flags)
-                if not infos:
-                    raise OSError(f"getaddrinfo({h!r}) returned empty list")
-                found.append(infos)
-            infos = list(dict.fromkeys(itertools.chain.from_iterable(found)))
-            completed = False
-            try:
-                for af, socktype, proto, _, sa in infos:
-                    s = net._new_socket(inc, af, socktype, proto)
-                    sockets.append(s)
-                    if reuse_address is not False:
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
-                    if reuse_port:
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, True)
-                    if keep_alive:
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
-                    try:
-                        s.bind(sa)
-                    except OSError as err:
-                        raise OSError(err.errno, "error while attempting to bind on "
-                                      "address %r: %s" % (sa, (err.strerror or "").lower())
-                                      ) from None
-                if not sockets:
-                    raise OSError("could not bind on any address out of %r"
-                                  % ([info[4] for info in infos],))
-                completed = True
-            finally:
-                if not completed:
-                    for s in sockets:
-                        s.close()
-        else:
-            if sock is None:
-                raise ValueError("Neither host/port nor sock were specified")
-            given = self._sim_sock(sock)
-            if given is None or given.type != socket.SOCK_STREAM:
-                raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-            sockets = [given]
-        return await self._sim_server(sockets, protocol_factory, ssl, backlog,
-                                      ssl_handshake_timeout, ssl_shutdown_timeout,
-                                      start_serving)
+        # The real method, on the simulation's seams (_open_socket, DNS,
+        # _start_serving); a socket passed in becomes a simulated one first.
+        sim = self._sim_sock(sock)
+        return await super().create_server(
+            protocol_factory, host, port, family=family, flags=flags,
+            sock=sock if sim is None else sim, backlog=backlog, ssl=ssl,
+            reuse_address=reuse_address, reuse_port=reuse_port, keep_alive=keep_alive,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout, start_serving=start_serving)
 
     async def _sim_server(self, sockets: list[SimSocket], protocol_factory: Callable[[], Any],
                           ssl: Any, backlog: int, ssl_handshake_timeout: float | None,
@@ -714,40 +507,22 @@ class SimEventLoop(EventLoop):
     def _sim_accept(self, protocol_factory: Callable[[], Any], sock: SimSocket,
                     sslcontext: Any, server: Any, ssl_handshake_timeout: float | None,
                     ssl_shutdown_timeout: float | None) -> None:
+        # The real loop's accept loop over a simulated socket: each
+        # connection gets its transport as on a real one (a task for TLS).
         while True:
             try:
                 conn, addr = sock.accept()
             except (BlockingIOError, InterruptedError, OSError):
                 return
             conn.setblocking(False)
-            _copy_context().run(self._sim_accept_one, protocol_factory, conn, addr,
-                                sslcontext, server, ssl_handshake_timeout,
-                                ssl_shutdown_timeout)
-
-    def _sim_accept_one(self, protocol_factory: Callable[[], Any], conn: SimSocket,
-                        addr: Any, sslcontext: Any, server: Any,
-                        ssl_handshake_timeout: float | None,
-                        ssl_shutdown_timeout: float | None) -> None:
-        try:
-            protocol = protocol_factory()
             extra = {"peername": addr}
             if sslcontext:
-                tls = TLSProtocol(self, protocol, sslcontext, None, True, None,
-                                  ssl_handshake_timeout=ssl_handshake_timeout,
-                                  ssl_shutdown_timeout=ssl_shutdown_timeout)
-                SimStreamTransport(self, conn, tls, None, extra, server)
+                self.create_task(self._accept_connection2(
+                    protocol_factory, conn, extra, sslcontext, server,
+                    ssl_handshake_timeout, ssl_shutdown_timeout))
             else:
-                SimStreamTransport(self, conn, protocol, None, extra, server)
-        except (SystemExit, KeyboardInterrupt):
-            conn.close()
-            raise
-        except BaseException as exc:
-            conn.close()
-            if self._debug:
-                self.call_exception_handler({
-                    "message": "Error on transport creation for incoming connection",
-                    "exception": exc,
-                })
+                _copy_context().run(self._accept_plain, protocol_factory, conn, extra,
+                                    server)
 
     # -- datagrams ------------------------------------------------------------------------
 
@@ -869,24 +644,3 @@ def _incarnation_of(context: dict[str, Any]) -> Incarnation | None:
 def _wake(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def _close(sock: Any) -> None:
-    sock.close()
-
-
-class _Attempt:
-    """One Happy Eyeballs attempt, as a coroutine function."""
-
-    def __init__(self, loop: SimEventLoop, inc: Incarnation | None,
-                 exceptions: list[list[OSError]], info: Any,
-                 laddr_infos: list[Any] | None) -> None:
-        self.loop = loop
-        self.inc = inc
-        self.exceptions = exceptions
-        self.info = info
-        self.laddr_infos = laddr_infos
-
-    def __call__(self) -> Any:
-        return self.loop._sim_connect_sock(self.inc, self.exceptions, self.info,
-                                           self.laddr_infos)
