@@ -62,7 +62,7 @@ import threading
 import warnings
 from asyncio import constants as _asyncio_constants
 from asyncio.transports import _FlowControlMixin
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 from .._kernel._compat import asyncio_logger
 from .._writeflow import WriteRule, lost_write, tell_protocol, water_marks
@@ -727,16 +727,7 @@ class TLSProtocol(_BufferedProtocol):
                 return
         self._shutdown_timeout_handle = self._loop.call_later(
             self._ssl_shutdown_timeout, self._check_shutdown_timeout)
-        try:
-            done = tls.start_shutdown()
-        except ssl.SSLError as exc:
-            self._process_outgoing()
-            self._on_shutdown_complete(exc)
-            return
-        self._process_outgoing()
-        if done:
-            self._call_eof_received()
-            self._on_shutdown_complete(None)
+        self._shutdown_step(tls.start_shutdown)
 
     def _read_before_shutdown(self) -> None:
         """Deliver the application data that arrived before close().
@@ -767,9 +758,13 @@ class TLSProtocol(_BufferedProtocol):
                 self._call_eof_received()
 
     def _do_shutdown(self) -> None:
-        tls = self._tls
+        self._shutdown_step(self._tls.do_shutdown)
+
+    def _shutdown_step(self, step: Callable[[], bool]) -> None:
+        """One step of the closing handshake (*step* says whether it
+        completed it); what it wrote goes out either way."""
         try:
-            done = tls.do_shutdown()
+            done = step()
         except ssl.SSLError as exc:
             self._process_outgoing()
             self._on_shutdown_complete(exc)

@@ -29,7 +29,7 @@ import os
 import stat
 import sys
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 from .._kernel import _compat
 from .._kernel.contract import KernelServices
@@ -56,6 +56,10 @@ class _PipeCommon:
     _pipe: Any
     _protocol: Any
     _closing: bool
+    _fileno: int
+    #: What the transport is doing, for the repr of an open one on a loop
+    #: that is not closed (each transport's own words, as asyncio's).
+    _activity: Callable[[], list[str]]
 
     def __del__(self) -> None:
         # Warn about, and close, a pipe the program never closed (asyncio's
@@ -78,6 +82,22 @@ class _PipeCommon:
 
     def is_closing(self) -> bool:
         return self._closing
+
+    def __repr__(self) -> str:
+        # asyncio's format: "<Class [closing] fd=N open|polling|idle ...>".
+        info = [type(self).__name__]
+        if self._pipe is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._fileno}")
+        if self._pipe is None:
+            info.append("closed")
+        elif self._loop is None or self._loop.is_closed():
+            info.append("open")
+        else:
+            info += self._activity()
+        return f"<{' '.join(info)}>"
 
 
 class ReadPipeTransport(_PipeCommon, asyncio.ReadTransport):
@@ -117,22 +137,8 @@ class ReadPipeTransport(_PipeCommon, asyncio.ReadTransport):
         if waiter is not None:
             loop.call_soon(set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self) -> str:
-        info = [type(self).__name__]
-        if self._pipe is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._fileno}")
-        if self._pipe is not None:
-            loop = self._loop
-            if loop is None or loop.is_closed():
-                info.append("open")
-            else:
-                info.append("polling" if self._polling else "idle")
-        else:
-            info.append("closed")
-        return f"<{' '.join(info)}>"
+    def _activity(self) -> list[str]:
+        return ["polling" if self._polling else "idle"]
 
     # -- reading ---------------------------------------------------------
 
@@ -291,23 +297,8 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
         if waiter is not None:
             loop.call_soon(set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self) -> str:
-        info = [type(self).__name__]
-        if self._pipe is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._fileno}")
-        if self._pipe is not None:
-            loop = self._loop
-            if loop is None or loop.is_closed():
-                info.append("open")
-            else:
-                info.append("polling" if self._writing else "idle")
-                info.append(f"bufsize={self._buffer.size}")
-        else:
-            info.append("closed")
-        return f"<{' '.join(info)}>"
+    def _activity(self) -> list[str]:
+        return ["polling" if self._writing else "idle", f"bufsize={self._buffer.size}"]
 
     # -- protocol callbacks (the write rule holds their writes) --------------
 
