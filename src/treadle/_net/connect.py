@@ -448,12 +448,11 @@ class ConnectMixin(SendfileMixin):
                 sock = None
                 r_addr = None
                 try:
-                    sock = socket.socket(family=fam, type=socket.SOCK_DGRAM, proto=pro)
+                    sock = self._open_socket(fam, socket.SOCK_DGRAM, pro)
                     if reuse_port:
                         base.set_reuseport(sock)
                     if allow_broadcast:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                    sock.setblocking(False)
                     if local_addr:
                         sock.bind(local_address)
                     if remote_addr:

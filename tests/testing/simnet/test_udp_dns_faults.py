@@ -50,6 +50,37 @@ async def _udp_pair(net, count, **link):
     return receiver.got
 
 
+async def test_datagram_endpoint_arguments_on_a_host(treadle_net):
+    # The real loop's create_datagram_endpoint() runs on a host: a connected
+    # socket passed in sends to its peer, and the argument checks are
+    # asyncio's.
+    a = treadle_net.add_host("a", "10.3.0.1")
+    b = treadle_net.add_host("b", "10.3.0.2")
+    loop = asyncio.get_running_loop()
+    receiver = Collect()
+
+    async def listen():
+        await loop.create_datagram_endpoint(lambda: receiver, local_addr=("0.0.0.0", 53))
+
+    await b.run(listen())
+
+    async def send():
+        sock = a.socket(type=socket.SOCK_DGRAM)
+        await loop.sock_connect(sock, ("b", 53))
+        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                           sock=sock)
+        transport.sendto(b"given")
+        with pytest.raises(AttributeError, match="connection_made"):
+            await loop.create_datagram_endpoint(lambda: None, remote_addr=("b", 53))
+        with pytest.raises(ValueError, match="unexpected address family"):
+            await loop.create_datagram_endpoint(asyncio.DatagramProtocol)
+        await asyncio.sleep(1)
+        transport.close()
+
+    await a.run(send())
+    assert receiver.got == [b"given"]
+
+
 async def test_udp_delivers_in_order_without_faults(treadle_net):
     got = await _udp_pair(treadle_net, 50)
     assert got == [b"%d" % i for i in range(50)]

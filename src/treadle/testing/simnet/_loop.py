@@ -4,19 +4,20 @@ simulation.
 Owns: the one place where a loop networking call is routed.  Two ways:
 
 * Seams.  ``create_connection``, ``create_unix_connection``,
-  ``connect_accepted_socket`` and ``create_server`` are the real loop's,
-  unchanged (every argument check, Happy Eyeballs, the errors): they reach
-  the simulation through the methods they are built on, overridden here -
+  ``connect_accepted_socket``, ``create_server`` and
+  ``create_datagram_endpoint`` are the real loop's, unchanged (every
+  argument check, Happy Eyeballs, the errors): they reach the simulation
+  through the methods they are built on, overridden here -
   ``getaddrinfo``/``getnameinfo`` (the simulation's DNS), ``_open_socket``
   (a simulated socket on a host), ``sock_connect``, the transport factories
-  (``_make_socket_transport``/``_make_ssl_transport``) and
-  ``_start_serving``/``_stop_serving``.  One rule, one place: the
-  simulation cannot drift from the loop it stands in for.
+  (``_make_socket_transport``/``_make_ssl_transport``/
+  ``_make_datagram_transport``) and ``_start_serving``/``_stop_serving``;
+  a socket passed in is turned into a simulated one first.  One rule, one
+  place: the simulation cannot drift from the loop it stands in for.
 * Overrides with the same signature, where the real method touches the
-  machine beyond its sockets: ``create_unix_server`` and
-  ``create_datagram_endpoint`` (the real ones look at and remove socket
-  files in the real filesystem), the ``sock_*`` methods and
-  ``add_reader``/``add_writer`` (simulated sockets have no real fd).
+  machine beyond its sockets: ``create_unix_server`` (the real one looks at
+  and removes socket files in the real filesystem), the ``sock_*`` methods
+  and ``add_reader``/``add_writer`` (simulated sockets have no real fd).
 
 Each asks ``current_incarnation()`` (one context-variable read) whether
 the caller runs on a simulated host, and if not calls the real method
@@ -532,91 +533,29 @@ class SimEventLoop(EventLoop):
             flags: int = 0, reuse_port: bool | None = None,
             allow_broadcast: bool | None = None,
             sock: Any = None) -> tuple[Any, Any]:
-        inc = self._on_host()
-        if inc is None and not isinstance(sock, SimSocket):
-            return await super().create_datagram_endpoint(
-                protocol_factory, local_addr, remote_addr, family=family, proto=proto,
-                flags=flags, reuse_port=reuse_port, allow_broadcast=allow_broadcast,
-                sock=sock)
-        r_addr: Any = None
-        if sock is not None:
-            s = self._sim_sock(sock)
-            if s is None or s.type != socket.SOCK_DGRAM:
-                raise ValueError(f"A UDP Socket was expected, got {sock!r}")
-            if (local_addr or remote_addr or family or proto or flags
-                    or reuse_port or allow_broadcast):
-                opts = dict(local_addr=local_addr, remote_addr=remote_addr,
-                            family=family, proto=proto, flags=flags,
-                            reuse_port=reuse_port, allow_broadcast=allow_broadcast)
-                problems = ", ".join(f"{k}={v}" for k, v in opts.items() if v)
-                raise ValueError(
-                    f"socket modifier keyword arguments can not be used "
-                    f"when sock is specified. ({problems})")
-            s.setblocking(False)
-            if s._remote is not None:
-                r_addr = s._remote
-        else:
-            if not (local_addr or remote_addr):
-                if family == 0:
-                    raise ValueError("unexpected address family")
-                pairs: list[Any] = [((family, proto), (None, None))]
-            elif family == socket.AF_UNIX:
-                raise SimulationError("Unix datagram sockets are not simulated")
-            else:
-                net = self._net
-                by_key: dict[tuple[int, int], list[Any]] = {}
-                for idx, addr in ((0, local_addr), (1, remote_addr)):
-                    if addr is None:
-                        continue
-                    if not (isinstance(addr, tuple) and len(addr) == 2):
-                        raise TypeError("2-tuple is expected")
-                    infos = await net._resolve(inc, addr[0], addr[1], family,
-                                               socket.SOCK_DGRAM, proto, flags)
-                    for fam, _, pro, _, address in infos:
-                        by_key.setdefault((fam, pro), [None, None])[idx] = address
-                pairs = [(key, pair) for key, pair in by_key.items()
-                         if not ((local_addr and pair[0] is None)
-                                 or (remote_addr and pair[1] is None))]
-                if not pairs:
-                    raise ValueError("can not get address information")
-            exceptions: list[OSError] = []
-            s = None
-            for (fam, pro), (local_address, remote_address) in pairs:
-                s = None
-                r_addr = None
-                try:
-                    s = self._net._new_socket(inc, fam, socket.SOCK_DGRAM, pro)
-                    if reuse_port:
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, True)
-                    if allow_broadcast:
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, True)
-                    if local_addr:
-                        s.bind(local_address)
-                    if remote_addr:
-                        if not allow_broadcast:
-                            await self.sock_connect(s, remote_address)
-                        r_addr = remote_address
-                except OSError as exc:
-                    if s is not None:
-                        s.close()
-                    exceptions.append(exc)
-                except BaseException:
-                    if s is not None:
-                        s.close()
-                    raise
-                else:
-                    break
-            else:
-                raise exceptions[0]
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = SimDatagramTransport(self, s, protocol, r_addr, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        # The real method, on the simulation's seams (_open_socket, DNS,
+        # sock_connect, _make_datagram_transport); a socket passed in becomes
+        # a simulated one first.  Unix datagram sockets are not simulated
+        # (the real method would look at socket files in the real filesystem).
+        if (family == socket.AF_UNIX and sock is None and (local_addr or remote_addr)
+                and self._on_host() is not None):
+            raise SimulationError("Unix datagram sockets are not simulated")
+        sim = self._sim_sock(sock)
+        return await super().create_datagram_endpoint(
+            protocol_factory, local_addr, remote_addr, family=family, proto=proto,
+            flags=flags, reuse_port=reuse_port, allow_broadcast=allow_broadcast,
+            sock=sock if sim is None else sim)
+
+    def _make_datagram_transport(self, sock: Any, protocol: Any, address: Any = None,
+                                 waiter: asyncio.Future[Any] | None = None,
+                                 extra: dict[str, Any] | None = None) -> Any:
+        if not isinstance(sock, SimSocket):
+            return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        # A connected socket passed in sends to its peer (the real transport
+        # asks the socket for its peer name; the simulated one is told).
+        return SimDatagramTransport(self, sock, protocol,
+                                    sock._remote if address is None else address,
+                                    waiter, extra)
 
 
 def _incarnation_of(context: dict[str, Any]) -> Incarnation | None:
