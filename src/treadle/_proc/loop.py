@@ -100,24 +100,18 @@ class ProcessMixin(KernelLoop):
 
     async def connect_read_pipe(self, protocol_factory: Callable[[], Any],
                                 pipe: Any) -> tuple[Any, Any]:
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = ReadPipeTransport(self, pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        if self._debug:
-            _compat.asyncio_logger().debug(
-                "Read pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
-        return transport, protocol
+        return await self._connect_pipe(ReadPipeTransport, "Read", protocol_factory, pipe)
 
     async def connect_write_pipe(self, protocol_factory: Callable[[], Any],
                                  pipe: Any) -> tuple[Any, Any]:
+        return await self._connect_pipe(WritePipeTransport, "Write", protocol_factory, pipe)
+
+    async def _connect_pipe(self, transport_class: Callable[..., Any], kind: str,
+                            protocol_factory: Callable[[], Any],
+                            pipe: Any) -> tuple[Any, Any]:
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = WritePipeTransport(self, pipe, protocol, waiter)
+        transport = transport_class(self, pipe, protocol, waiter)
         try:
             await waiter
         except BaseException:
@@ -125,7 +119,7 @@ class ProcessMixin(KernelLoop):
             raise
         if self._debug:
             _compat.asyncio_logger().debug(
-                "Write pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
+                "%s pipe %r connected: (%r, %r)", kind, pipe.fileno(), transport, protocol)
         return transport, protocol
 
     # ------------------------------------------------------------------

@@ -83,6 +83,23 @@ class _PipeCommon:
     def is_closing(self) -> bool:
         return self._closing
 
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if self._pipe is None:
+            return   # already released (a write pipe's abort() after its last flush)
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Let go of the pipe (closed), the protocol and the loop."""
+        pipe = self._pipe
+        self._pipe = None
+        self._protocol = None
+        self._loop = None
+        if pipe is not None:
+            pipe.close()
+
     def __repr__(self) -> str:
         # asyncio's format: "<Class [closing] fd=N open|polling|idle ...>".
         info = [type(self).__name__]
@@ -228,19 +245,6 @@ class ReadPipeTransport(_PipeCommon, asyncio.ReadTransport):
         self._stop_reading()
         loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            self._protocol.connection_lost(exc)
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        pipe = self._pipe
-        self._pipe = None
-        self._protocol = None
-        self._loop = None
-        if pipe is not None:
-            pipe.close()
 
 
 class WritePipeTransport(_PipeCommon, asyncio.Transport):
@@ -570,18 +574,3 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
             return
         loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        if self._pipe is None:
-            return   # already released (abort() after the last flush)
-        try:
-            self._protocol.connection_lost(exc)
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        pipe = self._pipe
-        self._pipe = None
-        self._protocol = None
-        self._loop = None
-        if pipe is not None:
-            pipe.close()
