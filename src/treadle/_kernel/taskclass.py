@@ -24,7 +24,8 @@ from operator import attrgetter
 from typing import Any, Callable, Generator
 
 from . import _format
-from .task import TaskCore, Wakeup, known, new_task
+from .task import (TaskCore, Wakeup, known, log_destroy_pending, new_task,
+                   set_log_destroy_pending)
 
 
 def _forwarded(name: str, doc: str) -> Any:
@@ -163,13 +164,9 @@ class Task(asyncio.Task[Any]):
         return [(Wakeup(e), e._context) if isinstance(e, TaskCore) else e
                 for e in self._core.callback_entries()] or None
 
-    @property
-    def _log_destroy_pending(self) -> bool:
-        return self._core._log_destroy_pending
-
-    @_log_destroy_pending.setter
-    def _log_destroy_pending(self, value: bool) -> None:
-        self._core._log_destroy_pending = bool(value)
+    _log_destroy_pending = property(
+        log_destroy_pending, set_log_destroy_pending,
+        doc="False: no 'Task was destroyed but it is pending!' report.")
 
     @property
     def _source_traceback(self) -> Any:
