@@ -24,18 +24,25 @@ class Collect(asyncio.DatagramProtocol):
         self.errors.append(exc)
 
 
+async def _listen(host):
+    """A datagram endpoint on port 53 of *host*, collecting what arrives."""
+    receiver = Collect()
+
+    async def listen():
+        await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: receiver, local_addr=("0.0.0.0", 53))
+
+    await host.run(listen())
+    return receiver
+
+
 async def _udp_pair(net, count, **link):
     a = net.add_host("a", "10.3.0.1")
     b = net.add_host("b", "10.3.0.2")
     if link:
         net.configure_link("a", "b", **link)
     loop = asyncio.get_running_loop()
-    receiver = Collect()
-
-    async def listen():
-        await loop.create_datagram_endpoint(lambda: receiver, local_addr=("0.0.0.0", 53))
-
-    await b.run(listen())
+    receiver = await _listen(b)
 
     async def send():
         transport, _ = await loop.create_datagram_endpoint(
@@ -57,12 +64,7 @@ async def test_datagram_endpoint_arguments_on_a_host(treadle_net):
     a = treadle_net.add_host("a", "10.3.0.1")
     b = treadle_net.add_host("b", "10.3.0.2")
     loop = asyncio.get_running_loop()
-    receiver = Collect()
-
-    async def listen():
-        await loop.create_datagram_endpoint(lambda: receiver, local_addr=("0.0.0.0", 53))
-
-    await b.run(listen())
+    receiver = await _listen(b)
 
     async def send():
         sock = a.socket(type=socket.SOCK_DGRAM)
