@@ -60,8 +60,14 @@ class ConnectMixin(SendfileMixin):
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
-        SocketTransport(self, rawsock, tls, extra=extra, server=server)
+        self._make_wire_transport(rawsock, tls, extra, server)
         return tls._app_transport
+
+    def _make_wire_transport(self, rawsock: Any, tls: TLSProtocol,
+                             extra: dict[str, Any] | None, server: Any) -> Any:
+        """The transport under a TLS connection, which carries its encrypted
+        bytes (a seam: the simulated network's loop puts its own there)."""
+        return SocketTransport(self, rawsock, tls, extra=extra, server=server)
 
     def _make_datagram_transport(self, sock: socket.socket, protocol: Any,
                                  address: Any = None,

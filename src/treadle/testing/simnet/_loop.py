@@ -389,23 +389,11 @@ class SimEventLoop(EventLoop):
                                                   server=server)
         return SimStreamTransport(self, sock, protocol, waiter, extra, server)
 
-    def _make_ssl_transport(self, rawsock: Any, protocol: Any, sslcontext: Any,
-                            waiter: asyncio.Future[Any] | None = None, *,
-                            server_side: bool = False, server_hostname: str | None = None,
-                            extra: dict[str, Any] | None = None, server: Any = None,
-                            ssl_handshake_timeout: float | None = None,
-                            ssl_shutdown_timeout: float | None = None) -> Any:
+    def _make_wire_transport(self, rawsock: Any, tls: TLSProtocol,
+                             extra: dict[str, Any] | None, server: Any) -> Any:
         if not isinstance(rawsock, SimSocket):
-            return super()._make_ssl_transport(
-                rawsock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname, extra=extra, server=server,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
-        tls = TLSProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname,
-                          ssl_handshake_timeout=ssl_handshake_timeout,
-                          ssl_shutdown_timeout=ssl_shutdown_timeout)
-        SimStreamTransport(self, rawsock, tls, extra=extra, server=server)
-        return tls._app_transport
+            return super()._make_wire_transport(rawsock, tls, extra, server)
+        return SimStreamTransport(self, rawsock, tls, extra=extra, server=server)
 
     # -- servers ---------------------------------------------------------------------------
 
