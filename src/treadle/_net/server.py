@@ -490,8 +490,8 @@ class ServerMixin(ConnectMixin):
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
-            await base.off_loop_thread(self, base.remove_stale_unix_socket, path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            await self._remove_stale_unix_socket(path)
+            sock = self._open_socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
             try:
                 sock.bind(path)
             except OSError as exc:
@@ -510,13 +510,9 @@ class ServerMixin(ConnectMixin):
                 raise ValueError(
                     f"A UNIX Domain Stream Socket was expected, got {sock!r}")
         if cleanup_socket:
-            bound = sock.getsockname()
-            if bound and bound[0] not in (0, "\x00"):
-                try:
-                    self._unix_server_sockets[sock] = (
-                        await base.off_loop_thread(self, os.stat, bound)).st_ino
-                except FileNotFoundError:
-                    pass
+            inode = await self._unix_socket_inode(sock)
+            if inode is not None:
+                self._unix_server_sockets[sock] = inode
         sock.setblocking(False)
         server = Server(self, [sock], protocol_factory, ssl, backlog,
                         ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -524,3 +520,21 @@ class ServerMixin(ConnectMixin):
             server._start_serving()
             await asyncio.sleep(0)
         return server
+
+    # The server's socket file, in the real filesystem (seams: the simulated
+    # network's loop keeps the socket files of its hosts in the simulation).
+
+    async def _remove_stale_unix_socket(self, path: str) -> None:
+        await base.off_loop_thread(self, base.remove_stale_unix_socket, path)
+
+    async def _unix_socket_inode(self, sock: Any) -> int | None:
+        """The inode of the file *sock* is bound to (closing the server
+        removes that file only if it is still the same one); None for an
+        abstract name or a file that is already gone."""
+        bound = sock.getsockname()
+        if not bound or bound[0] in (0, "\x00"):
+            return None
+        try:
+            return (await base.off_loop_thread(self, os.stat, bound)).st_ino
+        except FileNotFoundError:
+            return None

@@ -4,7 +4,10 @@ on simulated hosts (treadle-only feature: these run on treadle's loop)."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
+import stat
 
 import pytest
 
@@ -350,22 +353,48 @@ async def test_loopback_on_a_host(treadle_net):
     assert await a.run(main()) == b"local"
 
 
-async def test_unix_sockets_on_a_host(treadle_net):
+async def test_unix_sockets_on_a_host(treadle_net, tmp_path):
     a = treadle_net.add_host("a")
+    # A real socket file at the same path: the host's paths are its own, so
+    # the simulated server neither removes it as stale nor when it closes.
+    path = str(tmp_path / "app.sock")
+    real = socket.socket(socket.AF_UNIX)
+    real.bind(path)
+    real.close()
 
     async def main():
         async def handle(reader, writer):
             writer.write(await reader.readline())
             writer.close()
-        server = await asyncio.start_unix_server(handle, "/run/app.sock")
-        reader, writer = await asyncio.open_unix_connection("/run/app.sock")
+        server = await asyncio.start_unix_server(handle, path)
+        reader, writer = await asyncio.open_unix_connection(path)
         writer.write(b"unix\n")
         line = await reader.readline()
         writer.close()
+        with pytest.raises(OSError) as info:
+            await asyncio.start_unix_server(handle, path)
+        assert info.value.errno == errno.EADDRINUSE
+        assert str(info.value) == f"[Errno {errno.EADDRINUSE}] Address {path!r} is already in use"
         server.close()
+        await server.wait_closed()
+        # Closed, the path is free again; a bound socket can be passed in.
+        sock = a.socket(socket.AF_UNIX)
+        sock.bind(path)
+        server = await asyncio.start_unix_server(handle, sock=sock)
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"again\n")
+        line += await reader.readline()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        tcp = a.socket()
+        with pytest.raises(ValueError, match="A UNIX Domain Stream Socket was expected"):
+            await asyncio.get_running_loop().create_unix_server(asyncio.Protocol, sock=tcp)
+        tcp.close()
         return line
 
-    assert await a.run(main()) == b"unix\n"
+    assert await a.run(main()) == b"unix\nagain\n"
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
 
 
 async def test_reset_host_connections(treadle_net):

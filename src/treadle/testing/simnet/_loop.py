@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..._loop import EventLoop
 from ..._net.tls import TLSProtocol
+from ..._net.base import PY313
 from ..._net.server import Server
 from ._host import Incarnation, current_incarnation
 from ._stack import SimSocket, SimulationError
@@ -416,64 +417,30 @@ class SimEventLoop(EventLoop):
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout, start_serving=start_serving)
 
-    async def _sim_server(self, sockets: list[SimSocket], protocol_factory: Callable[[], Any],
-                          ssl: Any, backlog: int, ssl_handshake_timeout: float | None,
-                          ssl_shutdown_timeout: float | None, start_serving: bool) -> Server:
-        for s in sockets:
-            s.setblocking(False)
-        server = Server(self, sockets, protocol_factory, ssl, backlog,
-                        ssl_handshake_timeout, ssl_shutdown_timeout)
-        if start_serving:
-            server._start_serving()
-            await asyncio.sleep(0)
-        return server
-
     async def create_unix_server(  # type: ignore[override]
             self, protocol_factory: Callable[[], Any], path: Any = None, *,
             sock: Any = None, backlog: int = 100, ssl: Any = None,
             ssl_handshake_timeout: float | None = None,
             ssl_shutdown_timeout: float | None = None,
-            start_serving: bool = True, cleanup_socket: bool = True) -> Server:
-        inc = self._on_host()
-        if inc is None and not isinstance(sock, SimSocket):
-            kwargs: dict[str, Any] = {}
-            if cleanup_socket is not True:
-                kwargs["cleanup_socket"] = cleanup_socket
-            return await super().create_unix_server(
-                protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout, start_serving=start_serving,
-                **kwargs)
-        if isinstance(ssl, bool):
-            raise TypeError("ssl argument must be an SSLContext or None")
-        if ssl_handshake_timeout is not None and not ssl:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_shutdown_timeout is not None and not ssl:
-            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        if path is not None:
-            if sock is not None:
-                raise ValueError("path and sock can not be specified at the same time")
-            path = os.fspath(path)
-            s = self._net._new_socket(inc, socket.AF_UNIX, socket.SOCK_STREAM, 0)
-            try:
-                s.bind(path)
-            except OSError as exc:
-                s.close()
-                if exc.errno == errno.EADDRINUSE:
-                    raise OSError(errno.EADDRINUSE,
-                                  f"Address {path!r} is already in use") from None
-                raise
-        else:
-            if sock is None:
-                raise ValueError("path was not specified, and no sock specified")
-            given = self._sim_sock(sock)
-            if given is None or given.family != socket.AF_UNIX \
-                    or given.type != socket.SOCK_STREAM:
-                raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-            s = given
-        return await self._sim_server([s], protocol_factory, ssl, backlog,
-                                      ssl_handshake_timeout, ssl_shutdown_timeout,
-                                      start_serving)
+            start_serving: bool = True, cleanup_socket: bool = PY313) -> Server:
+        # The real method, as create_server(): a socket passed in becomes a
+        # simulated one first; the socket file of a host's server lives in
+        # the simulation (the seams below), never in the real filesystem.
+        sim = self._sim_sock(sock)
+        return await super().create_unix_server(
+            protocol_factory, path, sock=sock if sim is None else sim, backlog=backlog,
+            ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout, start_serving=start_serving,
+            cleanup_socket=cleanup_socket)
+
+    async def _remove_stale_unix_socket(self, path: str) -> None:
+        if self._on_host() is None:
+            await super()._remove_stale_unix_socket(path)
+
+    async def _unix_socket_inode(self, sock: Any) -> int | None:
+        if isinstance(sock, SimSocket):
+            return None
+        return await super()._unix_socket_inode(sock)
 
     # Server (treadle's, reused as is) calls these to start and stop
     # accepting on each of its sockets.
