@@ -62,6 +62,26 @@ def test_peer_reset_while_idle(run):
     run(main())
 
 
+def test_a_reply_to_a_peer_that_has_reset_reports_the_reset(run):
+    # The peer sends, then resets; the reply written from data_received()
+    # meets the reset: connection_lost() gets ConnectionResetError, what the
+    # send raised, not what a second attempt would raise (EPIPE).
+    class Replying(RecordingProtocol):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self.transport.write(b"reply")
+
+    async def main():
+        tr, proto, peer = await _tcp_pair(Replying)
+        peer.sendall(b"hello")
+        _reset(peer)
+        exc = await asyncio.wait_for(proto.done, 10)
+        assert isinstance(exc, ConnectionResetError)
+        assert proto.names() == ["connection_made", "data_received", "connection_lost"]
+        assert tr.get_write_buffer_size() == 0
+    run(main())
+
+
 def test_streams_see_the_reset(run):
     async def main():
         loop = asyncio.get_running_loop()

@@ -505,8 +505,11 @@ class StreamCore(TransportCore):
                     n = 0
                 except (SystemExit, KeyboardInterrupt):
                     raise
-                except BaseException:
-                    n = -1
+                except BaseException as exc:
+                    # Reported as it is (a second attempt would report what
+                    # the socket says the second time: EPIPE after a reset).
+                    self._send_failed(exc)
+                    return
                 if n == buffer.size:        # (the one chunk's length)
                     buffer.clear()
                     if (self._closing or self._eof
@@ -741,17 +744,21 @@ class StreamCore(TransportCore):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            if self._writing:
-                self._writing = False
-                self._loop._remove_writer(self._sock_fd)
-            buffer.clear()
-            self._fatal_error(exc, "Fatal write error on socket transport")
-            waiter = self._empty_waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
+            self._send_failed(exc)
             return False
         buffer.advance(n)
         return True
+
+    def _send_failed(self, exc: BaseException) -> None:
+        """A send of the buffer raised *exc*: the transport is lost."""
+        if self._writing:
+            self._writing = False
+            self._loop._remove_writer(self._sock_fd)
+        self._buffer.clear()
+        self._fatal_error(exc, "Fatal write error on socket transport")
+        waiter = self._empty_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
 
     def _send_chunks(self) -> int:
         """One write of as many buffered chunks as a syscall takes; the
