@@ -149,6 +149,35 @@ def byte_view(data: Any) -> Any:
     return data
 
 
+#: asyncio's stream socket transports have a writelines() of their own from
+#: 3.12 (its own checks first, then a memoryview of each item); before it,
+#: the base class's joins the items and calls write().
+WRITELINES_OWN: Final = _compat.PY312
+
+
+def writelines_items(list_of_data: Any) -> list[Any]:
+    """The non-empty items of a ``writelines()`` call, as ``byte_view``s.
+    Any object with the buffer protocol is taken, as asyncio takes it, and
+    anything else refused with asyncio's ``TypeError``: the one a
+    ``memoryview`` of it raises (3.12+), or ``bytes.join``'s (3.11)."""
+    chunks = []
+    index = 0
+    for data in list_of_data:
+        if type(data) is not bytes:
+            try:
+                data = byte_view(data if isinstance(data, (bytearray, memoryview))
+                                 else memoryview(data))
+            except TypeError:
+                if WRITELINES_OWN:
+                    raise
+                raise TypeError(f"sequence item {index}: expected a bytes-like object, "
+                                f"{type(data).__name__} found") from None
+        if len(data):
+            chunks.append(data)
+        index += 1
+    return chunks
+
+
 def frozen(data: Any) -> Any:
     """*data* (from ``byte_view``), or a copy of it if the caller could still
     change it after ``write()`` returns (a ``bytearray``, a writable

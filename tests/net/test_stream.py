@@ -186,6 +186,30 @@ def test_write_accepts_every_bytes_like_type(run):
     run(main())
 
 
+def test_writelines_follows_asyncio_on_each_version(run):
+    # 3.12+: writelines() has checks of its own and takes a memoryview of
+    # each item (any buffer); 3.11: the items are joined and written.
+    async def main():
+        import array
+        tr, proto, peer = await connected_pair()
+        tr.writelines([array.array("B", b"ab"), b"c"])     # write() refuses an array
+        with pytest.raises(TypeError) as info:
+            tr.writelines([b"ok", 1])
+        if sys.version_info >= (3, 12):
+            assert str(info.value) == "memoryview: a bytes-like object is required, not 'int'"
+        else:
+            assert str(info.value) == "sequence item 1: expected a bytes-like object, int found"
+        tr.write_eof()
+        method = "writelines" if sys.version_info >= (3, 12) else "write"
+        with pytest.raises(RuntimeError, match=rf"^Cannot call {method}\(\) after write_eof\(\)$"):
+            tr.writelines([b"late"])
+        tr.close()
+        assert await recv_until_eof(peer) == b"abc"
+        await proto.done
+        peer.close()
+    run(main())
+
+
 def test_buffered_data_is_copied_from_mutable_buffers(run, loop_factory):
     if loop_factory is asyncio.new_event_loop and sys.version_info >= (3, 12):
         pytest.skip("asyncio 3.12+ buffers the caller's bytearray without a copy")

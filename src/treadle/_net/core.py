@@ -62,8 +62,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 
 from .._kernel import _compat
-from .._writeflow import (WriteBuffer, WriteRule, byte_view, frozen,
-                          lost_write, tell_protocol, water_marks)
+from .._writeflow import (WRITELINES_OWN, WriteBuffer, WriteRule, byte_view, frozen,
+                          lost_write, tell_protocol, water_marks, writelines_items)
 
 if TYPE_CHECKING:
     from .base import NetLoop
@@ -627,10 +627,8 @@ class StreamCore(TransportCore):
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(_NOT_BYTES.format(type(data).__name__))
             data = byte_view(data)
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to write; sendfile is in progress")
+        if self._eof or self._empty_waiter is not None:
+            self._refuse_writes("write")
         if not data:
             return
         if self._conn_lost:
@@ -672,18 +670,29 @@ class StreamCore(TransportCore):
         self._loop._add_writer(self._sock_fd, self._write_ready, context=self._context)
         self._maybe_pause_protocol()
 
-    def writelines(self, list_of_data: Any) -> None:
+    def _refuse_writes(self, method: str) -> None:
+        """asyncio's refusals of a write after ``write_eof()`` or during a
+        ``sendfile()``, in the words of the method that was called."""
         if self._eof:
-            raise RuntimeError("Cannot call writelines() after write_eof()")
+            raise RuntimeError(f"Cannot call {method}() after write_eof()")
         if self._empty_waiter is not None:
-            raise RuntimeError("unable to writelines; sendfile is in progress")
-        chunks = []
-        for data in list_of_data:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(_NOT_BYTES.format(type(data).__name__))
-            data = byte_view(data)
-            if len(data):
-                chunks.append(data)
+            raise RuntimeError(f"unable to {method}; sendfile is in progress")
+
+    def writelines(self, list_of_data: Any) -> None:
+        # asyncio's checks, in its order: 3.12+ refuses, then ignores a lost
+        # connection's writes before it looks at the items; 3.11 joins the
+        # items and calls write().
+        if WRITELINES_OWN:
+            self._refuse_writes("writelines")
+            if not list_of_data:
+                return
+            if self._conn_lost:
+                self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
+                return
+            chunks = writelines_items(list_of_data)
+        else:
+            chunks = writelines_items(list_of_data)
+            self._refuse_writes("write")
         if not chunks:
             return
         if self._conn_lost:

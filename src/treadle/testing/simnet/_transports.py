@@ -30,7 +30,7 @@ from asyncio import trsock
 from typing import Any
 
 from ..._kernel import _compat
-from ..._writeflow import tell_protocol, water_marks
+from ..._writeflow import WRITELINES_OWN, tell_protocol, water_marks, writelines_items
 from ._stack import SimSocket
 
 #: asyncio's read size and its "writes after the connection was lost"
@@ -326,10 +326,14 @@ class SimStreamTransport(_Common, asyncio.Transport):
         self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Any) -> None:
-        items = list(list_of_data)
-        for item in items:
-            _check_data(item)
-        self.write(b"".join(items))
+        # asyncio's checks, in its order (see _writeflow.writelines_items);
+        # write() then makes those of 3.11's writelines().
+        if WRITELINES_OWN:
+            if self._eof:
+                raise RuntimeError("Cannot call writelines() after write_eof()")
+            if self._empty_waiter is not None:
+                raise RuntimeError("unable to writelines; sendfile is in progress")
+        self.write(b"".join(writelines_items(list_of_data)))
 
     def _write_ready(self) -> None:
         if self._conn_lost or self._vanished:
