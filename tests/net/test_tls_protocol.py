@@ -226,6 +226,25 @@ def test_writelines_rejects_non_bytes_before_sending(run: Any) -> None:
     run(main())
 
 
+def test_writelines_takes_any_buffer(run: Any, proto: Any) -> None:
+    # An object with the buffer protocol that is not bytes, bytearray or
+    # memoryview (an array.array, of one-byte or wider items) is written.
+    async def main() -> None:
+        import array
+        loop = asyncio.get_running_loop()
+        client, server = Recorder(loop), Recorder(loop)
+        link = await tls_link(loop, proto, client, server, over="memory")
+        wide = array.array("H", [0x6261])
+        link.app_client.writelines([array.array("B", b"xy"), b"z", wide])
+        await server.expect(5)
+        assert server.data == b"xyz" + wide.tobytes()
+        link.app_client.close()
+        await client.lost
+        await link.close()
+
+    run(main())
+
+
 def test_strided_memoryview_write(run: Any) -> None:
     # treadle-only: asyncio's TLS transport kills the connection with a
     # BufferError on a non-contiguous memoryview.

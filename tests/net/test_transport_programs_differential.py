@@ -62,6 +62,15 @@ FORMS = ("bytes", "bytes", "bytes", "bytearray", "memoryview", "array", "str")
 #: refuses, with no writer to send them (a close then never finishes).
 LINE_FORMS = FORMS if sys.version_info < (3, 15) else FORMS[:-1]
 
+#: What connects the two ends.  (TLS, tried: its traces differ where the
+#: README documents treadle's TLS as differing on purpose - data after our
+#: close_notify, writelines() of a non-bytes item - and where asyncio's own
+#: TLS transport fails: AttributeError from a closed transport's methods, a
+#: close that never finishes, pause/resume on every flush at a high-water
+#: mark of 0.  What it found that was treadle's, an array.array refused by
+#: writelines(), is fixed and tested in test_tls_protocol.py.)
+TRANSPORTS = ("unix", "tcp")
+
 Step = tuple[Any, ...]
 
 
@@ -69,7 +78,7 @@ def program(rng: random.Random) -> tuple[dict[str, Any], list[Step]]:
     """Settings of the two ends, and a random list of steps."""
     answering = rng.choice("ABN")
     settings = {
-        "transport": rng.choice(["unix", "tcp"]),
+        "transport": rng.choice(TRANSPORTS),
         # One end at most answers (two would answer each other forever).
         "answer": {end: end == answering for end in "AB"},
         "keep_open_on_eof": {end: rng.random() < 0.5 for end in "AB"},

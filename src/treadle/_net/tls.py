@@ -297,10 +297,16 @@ class SSLTransport(_FlowControlMixin):
         pieces = list(list_of_data)
         for i, data in enumerate(pieces):
             if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"data: expecting a bytes-like instance, "
-                                f"got {type(data).__name__}")
-            if type(data) is memoryview and not data.c_contiguous:
-                pieces[i] = data.tobytes()       # joined below: must be flat
+                # Any other buffer (an array.array, an mmap) is taken, as
+                # asyncio's TLS transport takes it.
+                try:
+                    data = pieces[i] = memoryview(data)
+                except TypeError:
+                    raise TypeError(f"data: expecting a bytes-like instance, "
+                                    f"got {type(data).__name__}") from None
+            if type(data) is memoryview and (not data.c_contiguous or data.itemsize != 1
+                                             or data.ndim != 1):
+                pieces[i] = data.tobytes()       # joined below: must be flat bytes
         if self._ssl_protocol is not None:
             self._ssl_protocol._write_appdata(pieces)
 
