@@ -30,7 +30,6 @@ loops.  When it was written: 400 programs the same on 3.11, 300 on each of
 
 from __future__ import annotations
 
-import array
 import asyncio
 import random
 import socket
@@ -39,6 +38,9 @@ from typing import Any, Callable
 import pytest
 
 import treadle
+
+from ._programs import Trace, payload
+from ._programs import run_program as _run
 
 pytestmark = pytest.mark.treadle
 
@@ -108,44 +110,17 @@ class Endpoint(asyncio.DatagramProtocol):
         self.lost.set_result(None)
 
 
-class World:
+class World(Trace):
     def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__("AB")
         self.settings = settings
-        self.trace: dict[str, list[Any]] = {"A": [], "B": [], "calls": []}
         self.addresses: dict[Any, str] = {}
-        self.quiet = 0
-
-    def note(self, end: str, *what: Any) -> None:
-        self.quiet = 0
-        self.trace[end].append(what)
 
     def who(self, addr: Any) -> str:
         return self.addresses.get(addr, "other")
 
     def connected(self, end: str) -> bool:
         return self.settings["connected"][end] != "no"
-
-    async def settle(self) -> None:
-        self.quiet = 0
-        for _ in range(5000):
-            self.quiet += 1
-            if self.quiet > 20:
-                return
-            await asyncio.sleep(0)
-        raise AssertionError("the endpoints never went quiet")
-
-
-def _payload(index: int, size: int, form: str) -> Any:
-    data = bytes([97 + index % 26]) * size
-    if form == "bytearray":
-        return bytearray(data)
-    if form == "memoryview":
-        return memoryview(data)
-    if form == "array":
-        return array.array("B", data)
-    if form == "str":
-        return data.decode()
-    return data
 
 
 def _closed_port() -> tuple[str, int]:
@@ -197,7 +172,7 @@ async def run_steps(settings: dict[str, Any], steps: list[Step]) -> dict[str, li
                 peer = address["B" if name == "A" else "A"]
                 addr: Any = {"peer": peer, "none": None, "closed": closed,
                              "bad": ("127.0.0.1",)}[target]
-                result = transport.sendto(_payload(index, step[2], step[3]), addr)
+                result = transport.sendto(payload(index, step[2], step[3]), addr)
             elif kind == "limits":
                 result = transport.set_write_buffer_limits(high=step[2])
             else:
@@ -213,19 +188,18 @@ async def run_steps(settings: dict[str, Any], steps: list[Step]) -> dict[str, li
             for end, addr in address.items():
                 message = message.replace(repr(addr), f"<{end}>")
             outcome = (type(exc).__name__, message)
-        world.trace["calls"].append((index, name, kind, outcome, transport.is_closing(),
+        world.events["calls"].append((index, name, kind, outcome, transport.is_closing(),
                                      transport.get_write_buffer_size()))
     await world.settle()
     for endpoint in ends.values():
         endpoint.transport.close()
     await asyncio.wait_for(asyncio.gather(*(e.lost for e in ends.values())), 10)
-    return world.trace
+    return world.events
 
 
 def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
                 program_: tuple[dict[str, Any], list[Step]]) -> dict[str, list[Any]]:
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(run_steps(*program_))
+    return _run(factory, run_steps, program_)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -35,7 +35,6 @@ the first 120 differed on the code before it (a reset reported as EPIPE,
 
 from __future__ import annotations
 
-import array
 import asyncio
 import random
 import socket
@@ -46,6 +45,9 @@ import pytest
 
 import treadle
 
+from ._programs import FORMS, Trace, describe, payload
+from ._programs import run_program as _run
+
 pytestmark = pytest.mark.treadle
 
 #: Seeds of the programs run on every test run.
@@ -54,10 +56,6 @@ SEEDS = range(120)
 #: buffers of a connection hold, so no write is ever refused in part.
 SIZES = (1, 10, 1000, 20_000)
 
-#: What a write is given: every bytes-like type, an object with the buffer
-#: protocol that is none of them (write() refuses it, writelines() takes
-#: it), and text (refused by both).
-FORMS = ("bytes", "bytes", "bytes", "bytearray", "memoryview", "array", "str")
 #: The items of a writelines(): asyncio 3.15 buffers the items before one it
 #: refuses, with no writer to send them (a close then never finishes).
 LINE_FORMS = FORMS if sys.version_info < (3, 15) else FORMS[:-1]
@@ -106,7 +104,7 @@ class End(asyncio.Protocol):
     """One end of the connection: a protocol that writes down what happens
     to it."""
 
-    def __init__(self, name: str, world: World, answer: bool, keep_open: bool) -> None:
+    def __init__(self, name: str, world: Trace, answer: bool, keep_open: bool) -> None:
         self.name = name
         self.world = world
         self.answer = answer
@@ -140,51 +138,8 @@ class End(asyncio.Protocol):
         self.world.note(self.name, "resume_writing")
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.world.note(self.name, "lost", _describe(exc))
+        self.world.note(self.name, "lost", describe(exc))
         self.lost.set_result(None)
-
-
-class World:
-    """The two ends and the trace they leave."""
-
-    def __init__(self) -> None:
-        self.trace: dict[str, list[Any]] = {"A": [], "B": [], "calls": []}
-        self.quiet = 0
-
-    def note(self, end: str, *what: Any) -> None:
-        self.quiet = 0
-        events = self.trace[end]
-        if what[0] == "data" and events and events[-1][0] == "data":
-            events[-1] = ("data", events[-1][1] + what[1])
-        else:
-            events.append(what)
-
-    async def settle(self) -> None:
-        """Run the loop until nothing has happened for 20 turns in a row."""
-        self.quiet = 0
-        for _ in range(5000):
-            self.quiet += 1
-            if self.quiet > 20:
-                return
-            await asyncio.sleep(0)
-        raise AssertionError("the connection never went quiet")
-
-
-def _describe(exc: BaseException | None) -> Any:
-    return None if exc is None else (type(exc).__name__, str(exc))
-
-
-def _payload(index: int, size: int, form: str = "bytes") -> Any:
-    data = bytes([97 + index % 26]) * size
-    if form == "bytearray":
-        return bytearray(data)
-    if form == "memoryview":
-        return memoryview(data)
-    if form == "array":
-        return array.array("B", data)
-    if form == "str":
-        return data.decode()
-    return data
 
 
 async def _connect(kind: str, make: Callable[[str], End]) -> tuple[End, End, Any]:
@@ -207,7 +162,7 @@ async def _connect(kind: str, make: Callable[[str], End]) -> tuple[End, End, Any
 
 
 async def run_steps(settings: dict[str, Any], steps: list[Step]) -> dict[str, list[Any]]:
-    world = World()
+    world = Trace("AB")
 
     def make(name: str) -> End:
         return End(name, world, settings["answer"][name],
@@ -228,10 +183,10 @@ async def run_steps(settings: dict[str, Any], steps: list[Step]) -> dict[str, li
             continue
         try:
             if kind == "write":
-                result = transport.write(_payload(index, step[2], step[3]))
+                result = transport.write(payload(index, step[2], step[3]))
             elif kind == "writelines":
                 result = transport.writelines(
-                    [_payload(index + i, size, form) for i, (size, form) in enumerate(step[2])])
+                    [payload(index + i, size, form) for i, (size, form) in enumerate(step[2])])
             elif kind == "write_eof":
                 result = transport.write_eof()
             elif kind == "limits":
@@ -244,8 +199,8 @@ async def run_steps(settings: dict[str, Any], steps: list[Step]) -> dict[str, li
                 result = getattr(transport, kind)()
             outcome: Any = ("ok", result)
         except Exception as exc:
-            outcome = _describe(exc)
-        world.trace["calls"].append((index, step[1], kind, outcome, transport.is_closing(),
+            outcome = describe(exc)
+        world.events["calls"].append((index, step[1], kind, outcome, transport.is_closing(),
                                      transport.is_reading(),
                                      transport.get_write_buffer_size(),
                                      transport.get_write_buffer_limits()))
@@ -257,15 +212,14 @@ async def run_steps(settings: dict[str, Any], steps: list[Step]) -> dict[str, li
     if server is not None:
         server.close()
         await server.wait_closed()
-    world.trace["final"] = [(end.transport.is_closing(),
+    world.events["final"] = [(end.transport.is_closing(),
                              end.transport.get_write_buffer_size()) for end in ends.values()]
-    return world.trace
+    return world.events
 
 
 def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
                 program_: tuple[dict[str, Any], list[Step]]) -> dict[str, list[Any]]:
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(run_steps(*program_))
+    return _run(factory, run_steps, program_)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -1,0 +1,65 @@
+"""What the generated-program tests of transports share (the
+``test_*_programs_differential.py`` files): payloads of each type, a trace
+that notes callbacks, and "settle" (run the loop until it is quiet)."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+from typing import Any, Callable
+
+#: What a write is given: every bytes-like type, an object with the buffer
+#: protocol that is none of them, and text.
+FORMS = ("bytes", "bytes", "bytes", "bytearray", "memoryview", "array", "str")
+
+
+def payload(index: int, size: int, form: str = "bytes") -> Any:
+    """*size* bytes of one letter (chosen by *index*), as *form*."""
+    data = bytes([97 + index % 26]) * size
+    if form == "bytearray":
+        return bytearray(data)
+    if form == "memoryview":
+        return memoryview(data)
+    if form == "array":
+        return array.array("B", data)
+    if form == "str":
+        return data.decode()
+    return data
+
+
+def describe(exc: BaseException | None) -> Any:
+    return None if exc is None else (type(exc).__name__, str(exc))
+
+
+class Trace:
+    """Events per end (consecutive data merged: how a stream is cut into
+    reads is the kernel's business) and the calls the program made."""
+
+    def __init__(self, ends: str) -> None:
+        self.events: dict[str, list[Any]] = {end: [] for end in ends}
+        self.events["calls"] = []
+        self.quiet = 0
+
+    def note(self, end: str, *what: Any) -> None:
+        self.quiet = 0
+        events = self.events[end]
+        if what[0] == "data" and events and events[-1][0] == "data":
+            events[-1] = ("data", events[-1][1] + what[1])
+        else:
+            events.append(what)
+
+    async def settle(self) -> None:
+        """Run the loop until nothing has happened for 20 turns in a row."""
+        self.quiet = 0
+        for _ in range(5000):
+            self.quiet += 1
+            if self.quiet > 20:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError("the program never went quiet")
+
+
+def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
+                run_steps: Callable[..., Any], program: tuple[Any, ...]) -> Any:
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_steps(*program))
