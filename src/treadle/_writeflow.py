@@ -155,11 +155,14 @@ def byte_view(data: Any) -> Any:
 WRITELINES_OWN: Final = _compat.PY312
 
 
-def writelines_items(list_of_data: Any) -> list[Any]:
+def writelines_items(list_of_data: Any, joined: bool = not WRITELINES_OWN) -> list[Any]:
     """The non-empty items of a ``writelines()`` call, as ``byte_view``s.
     Any object with the buffer protocol is taken, as asyncio takes it, and
-    anything else refused with asyncio's ``TypeError``: the one a
-    ``memoryview`` of it raises (3.12+), or ``bytes.join``'s (3.11)."""
+    anything else refused with asyncio's ``TypeError``: ``bytes.join``'s
+    where asyncio joins the items (*joined*: the base class's
+    ``writelines()``, which pipe transports keep on every version and
+    socket transports up to 3.11), else the one a ``memoryview`` of it
+    raises."""
     chunks = []
     index = 0
     for data in list_of_data:
@@ -168,7 +171,7 @@ def writelines_items(list_of_data: Any) -> list[Any]:
                 data = byte_view(data if isinstance(data, (bytearray, memoryview))
                                  else memoryview(data))
             except TypeError:
-                if WRITELINES_OWN:
+                if not joined:
                     raise
                 raise TypeError(f"sequence item {index}: expected a bytes-like object, "
                                 f"{type(data).__name__} found") from None

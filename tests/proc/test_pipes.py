@@ -6,6 +6,7 @@ Behavioural tests run on asyncio's loop and on treadle's (``run`` and
 
 from __future__ import annotations
 
+import array
 import asyncio
 import gc
 import io
@@ -460,8 +461,12 @@ def test_writelines(run):
         transport, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
         transport.writelines([b"a", bytearray(b"b"), memoryview(b"c"), b""])
         transport.writelines(iter([b"d", b"e"]))
+        # Joined as asyncio joins them: any buffer goes, text is refused.
+        transport.writelines([array.array("B", b"f")])
+        with pytest.raises(TypeError, match=r"^sequence item 1: expected a bytes-like object, str found$"):
+            transport.writelines([b"ok", "text"])
         await asyncio.sleep(0)
-        assert os.read(r, 100) == b"abcde"
+        assert os.read(r, 100) == b"abcdef"
         transport.close()
         await proto.lost
         os.close(r)

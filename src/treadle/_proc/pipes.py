@@ -35,7 +35,7 @@ from .._kernel import _compat
 from .._kernel.contract import KernelServices
 from .._kernel.loop import set_result_unless_cancelled
 from .._writeflow import (WriteBuffer, WriteRule, byte_view, frozen,
-                          lost_write, require_protocol, tell_protocol)
+                          lost_write, require_protocol, tell_protocol, writelines_items)
 
 
 def _flat(data: Any) -> Any:
@@ -372,16 +372,17 @@ class WritePipeTransport(_PipeCommon, asyncio.Transport):
         self._maybe_pause()
 
     def writelines(self, list_of_data: Any) -> None:
-        chunks = [_flat(item) for item in list_of_data]
-        if not any(map(len, chunks)):
+        # asyncio's pipes join the items and write() them (any buffer is
+        # taken); here each goes to the buffer as it is, for one writev.
+        chunks = writelines_items(list_of_data, joined=True)
+        if not chunks:
             return
         if self._conn_lost or self._closing:
             self._write_after_close()
             return
         idle = not (self._buffer.size or self._writing or self._rule.in_callback())
         for item in chunks:
-            if len(item):
-                self._buffer.push(frozen(item))
+            self._buffer.push(frozen(item))
         if idle:
             # Nothing pending: the whole list in one writev, now.
             self._flush(False)
