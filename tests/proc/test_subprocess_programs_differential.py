@@ -23,8 +23,9 @@ and has not been signalled, and ``close()``, which kills a child it has not
 seen exit, only then too: on asyncio 3.12.1 a ``close()`` that finds the
 child just killed reaps it under its watcher, which then reports 255),
 and signals to a shell (one waiting for its child defers them, one still
-starting up dies at once).  treadle-only: it compares the two loops.  When it was written: 200 programs the same on each of
-3.11-3.15; it found no difference.
+starting up dies at once).  treadle-only: it compares the two loops.
+When it was written: 200 programs the same on each of 3.11-3.15; it found
+no difference.
 """
 
 from __future__ import annotations
