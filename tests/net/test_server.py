@@ -88,6 +88,21 @@ def test_start_serving_false_then_start_serving(run):
     run(main())
 
 
+def test_start_serving_a_closed_server(run):
+    # asyncio raises TypeError (its loop iterates the None a closed server
+    # has for sockets), once: a second call finds the server "serving".
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(RecordingProtocol, "127.0.0.1", 0,
+                                          start_serving=False)
+        server.close()
+        with pytest.raises(TypeError):
+            await server.start_serving()
+        await server.start_serving()
+        await server.wait_closed()
+    run(main())
+
+
 def test_serve_forever_cancellation_closes_the_server(run):
     async def main():
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)

@@ -112,8 +112,10 @@ class Server(asyncio.AbstractServer):
     def _start_serving(self) -> None:
         if self._serving:
             return
-        self._serving = True
-        assert self._sockets is not None
+        self._serving = True        # (first: a second call returns, as on asyncio)
+        if self._sockets is None:
+            # asyncio's type (its loop iterates the None it has then).
+            raise TypeError(f"server {self!r} is closed: it cannot start serving")
         for sock in self._sockets:
             sock.listen(self._backlog)
             self._loop._start_serving(
