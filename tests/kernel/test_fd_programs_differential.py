@@ -29,8 +29,8 @@ import pytest
 
 import treadle
 
-from ..net._programs import Trace, describe
-from ..net._programs import run_program as _run
+from ..programs import Trace, describe
+from ..programs import run_program as _run
 
 pytestmark = pytest.mark.treadle
 

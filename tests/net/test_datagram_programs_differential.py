@@ -39,8 +39,8 @@ import pytest
 
 import treadle
 
-from ._programs import Trace, payload
-from ._programs import run_program as _run
+from ..programs import Trace, payload
+from ..programs import run_program as _run
 
 pytestmark = pytest.mark.treadle
 

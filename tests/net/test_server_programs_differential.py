@@ -30,8 +30,8 @@ import pytest
 
 import treadle
 
-from ._programs import Trace, describe
-from ._programs import run_program as _run
+from ..programs import Trace, describe
+from ..programs import run_program as _run
 
 pytestmark = pytest.mark.treadle
 

@@ -45,8 +45,8 @@ import pytest
 
 import treadle
 
-from ._programs import FORMS, Trace, describe, payload
-from ._programs import run_program as _run
+from ..programs import FORMS, Trace, describe, payload
+from ..programs import run_program as _run
 
 pytestmark = pytest.mark.treadle
 

@@ -40,8 +40,8 @@ import pytest
 
 import treadle
 
-from ..net._programs import Trace, describe, payload
-from ..net._programs import run_program as _run
+from ..programs import Trace, describe, payload
+from ..programs import run_program as _run
 
 pytestmark = pytest.mark.treadle
 

@@ -1,4 +1,4 @@
-"""What the generated-program tests of transports share (the
+"""What the generated-program tests of the loop's I/O share (the
 ``test_*_programs_differential.py`` files): payloads of each type, a trace
 that notes callbacks, and "settle" (run the loop until it is quiet)."""
 
