@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import array
 import asyncio
-from typing import Any, Callable
+import random
+from typing import Any, Callable, Iterable, Iterator
+
+import treadle
 
 #: What a write is given: every bytes-like type, an object with the buffer
 #: protocol that is none of them, and text.
@@ -61,5 +64,32 @@ class Trace:
 
 def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
                 run_steps: Callable[..., Any], program: tuple[Any, ...]) -> Any:
+    """The trace of ``run_steps(*program)`` on a loop of *factory*."""
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(run_steps(*program))
+
+
+def same_on_both_loops(run_steps: Callable[..., Any], program: tuple[Any, ...],
+                       seed: int) -> None:
+    """The test of every program: its trace on treadle's loop is its trace
+    on asyncio's."""
+    expected = run_program(asyncio.new_event_loop, run_steps, program)
+    got = run_program(treadle.new_event_loop, run_steps, program)
+    assert got == expected, f"program of seed {seed}: {program!r}"
+
+
+def asyncio_traces(run_steps: Callable[..., Any],
+                   make_program: Callable[[random.Random], tuple[Any, ...]],
+                   seeds: Iterable[int]) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """``(program, trace on asyncio's loop)`` for each seed: what a test
+    that the programs reach every outcome they claim to compare reads."""
+    for seed in seeds:
+        program = make_program(random.Random(seed))
+        yield program, run_program(asyncio.new_event_loop, run_steps, program)
+
+
+def assert_seen(expected: Iterable[str], seen: set[str]) -> None:
+    """A generator that stopped producing some outcome would make the
+    comparison hollow: each of *expected* must have been *seen*."""
+    missing = [outcome for outcome in expected if outcome not in seen]
+    assert not missing, (missing, sorted(seen))

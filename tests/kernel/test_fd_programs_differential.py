@@ -23,14 +23,11 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-import treadle
-
-from ..programs import Trace, describe
-from ..programs import run_program as _run
+from ..programs import Trace, assert_seen, asyncio_traces, describe, same_on_both_loops
 
 pytestmark = pytest.mark.treadle
 
@@ -145,24 +142,15 @@ async def run_steps(steps: list[Step]) -> dict[str, list[Any]]:
     return trace.events
 
 
-def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
-                program_: list[Step]) -> dict[str, list[Any]]:
-    return _run(factory, run_steps, (program_,))  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_an_fd_program_runs_as_on_asyncio(seed: int) -> None:
-    prog = program(random.Random(seed))
-    expected = run_program(asyncio.new_event_loop, prog)
-    got = run_program(treadle.new_event_loop, prog)
-    assert got == expected, f"program of seed {seed}: {prog!r}"
+    same_on_both_loops(run_steps, (program(random.Random(seed)),), seed)
 
 
 def test_the_programs_exercise_what_they_claim() -> None:
     seen: set[str] = set()
-    for seed in list(SEEDS)[:80]:
-        steps = program(random.Random(seed))
-        trace = run_program(asyncio.new_event_loop, steps)
+    for (steps,), trace in asyncio_traces(run_steps, lambda rng: (program(rng),),
+                                          list(SEEDS)[:80]):
         for call in trace["calls"]:
             if call[0] != "end":
                 step = steps[call[0]]
@@ -172,10 +160,9 @@ def test_the_programs_exercise_what_they_claim() -> None:
                     seen.add(f"{name} {call[2][1]}")
         for event in trace["fd"]:
             seen.add(event[0] if event[0] == "writer" or event[3] else "reader eof")
-    for expected in ("add_reader ok", "add_writer ok", "remove_reader True",
-                     "remove_reader False", "remove_writer True", "remove_writer False",
-                     "send ok", "send BrokenPipeError", "shutdown ok", "reader", "reader eof",
-                     "writer", "bad negative ValueError", "bad text ValueError",
-                     "bad no_fileno ValueError", "bad closed_number OSError",
-                     "bad closed_socket ValueError"):
-        assert expected in seen, (expected, sorted(seen))
+    assert_seen(("add_reader ok", "add_writer ok", "remove_reader True",
+                 "remove_reader False", "remove_writer True", "remove_writer False",
+                 "send ok", "send BrokenPipeError", "shutdown ok", "reader", "reader eof",
+                 "writer", "bad negative ValueError", "bad text ValueError",
+                 "bad no_fileno ValueError", "bad closed_number OSError",
+                 "bad closed_socket ValueError"), seen)

@@ -33,14 +33,11 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-import treadle
-
-from ..programs import Trace, payload
-from ..programs import run_program as _run
+from ..programs import Trace, assert_seen, asyncio_traces, payload, same_on_both_loops
 
 pytestmark = pytest.mark.treadle
 
@@ -197,23 +194,14 @@ async def run_steps(settings: dict[str, Any], steps: list[Step]) -> dict[str, li
     return world.events
 
 
-def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
-                program_: tuple[dict[str, Any], list[Step]]) -> dict[str, list[Any]]:
-    return _run(factory, run_steps, program_)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_datagram_program_runs_as_on_asyncio(seed: int) -> None:
-    prog = program(random.Random(seed))
-    expected = run_program(asyncio.new_event_loop, prog)
-    got = run_program(treadle.new_event_loop, prog)
-    assert got == expected, f"program of seed {seed}: {prog!r}"
+    same_on_both_loops(run_steps, program(random.Random(seed)), seed)
 
 
 def test_the_programs_exercise_what_they_claim() -> None:
     seen: set[str] = set()
-    for seed in list(SEEDS)[:60]:
-        trace = run_program(asyncio.new_event_loop, program(random.Random(seed)))
+    for _, trace in asyncio_traces(run_steps, program, list(SEEDS)[:60]):
         for end in "AB":
             for event in trace[end]:
                 seen.add(" ".join(map(str, event)) if event[0] in ("error", "lost")
@@ -224,9 +212,8 @@ def test_the_programs_exercise_what_they_claim() -> None:
                         seen.add("answer")
         for call in trace["calls"]:
             seen.add(f"{call[2]} {call[3] if isinstance(call[3], str) else call[3][0]}")
-    for expected in ("made", "datagram", "from A", "from B", "answer",
-                     "error ConnectionRefusedError [Errno 111] Connection refused",
-                     "lost None", "sendto ok", "sendto TypeError", "sendto ValueError",
-                     "sendto AttributeError", "close ok", "abort ok", "pause_reading ok",
-                     "resume_reading ok", "limits ok"):
-        assert expected in seen, (expected, sorted(seen))
+    assert_seen(("made", "datagram", "from A", "from B", "answer",
+                 "error ConnectionRefusedError [Errno 111] Connection refused",
+                 "lost None", "sendto ok", "sendto TypeError", "sendto ValueError",
+                 "sendto AttributeError", "close ok", "abort ok", "pause_reading ok",
+                 "resume_reading ok", "limits ok"), seen)

@@ -24,14 +24,11 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-import treadle
-
-from ..programs import Trace, describe
-from ..programs import run_program as _run
+from ..programs import Trace, assert_seen, asyncio_traces, describe, same_on_both_loops
 
 pytestmark = pytest.mark.treadle
 
@@ -172,23 +169,14 @@ async def run_steps(start_serving: bool, steps: list[Step]) -> dict[str, list[An
     return trace.events
 
 
-def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
-                program_: tuple[bool, list[Step]]) -> dict[str, list[Any]]:
-    return _run(factory, run_steps, program_)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_server_program_runs_as_on_asyncio(seed: int) -> None:
-    prog = program(random.Random(seed))
-    expected = run_program(asyncio.new_event_loop, prog)
-    got = run_program(treadle.new_event_loop, prog)
-    assert got == expected, f"program of seed {seed}: {prog!r}"
+    same_on_both_loops(run_steps, program(random.Random(seed)), seed)
 
 
 def test_the_programs_exercise_what_they_claim() -> None:
     seen: set[str] = set()
-    for seed in list(SEEDS)[:60]:
-        trace = run_program(asyncio.new_event_loop, program(random.Random(seed)))
+    for _, trace in asyncio_traces(run_steps, program, list(SEEDS)[:60]):
         for key, events in trace.items():
             if key[:1] in ("C", "S") and key[1:].isdigit():
                 for event in events:
@@ -203,9 +191,8 @@ def test_the_programs_exercise_what_they_claim() -> None:
                 seen.add(f"wait_closed {call[3]}")
                 seen.add(f"serve_forever {call[4]}")
         seen.add(f"end {trace['end']}")
-    for expected in ("C made", "C data", "C eof", "C lost None", "S made", "S data", "S eof",
-                     "S lost None", "connect ok", "send ok", "close ok", "start_serving ok",
-                     "start_serving TypeError", "serving True", "serving False",
-                     "wait_closed pending", "wait_closed ('ok', None)",
-                     "serve_forever pending", "serve_forever cancelled"):
-        assert expected in seen, (expected, sorted(seen))
+    assert_seen(("C made", "C data", "C eof", "C lost None", "S made", "S data", "S eof",
+                 "S lost None", "connect ok", "send ok", "close ok", "start_serving ok",
+                 "start_serving TypeError", "serving True", "serving False",
+                 "wait_closed pending", "wait_closed ('ok', None)",
+                 "serve_forever pending", "serve_forever cancelled"), seen)

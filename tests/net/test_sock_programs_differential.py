@@ -30,10 +30,8 @@ from typing import Any, Callable
 
 import pytest
 
-import treadle
-
-from ..programs import FORMS, Trace, describe, payload
-from ..programs import run_program as _run
+from ..programs import (FORMS, Trace, assert_seen, asyncio_traces,
+                        describe, payload, same_on_both_loops)
 
 pytestmark = pytest.mark.treadle
 
@@ -130,24 +128,15 @@ async def run_steps(steps: list[Step]) -> dict[str, list[Any]]:
     return trace.events
 
 
-def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
-                program_: list[Step]) -> dict[str, list[Any]]:
-    return _run(factory, run_steps, (program_,))  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_sock_program_runs_as_on_asyncio(seed: int) -> None:
-    prog = program(random.Random(seed))
-    expected = run_program(asyncio.new_event_loop, prog)
-    got = run_program(treadle.new_event_loop, prog)
-    assert got == expected, f"program of seed {seed}: {prog!r}"
+    same_on_both_loops(run_steps, (program(random.Random(seed)),), seed)
 
 
 def test_the_programs_exercise_what_they_claim() -> None:
     seen: set[str] = set()
-    for seed in list(SEEDS)[:60]:
-        steps = program(random.Random(seed))
-        trace = run_program(asyncio.new_event_loop, steps)
+    for (steps,), trace in asyncio_traces(run_steps, lambda rng: (program(rng),),
+                                          list(SEEDS)[:60]):
         for call in trace["calls"]:
             if call[1] == "pending":
                 seen.add("pending" if call[2] else "none pending")
@@ -160,7 +149,6 @@ def test_the_programs_exercise_what_they_claim() -> None:
                 if kind == "recv" and outcome == ("ok", b""):
                     seen.add("recv eof")
         seen.update("left" for end in "AB" if trace[f"left {end}"][0])
-    for expected in ("recv ok", "recv eof", "recv cancelled", "recv_into ok",
-                     "recv_into cancelled", "sendall ok", "sendall TypeError", "cancel",
-                     "pending", "none pending", "left"):
-        assert expected in seen, (expected, sorted(seen))
+    assert_seen(("recv ok", "recv eof", "recv cancelled", "recv_into ok",
+                 "recv_into cancelled", "sendall ok", "sendall TypeError", "cancel",
+                 "pending", "none pending", "left"), seen)

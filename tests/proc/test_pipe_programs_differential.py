@@ -30,14 +30,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-import treadle
-
-from ..programs import Trace, describe, payload
-from ..programs import run_program as _run
+from ..programs import Trace, assert_seen, asyncio_traces, describe, payload, same_on_both_loops
 
 pytestmark = pytest.mark.treadle
 
@@ -159,31 +156,21 @@ async def run_steps(settings: dict[str, Any], steps: list[Step]) -> dict[str, li
     return trace.events
 
 
-def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
-                program_: tuple[dict[str, Any], list[Step]]) -> dict[str, list[Any]]:
-    return _run(factory, run_steps, program_)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_pipe_program_runs_as_on_asyncio(seed: int) -> None:
-    prog = program(random.Random(seed))
-    expected = run_program(asyncio.new_event_loop, prog)
-    got = run_program(treadle.new_event_loop, prog)
-    assert got == expected, f"program of seed {seed}: {prog!r}"
+    same_on_both_loops(run_steps, program(random.Random(seed)), seed)
 
 
 def test_the_programs_exercise_what_they_claim() -> None:
     seen: set[str] = set()
-    for seed in list(SEEDS)[:60]:
-        trace = run_program(asyncio.new_event_loop, program(random.Random(seed)))
+    for _, trace in asyncio_traces(run_steps, program, list(SEEDS)[:60]):
         for end in "WR":
             for event in trace[end]:
                 seen.add(f"{end} {event[0]}" if event[0] != "lost"
                          else f"{end} lost {event[1] and event[1][0]}")
         for call in trace["calls"]:
             seen.add(f"{call[1]} {call[2][0]}")
-    for expected in ("W made", "W lost None", "R made", "R data",
-                     "R eof", "R lost None", "write ok", "writelines ok", "writelines TypeError",
-                     "write_eof ok", "close_w ok", "abort ok", "limits ok", "pause_reading ok",
-                     "resume_reading ok", "close_r ok"):
-        assert expected in seen, (expected, sorted(seen))
+    assert_seen(("W made", "W lost None", "R made", "R data",
+                 "R eof", "R lost None", "write ok", "writelines ok", "writelines TypeError",
+                 "write_eof ok", "close_w ok", "abort ok", "limits ok", "pause_reading ok",
+                 "resume_reading ok", "close_r ok"), seen)

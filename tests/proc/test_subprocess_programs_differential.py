@@ -34,14 +34,11 @@ import asyncio
 import random
 import signal
 import subprocess
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-import treadle
-
-from ..programs import Trace, describe, payload
-from ..programs import run_program as _run
+from ..programs import Trace, assert_seen, asyncio_traces, describe, payload, same_on_both_loops
 
 pytestmark = pytest.mark.treadle
 
@@ -185,23 +182,14 @@ async def run_steps(child: str, steps: list[Step]) -> dict[str, list[Any]]:
     return trace.events
 
 
-def run_program(factory: Callable[[], asyncio.AbstractEventLoop],
-                program_: tuple[str, list[Step]]) -> dict[str, list[Any]]:
-    return _run(factory, run_steps, program_)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_subprocess_program_runs_as_on_asyncio(seed: int) -> None:
-    prog = program(random.Random(seed))
-    expected = run_program(asyncio.new_event_loop, prog)
-    got = run_program(treadle.new_event_loop, prog)
-    assert got == expected, f"program of seed {seed}: {prog!r}"
+    same_on_both_loops(run_steps, program(random.Random(seed)), seed)
 
 
 def test_the_programs_exercise_what_they_claim() -> None:
     seen: set[str] = set()
-    for seed in SEEDS:
-        trace = run_program(asyncio.new_event_loop, program(random.Random(seed)))
+    for _, trace in asyncio_traces(run_steps, program, SEEDS):
         for channel in ("proc", "0", "1", "2"):
             for event in trace[channel]:
                 seen.add(f"{channel} {event[0]}" if event[0] != "lost"
@@ -209,8 +197,8 @@ def test_the_programs_exercise_what_they_claim() -> None:
         seen.add(f"returncode {trace['returncode'][0]}")
         for call in trace["calls"]:
             seen.add(f"{call[1]} {call[2][0] if isinstance(call[2], tuple) else 'done'}")
-    for expected in ("proc made", "proc exited", "proc lost None", "0 lost None", "1 data",
-                     "1 lost None", "2 data", "returncode 0", "returncode 3", "returncode 7",
-                     "returncode -9", "write ok", "write_eof ok", "close_stdin ok",
-                     "pause_stdout ok", "resume_stdout ok", "signal ok", "wait done", "close ok"):
-        assert expected in seen, (expected, sorted(seen))
+    assert_seen(("proc made", "proc exited", "proc lost None", "0 lost None", "1 data",
+                 "1 lost None", "2 data", "returncode 0", "returncode 3", "returncode 7",
+                 "returncode -9", "write ok", "write_eof ok", "close_stdin ok",
+                 "pause_stdout ok", "resume_stdout ok", "signal ok", "wait done",
+                 "close ok"), seen)

@@ -316,6 +316,11 @@ class TransportCore(WriteRule):
     def abort(self) -> None:
         self._force_close(None)
 
+    def _drop_write(self) -> None:
+        """A write after the connection was lost: dropped, and logged once
+        there have been a few (asyncio's rule, ``lost_write``)."""
+        self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
+
     def _fatal_error(self, exc: BaseException,
                      message: str = "Fatal error on transport") -> None:
         if isinstance(exc, OSError):
@@ -632,7 +637,7 @@ class StreamCore(TransportCore):
         if not data:
             return
         if self._conn_lost:
-            self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
+            self._drop_write()
             return
         buffer = self._buffer
         # Queued behind earlier data, or held by the write rule (rule 1).
@@ -687,7 +692,7 @@ class StreamCore(TransportCore):
             if not list_of_data:
                 return
             if self._conn_lost:
-                self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
+                self._drop_write()
                 return
             chunks = writelines_items(list_of_data)
         else:
@@ -696,7 +701,7 @@ class StreamCore(TransportCore):
         if not chunks:
             return
         if self._conn_lost:
-            self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
+            self._drop_write()
             return
         buffer = self._buffer
         if not buffer.size and not self._callback_depth:
@@ -911,7 +916,7 @@ class DatagramCore(TransportCore):
                     f"Invalid address: must be None or {self._address}")
             addr = self._address
         if self._conn_lost and self._address:
-            self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
+            self._drop_write()
             return
         # Any: what send()/sendto() return is ignored (see _close; tests
         # replace sendto with wrappers that return None to drop datagrams).
