@@ -685,8 +685,9 @@ class StreamCore(TransportCore):
 
     def writelines(self, list_of_data: Any) -> None:
         # asyncio's checks, in its order: 3.12+ refuses, then ignores a lost
-        # connection's writes before it looks at the items; 3.11 joins the
-        # items and calls write().
+        # connection's writes before it looks at the items (as 3.14 does;
+        # 3.12.1 and 3.13.0 buffered them and crashed on the closed loop);
+        # 3.11 joins the items and calls write().
         if WRITELINES_OWN:
             self._refuse_writes("writelines")
             if not list_of_data:

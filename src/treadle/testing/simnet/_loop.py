@@ -4,20 +4,22 @@ simulation.
 Owns: the one place where a loop networking call is routed.  Two ways:
 
 * Seams.  ``create_connection``, ``create_unix_connection``,
-  ``connect_accepted_socket``, ``create_server`` and
-  ``create_datagram_endpoint`` are the real loop's, unchanged (every
+  ``connect_accepted_socket``, ``create_server``, ``create_unix_server``
+  and ``create_datagram_endpoint`` are the real loop's, unchanged (every
   argument check, Happy Eyeballs, the errors): they reach the simulation
   through the methods they are built on, overridden here -
   ``getaddrinfo``/``getnameinfo`` (the simulation's DNS), ``_open_socket``
   (a simulated socket on a host), ``sock_connect``, the transport factories
-  (``_make_socket_transport``/``_make_ssl_transport``/
-  ``_make_datagram_transport``) and ``_start_serving``/``_stop_serving``;
-  a socket passed in is turned into a simulated one first.  One rule, one
-  place: the simulation cannot drift from the loop it stands in for.
+  (``_make_socket_transport``, ``_make_wire_transport`` under TLS,
+  ``_make_datagram_transport``), ``_start_serving``/``_stop_serving``, and
+  the two that touch a Unix server's socket file in the real filesystem
+  (``_remove_stale_unix_socket``, ``_unix_socket_inode``: a host's socket
+  files are the simulation's); a socket passed in is turned into a
+  simulated one first.  One rule, one place: the simulation cannot drift
+  from the loop it stands in for.
 * Overrides with the same signature, where the real method touches the
-  machine beyond its sockets: ``create_unix_server`` (the real one looks at
-  and removes socket files in the real filesystem), the ``sock_*`` methods
-  and ``add_reader``/``add_writer`` (simulated sockets have no real fd).
+  machine beyond its sockets: the ``sock_*`` methods and
+  ``add_reader``/``add_writer`` (simulated sockets have no real fd).
 
 Each asks ``current_incarnation()`` (one context-variable read) whether
 the caller runs on a simulated host, and if not calls the real method
