@@ -65,7 +65,7 @@ from asyncio.transports import _FlowControlMixin
 from typing import Any, Callable, ClassVar, Iterable
 
 from .._kernel._compat import asyncio_logger
-from .._writeflow import WriteRule, lost_write, tell_protocol, water_marks
+from .._writeflow import WriteRule, byte_view, lost_write, tell_protocol, water_marks
 from ._tlsstate import (CLOSED, FLUSHING, HANDSHAKING, SHUTDOWN, WRAPPED, HandshakeComplete,
                         TLSConnection)
 
@@ -300,13 +300,11 @@ class SSLTransport(_FlowControlMixin):
                 # Any other buffer (an array.array, an mmap) is taken, as
                 # asyncio's TLS transport takes it.
                 try:
-                    data = pieces[i] = memoryview(data)
+                    data = memoryview(data)
                 except TypeError:
                     raise TypeError(f"data: expecting a bytes-like instance, "
                                     f"got {type(data).__name__}") from None
-            if type(data) is memoryview and (not data.c_contiguous or data.itemsize != 1
-                                             or data.ndim != 1):
-                pieces[i] = data.tobytes()       # joined below: must be flat bytes
+            pieces[i] = byte_view(data)     # joined below: must be flat bytes
         if self._ssl_protocol is not None:
             self._ssl_protocol._write_appdata(pieces)
 
