@@ -27,6 +27,8 @@ def payload(index: int, size: int, form: str = "bytes") -> Any:
         return array.array("B", data)
     if form == "str":
         return data.decode()
+    if form == "none":
+        return None
     return data
 
 

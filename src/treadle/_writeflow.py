@@ -154,6 +154,22 @@ def byte_view(data: Any) -> Any:
 #: the base class's joins the items and calls write().
 WRITELINES_OWN: Final = _compat.PY312
 
+#: From 3.14 (3.14.10 here, and 3.15) that writelines() passes over items
+#: that are false (``if data``: an empty chunk, but also None or 0) before
+#: taking a memoryview of the rest, so ``writelines([b"a", None])`` sends
+#: ``b"a"`` there and raises ``TypeError`` on 3.12 and 3.13.
+WRITELINES_SKIPS_FALSE: Final = _compat.PY314
+
+
+def refuse_writes(eof: bool, sendfile_in_progress: bool, method: str) -> None:
+    """asyncio's refusals of a write on a stream socket transport after
+    ``write_eof()`` or during a ``sendfile()``, in the words of *method*,
+    the method that was called."""
+    if eof:
+        raise RuntimeError(f"Cannot call {method}() after write_eof()")
+    if sendfile_in_progress:
+        raise RuntimeError(f"unable to {method}; sendfile is in progress")
+
 
 def writelines_items(list_of_data: Any, joined: bool = not WRITELINES_OWN) -> list[Any]:
     """The non-empty items of a ``writelines()`` call, as ``byte_view``s.
@@ -162,11 +178,21 @@ def writelines_items(list_of_data: Any, joined: bool = not WRITELINES_OWN) -> li
     where asyncio joins the items (*joined*: the base class's
     ``writelines()``, which pipe transports keep on every version and
     socket transports up to 3.11), else the one a ``memoryview`` of it
-    raises."""
+    raises (after passing over false items, where asyncio's does:
+    ``WRITELINES_SKIPS_FALSE``)."""
+    try:
+        items = iter(list_of_data)
+    except TypeError:
+        if not joined:
+            raise
+        raise TypeError("can only join an iterable") from None
+    skip_false = WRITELINES_SKIPS_FALSE and not joined
     chunks = []
     index = 0
-    for data in list_of_data:
+    for data in items:
         if type(data) is not bytes:
+            if skip_false and not data:
+                continue
             try:
                 data = byte_view(data if isinstance(data, (bytearray, memoryview))
                                  else memoryview(data))

@@ -201,12 +201,24 @@ def test_writelines_follows_asyncio_on_each_version(run):
             assert str(info.value) == "memoryview: a bytes-like object is required, not 'int'"
         else:
             assert str(info.value) == "sequence item 0: expected a bytes-like object, int found"
+        if sys.version_info >= (3, 14):
+            tr.writelines([b"d", None, 0, b""])     # 3.14+ passes over false items
+            tr.writelines(None)
+        elif sys.version_info >= (3, 12):
+            with pytest.raises(TypeError, match=r"^memoryview: a bytes-like object is required"):
+                tr.writelines([None, b"not sent"])
+            tr.writelines(None)                     # nothing to write
+            tr.write(b"d")
+        else:
+            with pytest.raises(TypeError, match=r"^can only join an iterable$"):
+                tr.writelines(None)
+            tr.write(b"d")
         tr.write_eof()
         method = "writelines" if sys.version_info >= (3, 12) else "write"
         with pytest.raises(RuntimeError, match=rf"^Cannot call {method}\(\) after write_eof\(\)$"):
             tr.writelines([b"late"])
         tr.close()
-        assert await recv_until_eof(peer) == b"abc"
+        assert await recv_until_eof(peer) == b"abcd"
         await proto.done
         peer.close()
     run(main())

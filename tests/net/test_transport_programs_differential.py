@@ -54,9 +54,10 @@ SEEDS = range(120)
 #: buffers of a connection hold, so no write is ever refused in part.
 SIZES = (1, 10, 1000, 20_000)
 
-#: The items of a writelines(): asyncio 3.15 buffers the items before one it
-#: refuses, with no writer to send them (a close then never finishes).
-LINE_FORMS = FORMS if sys.version_info < (3, 15) else FORMS[:-1]
+#: The items of a writelines(), None among them (passed over from 3.14,
+#: refused before).  asyncio 3.15 buffers the items before one it refuses,
+#: with no writer to send them (a close then never finishes).
+LINE_FORMS = (FORMS if sys.version_info < (3, 15) else FORMS[:-1]) + ("none",)
 
 #: What connects the two ends.  (TLS, tried: its traces differ where the
 #: README documents treadle's TLS as differing on purpose - data after our

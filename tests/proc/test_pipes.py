@@ -465,6 +465,8 @@ def test_writelines(run):
         transport.writelines([array.array("B", b"f")])
         with pytest.raises(TypeError, match=r"^sequence item 1: expected a bytes-like object, str found$"):
             transport.writelines([b"ok", "text"])
+        with pytest.raises(TypeError, match=r"^can only join an iterable$"):
+            transport.writelines(None)
         await asyncio.sleep(0)
         assert os.read(r, 100) == b"abcdef"
         transport.close()

@@ -63,7 +63,8 @@ from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 
 from .._kernel import _compat
 from .._writeflow import (WRITELINES_OWN, WriteBuffer, WriteRule, byte_view, frozen,
-                          lost_write, tell_protocol, water_marks, writelines_items)
+                          lost_write, refuse_writes, tell_protocol, water_marks,
+                          writelines_items)
 
 if TYPE_CHECKING:
     from .base import NetLoop
@@ -676,12 +677,7 @@ class StreamCore(TransportCore):
         self._maybe_pause_protocol()
 
     def _refuse_writes(self, method: str) -> None:
-        """asyncio's refusals of a write after ``write_eof()`` or during a
-        ``sendfile()``, in the words of the method that was called."""
-        if self._eof:
-            raise RuntimeError(f"Cannot call {method}() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError(f"unable to {method}; sendfile is in progress")
+        refuse_writes(self._eof, self._empty_waiter is not None, method)
 
     def writelines(self, list_of_data: Any) -> None:
         # asyncio's checks, in its order: 3.12+ refuses, then ignores a lost

@@ -30,13 +30,12 @@ from asyncio import trsock
 from typing import Any
 
 from ..._kernel import _compat
-from ..._writeflow import WRITELINES_OWN, tell_protocol, water_marks, writelines_items
+from ..._writeflow import (WRITELINES_OWN, lost_write, refuse_writes, tell_protocol,
+                           water_marks, writelines_items)
 from ._stack import SimSocket
 
-#: asyncio's read size and its "writes after the connection was lost"
-#: warning threshold.
+#: asyncio's read size.
 READ_SIZE = 256 * 1024
-CONNLOST_WRITES_LOG_THRESHOLD = 5
 
 _SendfileMode: Any = getattr(getattr(asyncio, "constants", None), "_SendfileMode", None)
 
@@ -295,16 +294,11 @@ class SimStreamTransport(_Common, asyncio.Transport):
 
     def write(self, data: Any) -> None:
         _check_data(data)
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to write; sendfile is in progress")
+        refuse_writes(self._eof, self._empty_waiter is not None, "write")
         if not data:
             return
         if self._conn_lost:
-            if self._conn_lost >= CONNLOST_WRITES_LOG_THRESHOLD:
-                _logger().warning("socket.send() raised exception.")
-            self._conn_lost += 1
+            self._drop_write()
             return
         if not self._buffer:
             try:
@@ -326,14 +320,19 @@ class SimStreamTransport(_Common, asyncio.Transport):
         self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Any) -> None:
-        # asyncio's checks, in its order (see _writeflow.writelines_items);
-        # write() then makes those of 3.11's writelines().
+        # asyncio's checks, in its order (as the real transport core's
+        # writelines()); on 3.11 write() makes them, after the join.
         if WRITELINES_OWN:
-            if self._eof:
-                raise RuntimeError("Cannot call writelines() after write_eof()")
-            if self._empty_waiter is not None:
-                raise RuntimeError("unable to writelines; sendfile is in progress")
+            refuse_writes(self._eof, self._empty_waiter is not None, "writelines")
+            if not list_of_data:
+                return
+            if self._conn_lost:
+                self._drop_write()
+                return
         self.write(b"".join(writelines_items(list_of_data)))
+
+    def _drop_write(self) -> None:
+        self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
 
     def _write_ready(self) -> None:
         if self._conn_lost or self._vanished:
@@ -534,9 +533,7 @@ class SimDatagramTransport(_Common, asyncio.DatagramTransport):
                 raise ValueError(f"Invalid address: must be None or {self._address}")
             addr = self._address
         if self._conn_lost and self._address:
-            if self._conn_lost >= CONNLOST_WRITES_LOG_THRESHOLD:
-                _logger().warning("socket.send() raised exception.")
-            self._conn_lost += 1
+            self._conn_lost = lost_write(self._conn_lost, "socket.send() raised exception.")
             return
         if self._closing or self._vanished:
             return
