@@ -8,6 +8,7 @@ import gc
 import io
 import re
 import sys
+import traceback
 import types
 
 import pytest
@@ -178,6 +179,80 @@ def test_awaiting_failed_task_raises_its_exception(run):
         t = asyncio.create_task(fail())
         return await asyncio.create_task(waiter(t))
     assert run(main()) == "inner"
+
+
+def _tb_frames(exc, own=False):
+    """The names of the traceback's frames in this file (*own*: in treadle
+    too, as (name, treadle?) pairs)."""
+    entries = traceback.extract_tb(exc.__traceback__)
+    if own:
+        return [(e.name, "treadle" in e.filename) for e in entries]
+    return [e.name for e in entries if e.filename == __file__]
+
+
+def test_an_awaited_failure_shows_the_frames_that_raised_it_once(run, loop_factory):
+    # asyncio's C future hands a failure's traceback on with the exception
+    # the first time it is taken (result(), or a task waking on it) and lets
+    # go of it then: later takers see only their own frames.  exception()
+    # keeps it.  The same on 3.11-3.15.
+    async def fail():
+        await asyncio.sleep(0)
+        raise ValueError("x")
+
+    async def sleeper():
+        await asyncio.sleep(10)
+
+    async def awaiter(t):
+        return await t
+
+    async def main():
+        seen = []
+
+        async def record(label, awaitable_or_call):
+            try:
+                if callable(awaitable_or_call):
+                    awaitable_or_call()
+                else:
+                    await awaitable_or_call
+            except (ValueError, asyncio.CancelledError) as exc:
+                seen.append((label, _tb_frames(exc)))
+                return exc
+
+        t = asyncio.ensure_future(fail())
+        exc = await record("await", t)
+        own = _tb_frames(exc, own=True)
+        await record("await again", t)
+        await record("result", t.result)
+        t = asyncio.ensure_future(fail())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        seen.append(("exception()", _tb_frames(t.exception())))
+        await record("result first", t.result)
+        await record("then await", t)
+        t = asyncio.ensure_future(fail())
+        await record("through a task", asyncio.ensure_future(awaiter(t)))
+        t = asyncio.ensure_future(sleeper())
+        a = asyncio.ensure_future(awaiter(t))
+        await asyncio.sleep(0)
+        t.cancel()
+        await record("cancelled, through a task", a)
+        return seen, own
+
+    seen, own = run(main())
+    assert seen == [
+        ("await", ["record", "fail"]),
+        ("await again", ["record"]),
+        ("result", ["record"]),
+        ("exception()", ["fail"]),
+        ("result first", ["record", "fail"]),
+        ("then await", ["record"]),
+        ("through a task", ["record", "awaiter", "fail"]),
+        ("cancelled, through a task", ["record", "awaiter", "sleeper"]),
+    ]
+    if loop_factory is asyncio.new_event_loop or treadle.__compiled__:
+        # No frame of the loop's own between the awaiting coroutine and the
+        # one that raised (the pure build shows Task.__await__'s generator).
+        assert own[0] == ("record", False) and not any(mine for _, mine in own)
 
 
 def test_names(run):

@@ -347,16 +347,22 @@ class TaskCore:
                 if core._state is _FINISHED and core._exception is None:
                     _CTX_RUN(self._context, _STEP, self, None)
                     return
-            # The waiter failed or was cancelled: throw its exception in,
-            # as asyncio's wakeup does.
-            try:
-                if type(waiter) is _FUTURE_TYPE:
-                    _FUTURE_RESULT(waiter)
-                else:
-                    waiter.result()
-            except BaseException as exc:
-                _drop_own_frame(exc)
-                failure = exc
+                # It failed or was cancelled: its exception is taken from
+                # the core rather than raised by result(), whose frames
+                # would be in the traceback the awaiting coroutine sees
+                # (asyncio's C wakeup shows only the frames that raised).
+                failure = core._failure()
+            else:
+                # A future failed or was cancelled: throw its exception
+                # in, as asyncio's wakeup does.
+                try:
+                    if type(waiter) is _FUTURE_TYPE:
+                        _FUTURE_RESULT(waiter)
+                    else:
+                        waiter.result()
+                except BaseException as exc:
+                    _drop_own_frame(exc)
+                    failure = exc
             # Stepped after the except block, never inside it: there, the
             # failure would stay "being handled" for the whole step, and the
             # coroutine would see it in sys.exc_info() after its own except
@@ -765,14 +771,27 @@ class TaskCore:
     def result(self) -> Any:
         state = self._state
         if state is _FINISHED:
-            self._log_tb = False
-            exc = self._exception
-            if exc is not None:
-                raise exc.with_traceback(self._exception_tb)
-            return self._result
+            if self._exception is None:
+                return self._result
+            raise self._failure()
         if state is _CANCELLED:
             raise self._make_cancelled_error()
         raise _InvalidStateError("Result is not set.")
+
+    def _failure(self) -> BaseException:
+        """What ``result()`` of this done task raises, now that it failed
+        or was cancelled.  A failure's exception comes with the traceback
+        of the frames that raised it the first time it is taken (by
+        ``result()``, or by a task awaiting this one) and with none after
+        that, as asyncio's C future gives it: it lets go of the traceback
+        (and the frames it holds) once it has been handed on."""
+        exc = self._exception
+        if self._state is _CANCELLED or exc is None:
+            return self._make_cancelled_error()
+        self._log_tb = False
+        tb = self._exception_tb
+        self._exception_tb = None
+        return exc.with_traceback(tb)
 
     def exception(self) -> BaseException | None:
         state = self._state
