@@ -85,6 +85,7 @@ import asyncio
 import contextvars
 import inspect
 import itertools
+import os
 import reprlib
 import weakref
 from types import CoroutineType
@@ -878,14 +879,23 @@ class TaskCore:
                 # exception's own too), and ``await task`` would show none
                 # of the frames that raised it: raised again with the
                 # traceback it was thrown with, as asyncio's iterator keeps
-                # it.  (Generators are what mypyc can resume without an
+                # it, by a bare raise, which adds no entry of this frame's
+                # (interpreted, a raise of the exception would).
+                # (Generators are what mypyc can resume without an
                 # exception per return; an iterator class would cost every
                 # await about 2,000 instructions more.)
-                raise exc.with_traceback(kernel._thrown_tb)
+                exc.__traceback__ = kernel._thrown_tb
+                raise
             del task
         if self._state is _PENDING:
             raise RuntimeError("await wasn't used with future")
-        return self.result()
+        try:
+            return self.result()
+        except BaseException as exc:
+            # Interpreted, result()'s entry and this frame's: left out, as
+            # Task.result() leaves them out (a bare raise adds none).
+            leave_out_own_frames(exc)
+            raise
 
     # ------------------------------------------------------------------
     # the asyncio.Task API (``Task`` forwards here)
@@ -1071,6 +1081,24 @@ class Wakeup:
 _STEP: Final = TaskCore._step
 _STEP_BODY: Final = TaskCore._step_body
 _OWN_FRAMES: Final = frozenset({"_step_body", "_run", "_wakeup"})
+
+
+def leave_out_own_frames(exc: BaseException) -> None:
+    """What a task raises to its caller (``result()``, ``exception()``,
+    ``await task``) comes without entries of the task's own frames at the
+    head of its traceback, as from asyncio's C task, which raises from C:
+    the caller's traceback goes on to the frames that raised it.  Called
+    before a bare ``raise``, which adds no entry for the frame it is in.
+    (Compiled frames add none at all: ``setup.py``.)"""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
+        tb = tb.tb_next
+    exc.__traceback__ = tb
+
+
+#: This module's source and ``Task``'s (``taskclass.py``, beside it).
+_OWN_FILES: Final = frozenset({
+    __file__, os.path.join(os.path.dirname(__file__), "taskclass.py")})
 
 
 def _drop_own_frame(exc: BaseException) -> None:

@@ -24,8 +24,8 @@ from operator import attrgetter
 from typing import Any, Callable, Generator
 
 from . import _format
-from .task import (TaskCore, Wakeup, known, log_destroy_pending, new_task,
-                   set_log_destroy_pending)
+from .task import (TaskCore, Wakeup, known, leave_out_own_frames, log_destroy_pending,
+                   new_task, set_log_destroy_pending)
 
 
 def _forwarded(name: str, doc: str) -> Any:
@@ -68,10 +68,18 @@ class Task(asyncio.Task[Any]):
         return self._core.cancelled()
 
     def result(self) -> Any:
-        return self._core.result()
+        try:
+            return self._core.result()
+        except BaseException as exc:
+            leave_out_own_frames(exc)
+            raise
 
     def exception(self) -> BaseException | None:
-        return self._core.exception()
+        try:
+            return self._core.exception()
+        except BaseException as exc:
+            leave_out_own_frames(exc)
+            raise
 
     def add_done_callback(self, fn: Callable[[Any], object], *,
                           context: contextvars.Context | None = None) -> None:
