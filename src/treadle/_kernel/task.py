@@ -780,15 +780,19 @@ class TaskCore:
         raise _InvalidStateError("Result is not set.")
 
     def _failure(self) -> BaseException:
-        """What ``result()`` of this done task raises, now that it failed
-        or was cancelled.  A failure's exception comes with the traceback
-        of the frames that raised it the first time it is taken (by
-        ``result()``, or by a task awaiting this one) and with none after
-        that, as asyncio's C future gives it: it lets go of the traceback
-        (and the frames it holds) once it has been handed on."""
-        exc = self._exception
-        if self._state is _CANCELLED or exc is None:
+        """What ``result()`` of this task raises once it failed or was
+        cancelled (``InvalidStateError`` before, as ``result()`` raises:
+        the kernel never asks then).  A failure's exception comes with the
+        traceback of the frames that raised it the first time it is taken
+        (by ``result()``, or by a task awaiting this one) and with none
+        after that, as asyncio's C future gives it: it lets go of the
+        traceback (and the frames it holds) once it has been handed on."""
+        state = self._state
+        if state is _CANCELLED:
             return self._make_cancelled_error()
+        exc = self._exception
+        if state is _PENDING or exc is None:
+            return _InvalidStateError("Result is not set.")
         self._log_tb = False
         tb = self._exception_tb
         self._exception_tb = None
