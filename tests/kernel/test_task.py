@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import gc
 import io
+import os
 import re
 import sys
 import traceback
@@ -186,7 +187,8 @@ def _tb_frames(exc, own=False):
     too, as (name, treadle?) pairs)."""
     entries = traceback.extract_tb(exc.__traceback__)
     if own:
-        return [(e.name, "treadle" in e.filename) for e in entries]
+        package = os.path.dirname(treadle.__file__) + os.sep
+        return [(e.name, e.filename.startswith(package)) for e in entries]
     return [e.name for e in entries if e.filename == __file__]
 
 
