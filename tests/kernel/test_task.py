@@ -257,6 +257,28 @@ def test_an_awaited_failure_shows_the_frames_that_raised_it_once(run, loop_facto
         assert frames[0] == ("record", False) and not any(mine for _, mine in frames)
 
 
+
+def test_a_coroutine_named_like_the_loops_own_steps_keeps_its_frame(run, loop_factory):
+    # This file's name ends in "task.py", as the kernel's does: a user's
+    # coroutine named _run, _wakeup or _step_body is still the user's frame
+    # (treadle once told its own frames by name and file suffix).
+    async def _run():
+        await asyncio.sleep(0)
+        raise ValueError("mine")
+
+    async def _wakeup():
+        raise KeyError("mine too")
+
+    async def main():
+        errors = []
+        for coro in (_run(), _wakeup()):
+            t = asyncio.ensure_future(coro)
+            await asyncio.wait([t])
+            errors.append(_tb_frames(t.exception()))
+        return errors
+
+    assert run(main()) == [["_run"], ["_wakeup"]]
+
 def test_names(run):
     async def main():
         t = asyncio.create_task(asyncio.sleep(0), name="worker")

@@ -362,7 +362,7 @@ class TaskCore:
                     else:
                         waiter.result()
                 except BaseException as exc:
-                    _drop_own_frame(exc)
+                    leave_out_own_frames(exc)
                     failure = exc
             # Stepped after the except block, never inside it: there, the
             # failure would stay "being handled" for the whole step, and the
@@ -415,7 +415,7 @@ class TaskCore:
             try:
                 future.result()
             except BaseException as exc:
-                _drop_own_frame(exc)
+                leave_out_own_frames(exc)
                 failure = exc
             self._step(failure)     # outside the except block: see _run
         finally:
@@ -479,14 +479,14 @@ class TaskCore:
             else:
                 self._finish(stop.value, None)
         except _CancelledError as cancelled:
-            _drop_own_frame(cancelled)
+            leave_out_own_frames(cancelled)
             self._cancelled_exc = cancelled
             self._cancel_self(None)
         except (KeyboardInterrupt, SystemExit) as fatal:
             self._finish(None, fatal)
             raise
         except BaseException as error:
-            _drop_own_frame(error)
+            leave_out_own_frames(error)
             self._finish(None, error)
         else:
             if result is None:
@@ -1077,23 +1077,27 @@ class Wakeup:
         return f"<Task.task_wakeup of {self.task._task_repr()}>"
 
 # The frame of _step_body heads the traceback of every exception a
-# coroutine raises (compiled, mypyc adds an entry of the same name), and
-# the frame of _run or _wakeup that of an awaited future's exception before
-# it is thrown in; asyncio's C task has none, so tracebacks, get_stack()
-# and "exception was never retrieved" logs start at the coroutine.
+# coroutine raises, and the frame of _run or _wakeup that of an awaited
+# future's exception before it is thrown in, on the pure build (compiled
+# frames add no entry: setup.py); asyncio's C task has none, so
+# tracebacks, get_stack() and "exception was never retrieved" logs start
+# at the coroutine.  leave_out_own_frames() below takes them out, as it
+# does from what a task raises to its caller.
 
 _STEP: Final = TaskCore._step
 _STEP_BODY: Final = TaskCore._step_body
-_OWN_FRAMES: Final = frozenset({"_step_body", "_run", "_wakeup"})
 
 
 def leave_out_own_frames(exc: BaseException) -> None:
     """What a task raises to its caller (``result()``, ``exception()``,
-    ``await task``) comes without entries of the task's own frames at the
-    head of its traceback, as from asyncio's C task, which raises from C:
-    the caller's traceback goes on to the frames that raised it.  Called
-    before a bare ``raise``, which adds no entry for the frame it is in.
-    (Compiled frames add none at all: ``setup.py``.)"""
+    ``await task``), and what its coroutine or an awaited future raised
+    into it, comes without entries of the task's own frames at the head of
+    its traceback, as from asyncio's C task, which raises from C: the
+    caller's traceback goes on to the frames that raised it.  Own frames are
+    told by their file, never by their name (a user's coroutine may be
+    called ``_run``).  Called before a bare ``raise``, which adds no entry
+    for the frame it is in.  (Compiled frames add none at all:
+    ``setup.py``.)"""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
         tb = tb.tb_next
@@ -1104,10 +1108,3 @@ def leave_out_own_frames(exc: BaseException) -> None:
 _OWN_FILES: Final = frozenset({
     __file__, os.path.join(os.path.dirname(__file__), "taskclass.py")})
 
-
-def _drop_own_frame(exc: BaseException) -> None:
-    tb = exc.__traceback__
-    if tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_name in _OWN_FRAMES and code.co_filename.endswith("task.py"):
-            exc.__traceback__ = tb.tb_next
