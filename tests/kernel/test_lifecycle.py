@@ -357,29 +357,36 @@ def test_a_run_and_close_leave_no_new_gc_tracked_object(loop_factory):
     """A leak test's check (grpclib's test_memory): list the objects the
     cyclic GC tracks, run a coroutine, stop and close the loop, list them
     again: nothing new.  (asyncio's current-task dict is left out, as those
-    tests leave it out: the GC untracks it while it is empty.)"""
+    tests leave it out: the GC untracks it while it is empty.)  A leak is
+    there on every try; up to three tries, because the list covers every
+    thread's objects and the blocking detector's watchdog thread may hold a
+    passing one at that instant (seen once on 3.14 on a slow machine)."""
     import gc
 
     async def example():
         await asyncio.sleep(0)
 
-    loop = loop_factory()
-    try:
-        loop.run_until_complete(example())
-        gc.collect()
-        gc.disable()
+    def new_objects_of_one_run() -> list[str]:
+        loop = loop_factory()
         try:
-            before = set(map(id, gc.get_objects()))
             loop.run_until_complete(example())
-            loop.stop()
-            loop.close()
-            objects = gc.get_objects()
-            after = {id(o): o for o in objects}
+            gc.collect()
+            gc.disable()
+            try:
+                before = set(map(id, gc.get_objects()))
+                loop.run_until_complete(example())
+                loop.stop()
+                loop.close()
+                objects = gc.get_objects()
+                after = {id(o): o for o in objects}
+            finally:
+                gc.enable()
         finally:
-            gc.enable()
-    finally:
-        loop.close()
-    new = set(after) - before
-    new.discard(id(before))
-    new.discard(id(getattr(asyncio.tasks, "_current_tasks", None)))
-    assert [repr(after[i])[:80] for i in new] == []
+            loop.close()
+        new = set(after) - before
+        new.discard(id(before))
+        new.discard(id(getattr(asyncio.tasks, "_current_tasks", None)))
+        return [repr(after[i])[:80] for i in new]
+
+    tries = [new_objects_of_one_run() for _ in range(3)]
+    assert [] in tries, tries
