@@ -257,7 +257,6 @@ def test_an_awaited_failure_shows_the_frames_that_raised_it_once(run, loop_facto
         assert frames[0] == ("record", False) and not any(mine for _, mine in frames)
 
 
-
 def test_a_coroutine_named_like_the_loops_own_steps_keeps_its_frame(run, loop_factory):
     # This file's name ends in "task.py", as the kernel's does: a user's
     # coroutine named _run, _wakeup or _step_body is still the user's frame
@@ -278,6 +277,7 @@ def test_a_coroutine_named_like_the_loops_own_steps_keeps_its_frame(run, loop_fa
         return errors
 
     assert run(main()) == [["_run"], ["_wakeup"]]
+
 
 def test_names(run):
     async def main():

@@ -1076,14 +1076,6 @@ class Wakeup:
     def __repr__(self) -> str:
         return f"<Task.task_wakeup of {self.task._task_repr()}>"
 
-# The frame of _step_body heads the traceback of every exception a
-# coroutine raises, and the frame of _run or _wakeup that of an awaited
-# future's exception before it is thrown in, on the pure build (compiled
-# frames add no entry: setup.py); asyncio's C task has none, so
-# tracebacks, get_stack() and "exception was never retrieved" logs start
-# at the coroutine.  leave_out_own_frames() below takes them out, as it
-# does from what a task raises to its caller.
-
 _STEP: Final = TaskCore._step
 _STEP_BODY: Final = TaskCore._step_body
 
@@ -1093,11 +1085,14 @@ def leave_out_own_frames(exc: BaseException) -> None:
     ``await task``), and what its coroutine or an awaited future raised
     into it, comes without entries of the task's own frames at the head of
     its traceback, as from asyncio's C task, which raises from C: the
-    caller's traceback goes on to the frames that raised it.  Own frames are
-    told by their file, never by their name (a user's coroutine may be
-    called ``_run``).  Called before a bare ``raise``, which adds no entry
-    for the frame it is in.  (Compiled frames add none at all:
-    ``setup.py``.)"""
+    caller's traceback goes on to the frames that raised it, and
+    tracebacks, get_stack() and "exception was never retrieved" logs start
+    at the coroutine.  (On the pure build, _step_body's frame heads what
+    the coroutine raises, _run's or _wakeup's what an awaited future
+    raised before it is thrown in; compiled frames add no entry at all:
+    ``setup.py``.)  Own frames are told by their file, never by their name
+    (a user's coroutine may be called ``_run``).  Called before a bare
+    ``raise``, which adds no entry for the frame it is in."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
         tb = tb.tb_next
