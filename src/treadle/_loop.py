@@ -16,6 +16,7 @@ import types
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._io.backend import IOBackend
+from ._kernel.loop import KernelLoop
 from ._kernel.seams import Clock
 from ._kernel.shutdown import ShutdownMixin
 from ._net.loop import NetworkMixin
@@ -24,8 +25,18 @@ from ._proc.signals import SignalMixin
 from .observe._mixin import ObserveMixin
 
 
-class EventLoop(ObserveMixin, ShutdownMixin, ProcessMixin, NetworkMixin, SignalMixin):
-    """treadle's asyncio event loop.  Create it with ``new_event_loop()``."""
+if TYPE_CHECKING:
+    # To the type checker each layer is a KernelLoop (see _kernel/layers.py),
+    # which no class can name before its subclasses.
+    class EventLoop(ObserveMixin, ShutdownMixin, ProcessMixin, NetworkMixin, SignalMixin):
+        """treadle's asyncio event loop."""
+else:
+    class EventLoop(KernelLoop, ObserveMixin, ShutdownMixin, ProcessMixin, NetworkMixin,
+                    SignalMixin):
+        """treadle's asyncio event loop.  Create it with ``new_event_loop()``.
+
+        The kernel comes first, then the layers, which extend it through
+        the hooks of ``LoopLayers`` (``_kernel/loop.py`` says why)."""
 
 
 def _name_public_methods(cls: type) -> None:
@@ -51,7 +62,6 @@ _name_public_methods(EventLoop)
 
 if TYPE_CHECKING:
     from ._kernel.contract import KernelServices
-    from ._kernel.loop import KernelLoop
     from ._net.base import NetLoop
 
     def _keeps_the_contract(kernel: KernelLoop, loop: EventLoop) -> tuple[KernelServices,

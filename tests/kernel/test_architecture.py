@@ -10,7 +10,8 @@ import pathlib
 import socket
 
 import treadle
-from treadle._kernel.loop import KernelLoop
+from treadle._kernel.layers import Layer
+from treadle._kernel.loop import KernelLoop, LoopLayers
 
 KERNEL = pathlib.Path(treadle.__file__).parent / "_kernel"
 ABOVE = ("_net", "_proc", "_scopes", "testing", "bench", "_loop", "_runner", "_cli")
@@ -75,4 +76,43 @@ def test_a_bare_kernel_loop_runs_coroutines_timers_callbacks_and_readers():
     finally:
         a.close()
         b.close()
+        loop.close()
+
+
+def _kernel_names_a_layer_defines(loop_class: type) -> dict[str, list[str]]:
+    """Layer classes of *loop_class* (those after KernelLoop in its MRO,
+    before LoopLayers) -> the names each defines that KernelLoop defines
+    too: methods no call would reach, since KernelLoop comes first."""
+    mro = loop_class.__mro__
+    layers = mro[mro.index(KernelLoop) + 1:mro.index(LoopLayers)]
+    own = set(vars(KernelLoop)) - {"__module__", "__doc__", "__dict__", "__weakref__"}
+    return {cls.__name__: sorted(own & set(vars(cls))) for cls in layers
+            if own & set(vars(cls))}
+
+
+def test_the_kernel_leads_the_loops_mro_and_no_layer_shadows_its_methods():
+    # KernelLoop second: a Python call into a compiled loop method checks
+    # self's type by walking the MRO up to KernelLoop (see LoopLayers).
+    mro = treadle.EventLoop.__mro__
+    assert mro[1] is KernelLoop
+    assert mro.index(LoopLayers) > 5            # the layers lie in between
+    assert _kernel_names_a_layer_defines(treadle.EventLoop) == {}
+
+
+def test_the_check_sees_a_layer_that_redefines_a_kernel_method():
+    class CallingLayer(Layer):
+        def call_soon(self, *args, **kwargs):      # never reached
+            raise AssertionError
+
+        def _layers_init(self) -> None:            # a hook: fine
+            super()._layers_init()
+
+    class Loop(KernelLoop, CallingLayer):
+        pass
+
+    assert _kernel_names_a_layer_defines(Loop) == {"CallingLayer": ["call_soon"]}
+    loop = Loop()
+    try:
+        loop.call_soon(lambda: None)                # the kernel's, not the layer's
+    finally:
         loop.close()

@@ -200,7 +200,54 @@ def _run_until_complete_cb(fut: Any) -> None:
 
 
 @_compat.mypyc_attr(allow_interpreted_subclasses=True)
-class KernelLoop(asyncio.AbstractEventLoop):
+class LoopLayers(asyncio.AbstractEventLoop):
+    """The points where the layers above the kernel (networking, processes,
+    signals, observation) extend a loop; the kernel calls each at its place
+    and does nothing at it itself.  A layer is a class based on
+    ``layers.Layer`` that overrides the hooks it needs and calls ``super()``
+    in each, so that every layer's runs.
+
+    Rule: a layer never overrides a method ``KernelLoop`` defines.
+    ``treadle.EventLoop`` names ``KernelLoop`` first among its bases, so
+    ``KernelLoop`` is the second class of its MRO, the layers come after
+    it and this class after them: a layer's method of a name the kernel
+    also defines would never be called (``tests/kernel/test_architecture.py``
+    checks that none exists).  Why the kernel leads: each call from Python
+    (or from a C future scheduling a callback) into a compiled method of the
+    loop checks that ``self`` is a ``KernelLoop`` by walking the MRO of
+    ``self``'s class until it finds it; behind eleven layer classes that
+    walk cost 800 instructions per ``asyncio.sleep()`` task (callgrind,
+    3.11), 1.2% of all its work.
+    """
+
+    def _layers_init(self) -> None:
+        """Set up the layers' state: the end of ``KernelLoop.__init__``."""
+
+    def _layers_close(self) -> None:
+        """Let go of what the layers hold (child processes, signal
+        handlers): ``close()`` of an open loop that is not running, before
+        the kernel closes its own."""
+
+    def _layers_closed(self) -> None:
+        """``close()`` of an open loop, once the kernel is closed."""
+
+    def _layers_run_started(self) -> None:
+        """``run_forever()`` has set up (it is the running loop)."""
+
+    def _layers_run_ending(self) -> None:
+        """``run_forever()`` is about to stop being the running loop."""
+
+    def _check_fd_free(self, fd: Any) -> None:
+        """Raise if a layer uses *fd* itself (a transport's socket), which
+        the public ``add_reader()``, ``remove_writer()``, ... must not
+        touch."""
+
+    def _process_self_data(self, data: bytes) -> None:
+        """Bytes of the wake-up pipe other than wake-ups (signal numbers)."""
+
+
+@_compat.mypyc_attr(allow_interpreted_subclasses=True)
+class KernelLoop(LoopLayers):
     """The event loop without networking or processes.
 
     ``treadle.EventLoop`` adds those; this class is what the rest of treadle
@@ -312,6 +359,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         self._wake_w = -1
         self._internal_fds = 0
         self._make_self_pipe()
+        self._layers_init()
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} running={self.is_running()} "
@@ -362,9 +410,6 @@ class KernelLoop(asyncio.AbstractEventLoop):
             self._process_self_data(data)
             if len(data) < 4096:
                 return
-
-    def _process_self_data(self, data: bytes) -> None:
-        """Bytes other than wake-ups (signal numbers) are handled above."""
 
     # ------------------------------------------------------------------
     # state checks
@@ -578,20 +623,24 @@ class KernelLoop(asyncio.AbstractEventLoop):
         # The first turn always polls, so I/O that is already pending is
         # seen before the first batch, as on asyncio.
         self._poll_next = True
+        self._layers_run_started()
 
     def _run_forever_cleanup(self) -> None:
-        self._stopping = False
-        # Left set if the batch raised.  Store first, release after (header).
-        previous = self._running_item
-        self._running_item = None
-        if previous is None:
-            pass
-        self._thread_id = None
-        _set_running_loop(None)
-        self._set_coroutine_origin_tracking(False)
-        if self._old_agen_hooks is not None:
-            sys.set_asyncgen_hooks(*self._old_agen_hooks)
-            self._old_agen_hooks = None
+        try:
+            self._layers_run_ending()
+        finally:
+            self._stopping = False
+            # Left set if the batch raised.  Store first, release after (header).
+            previous = self._running_item
+            self._running_item = None
+            if previous is None:
+                pass
+            self._thread_id = None
+            _set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            if self._old_agen_hooks is not None:
+                sys.set_asyncgen_hooks(*self._old_agen_hooks)
+                self._old_agen_hooks = None
 
     def run_until_complete(self, future: Any) -> Any:
         self._check_closed()
@@ -624,6 +673,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self._closed:
             return
+        self._layers_close()
         if self._debug:
             _compat.log(logging.DEBUG, "Close %r", self)
         self._closed = True
@@ -645,6 +695,7 @@ class KernelLoop(asyncio.AbstractEventLoop):
         # (Interpreted, the instance's __dict__ holds this reference to
         # itself.)
         self._instance_dict = None
+        self._layers_closed()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
@@ -1155,16 +1206,20 @@ class KernelLoop(asyncio.AbstractEventLoop):
 
     def add_reader(self, fd: Any, callback: Callable[..., object],  # type: ignore[override]
                    *args: Any) -> None:
+        self._check_fd_free(fd)
         self._add_reader(fd, callback, *args)
 
     def remove_reader(self, fd: Any) -> bool:
+        self._check_fd_free(fd)
         return self._remove_reader(fd)
 
     def add_writer(self, fd: Any, callback: Callable[..., object],  # type: ignore[override]
                    *args: Any) -> None:
+        self._check_fd_free(fd)
         self._add_writer(fd, callback, *args)
 
     def remove_writer(self, fd: Any) -> bool:
+        self._check_fd_free(fd)
         return self._remove_writer(fd)
 
     # ------------------------------------------------------------------

@@ -15,10 +15,10 @@ import threading
 import warnings
 from typing import Any
 
-from .loop import KernelLoop
+from .layers import Layer
 
 
-class ShutdownMixin(KernelLoop):
+class ShutdownMixin(Layer):
     """``shutdown_asyncgens()`` and ``shutdown_default_executor()``."""
 
     async def shutdown_asyncgens(self) -> None:

@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from . import base
-from .._kernel.loop import KernelLoop
+from .._kernel.layers import Layer
 
 # socket.getaddrinfo and socket.inet_pton are looked up at each call, as
 # asyncio does: tests replace them (unittest.mock.patch("socket.getaddrinfo")).
@@ -137,7 +137,7 @@ def interleave_addrinfos(addrinfos: list[Any],
     return reordered
 
 
-class DNSMixin(KernelLoop):
+class DNSMixin(Layer):
     """The loop's resolver methods."""
 
     def _getaddrinfo_logged(self, host: Any, port: Any, family: int, type: int,

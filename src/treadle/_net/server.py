@@ -204,8 +204,8 @@ class Server(asyncio.AbstractServer):
 class ServerMixin(ConnectMixin):
     """The loop's server methods."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def _layers_init(self) -> None:
+        super()._layers_init()
         #: Listening Unix sockets whose file close() removes: inode of the
         #: file when it was bound (a file replaced since is left alone).
         self._unix_server_sockets: dict[Any, int] = {}

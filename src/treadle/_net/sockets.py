@@ -31,8 +31,8 @@ from .dns import DNSMixin
 class SocketMixin(DNSMixin):
     """The loop's ``sock_*`` methods and the transport registry."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def _layers_init(self) -> None:
+        super()._layers_init()
         #: fd -> a weak reference to the transport using it (weak: an
         #: abandoned transport must still be collected and warn).  A dead
         #: reference counts as none; the next transport on the fd replaces
@@ -64,23 +64,9 @@ class SocketMixin(DNSMixin):
     def _ensure_fd_no_transport(self, fd: Any) -> None:
         sockio.ensure_no_transport(self, fd)
 
-    def add_reader(self, fd: Any, callback: Callable[..., object],  # type: ignore[override]
-                   *args: Any) -> None:
+    def _check_fd_free(self, fd: Any) -> None:
         self._ensure_fd_no_transport(fd)
-        self._add_reader(fd, callback, *args)
-
-    def remove_reader(self, fd: Any) -> bool:
-        self._ensure_fd_no_transport(fd)
-        return self._remove_reader(fd)
-
-    def add_writer(self, fd: Any, callback: Callable[..., object],  # type: ignore[override]
-                   *args: Any) -> None:
-        self._ensure_fd_no_transport(fd)
-        self._add_writer(fd, callback, *args)
-
-    def remove_writer(self, fd: Any) -> bool:
-        self._ensure_fd_no_transport(fd)
-        return self._remove_writer(fd)
+        super()._check_fd_free(fd)
 
     # ------------------------------------------------------------------
     # receiving and sending: the waits live in the compiled sockio.py

@@ -31,7 +31,7 @@ import warnings
 from typing import Any, Callable
 
 from .._kernel import _compat
-from .._kernel.loop import KernelLoop
+from .._kernel.layers import Layer
 from .._writeflow import require_protocol
 from .children import ChildWatcher
 from .pipes import ReadPipeTransport, WritePipeTransport
@@ -78,21 +78,18 @@ _HARMLESS_WATCHERS: tuple[type, ...] = tuple(
     if isinstance(cls, type))
 
 
-class ProcessMixin(KernelLoop):
+class ProcessMixin(Layer):
     """Adds asyncio's subprocess and pipe methods."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def _layers_init(self) -> None:
+        super()._layers_init()
         self._child_watcher = ChildWatcher(self)
         self._spawner = Spawner(self)
 
-    def close(self) -> None:
-        if self.is_running():
-            raise RuntimeError("Cannot close a running event loop")
-        if not self.is_closed():
-            self._spawner.close()
-            self._child_watcher.close()
-        super().close()
+    def _layers_close(self) -> None:
+        self._spawner.close()
+        self._child_watcher.close()
+        super()._layers_close()
 
     # ------------------------------------------------------------------
     # pipes

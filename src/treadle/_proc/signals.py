@@ -58,6 +58,7 @@ from typing import Any, Callable
 
 from .._kernel import _compat
 from .._kernel.handles import Handle
+from .._kernel.layers import Layer
 from .._kernel.loop import KernelLoop
 
 
@@ -76,11 +77,11 @@ def _python_level_handler(loop: KernelLoop) -> Callable[[int, Any], None]:
     return poll_soon
 
 
-class SignalMixin(KernelLoop):
+class SignalMixin(Layer):
     """Adds Unix signal handling to the kernel loop."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def _layers_init(self) -> None:
+        super()._layers_init()
         self._signal_handlers: dict[int, Handle] = {}
         self._signal_previous: dict[int, Any] = {}
         self._previous_wakeup_fd: int | None = None
@@ -149,8 +150,8 @@ class SignalMixin(KernelLoop):
             self._restore_wakeup_fd()
         return True
 
-    def _run_forever_setup(self) -> None:
-        super()._run_forever_setup()
+    def _layers_run_started(self) -> None:
+        super()._layers_run_started()
         if self._signal_handlers or self._wake_w < 0:
             return  # add_signal_handler has made it ours already
         try:
@@ -162,13 +163,13 @@ class SignalMixin(KernelLoop):
         else:
             self._wakeup_fd_borrowed = True
 
-    def _run_forever_cleanup(self) -> None:
+    def _layers_run_ending(self) -> None:
         try:
             if self._wakeup_fd_borrowed and not self._signal_handlers:
                 self._give_back_wakeup_fd(-1)
             self._wakeup_fd_borrowed = False
         finally:
-            super()._run_forever_cleanup()
+            super()._layers_run_ending()
 
     def _restore_wakeup_fd(self) -> None:
         fd = self._previous_wakeup_fd
@@ -203,9 +204,7 @@ class SignalMixin(KernelLoop):
         else:
             self._ready.append(handle)
 
-    def close(self) -> None:
-        if self.is_running():
-            raise RuntimeError("Cannot close a running event loop")
+    def _layers_close(self) -> None:
         if self._signal_handlers:
             if sys.is_finalizing():
                 warnings.warn(
@@ -216,4 +215,4 @@ class SignalMixin(KernelLoop):
             else:
                 for sig in list(self._signal_handlers):
                     self.remove_signal_handler(sig)
-        super().close()
+        super()._layers_close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from .._kernel.loop import KernelLoop
+from .._kernel.layers import Layer
 from . import _config
 from ._observer import observer
 from ._state import LoopObservation
@@ -27,9 +27,9 @@ from ._state import LoopObservation
 _observations: weakref.WeakKeyDictionary[Any, LoopObservation] = weakref.WeakKeyDictionary()
 
 
-class ObserveMixin(KernelLoop):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+class ObserveMixin(Layer):
+    def _layers_init(self) -> None:
+        super()._layers_init()
         observation = LoopObservation(self, _config.threshold())
         observation.track_requested = _config.track_tasks()
         _observations[self] = observation
@@ -54,16 +54,16 @@ class ObserveMixin(KernelLoop):
         self._observation.threshold = value
         observer.wake()
 
-    def _run_forever_setup(self) -> None:
-        super()._run_forever_setup()
+    def _layers_run_started(self) -> None:
+        super()._layers_run_started()
         observer.loop_started(self)
 
-    def _run_forever_cleanup(self) -> None:
+    def _layers_run_ending(self) -> None:
         try:
             observer.loop_stopped(self)
         finally:
-            super()._run_forever_cleanup()
+            super()._layers_run_ending()
 
-    def close(self) -> None:
-        super().close()
+    def _layers_closed(self) -> None:
+        super()._layers_closed()
         observer.loop_closed(self)
