@@ -86,8 +86,8 @@ def _kernel_names_a_layer_defines(loop_class: type) -> dict[str, list[str]]:
     mro = loop_class.__mro__
     layers = mro[mro.index(KernelLoop) + 1:mro.index(LoopLayers)]
     own = set(vars(KernelLoop)) - {"__module__", "__doc__", "__dict__", "__weakref__"}
-    return {cls.__name__: sorted(own & set(vars(cls))) for cls in layers
-            if own & set(vars(cls))}
+    found = {cls.__name__: sorted(own & set(vars(cls))) for cls in layers}
+    return {name: names for name, names in found.items() if names}
 
 
 def test_the_kernel_leads_the_loops_mro_and_no_layer_shadows_its_methods():
