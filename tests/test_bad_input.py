@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import gc
 import inspect
 import io
 import logging
@@ -158,6 +159,33 @@ def test_unexpected_keyword_names_the_method(loop):
         assert f"{name}()" in message, message
         qualifier = message.split(f"{name}()")[0].rstrip(".").rpartition(" ")[2]
         assert "Mixin" not in qualifier and "Kernel" not in qualifier, message
+
+
+def test_the_loops_coroutines_carry_asyncios_names(loop):
+    # A warning names a coroutine by its __qualname__, and code filters
+    # such warnings by asyncio's names (next test).
+    for name in ("shutdown_asyncgens", "shutdown_default_executor", "create_connection"):
+        coro = getattr(loop, name)(*(() if name.startswith("shutdown") else (asyncio.Protocol,)))
+        try:
+            assert coro.__qualname__ == f"BaseEventLoop.{name}"
+        finally:
+            coro.close()
+
+
+def test_closing_a_runner_whose_loop_was_closed_warns_under_asyncios_name(loop_factory):
+    # pytest-asyncio closes its runner this way after a test that closed
+    # the loop itself, and ignores the warning by asyncio's name.
+    runner = asyncio.Runner(loop_factory=loop_factory)
+    runner.run(asyncio.sleep(0))
+    runner.get_loop().close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings(
+            "ignore", ".*BaseEventLoop.shutdown_asyncgens.*", RuntimeWarning)
+        with pytest.raises(RuntimeError, match="closed"):
+            runner.close()
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
 
 
 def test_bound_methods_are_the_loops():

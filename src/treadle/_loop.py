@@ -40,21 +40,29 @@ else:
 
 
 def _name_public_methods(cls: type) -> None:
-    """Make each public method that a layer defines in Python say it is
-    *cls*'s.  Python builds "m() got an unexpected keyword argument" (and
-    the other signature errors), bound-method and coroutine reprs from the
-    function's ``__qualname__``: users call ``loop.create_connection()``
-    and must read about the loop's method, not about the internal layer
-    that happens to define it (``ConnectMixin``).  The code objects keep
-    their real names, so tracebacks still point to the layer.  (The
-    compiled kernel's methods name no class at all.)"""
+    """Give each public method that a layer defines in Python the name
+    asyncio's loop gives it (``BaseEventLoop.create_connection``), or
+    *cls*'s for a method asyncio's loop has not.  Python builds "m() got an
+    unexpected keyword argument" (and the other signature errors),
+    bound-method and coroutine reprs and "coroutine 'm' was never awaited"
+    from the function's ``__qualname__``: users call
+    ``loop.create_connection()`` and must read what asyncio would say, not
+    about the internal layer that happens to define it (``ConnectMixin``);
+    and code filters such warnings by asyncio's names (pytest-asyncio
+    silences "coroutine 'BaseEventLoop.shutdown_asyncgens' was never
+    awaited" after a test closed its loop).  The code objects keep their
+    real names, so tracebacks still point to the layer.  (The compiled
+    kernel's methods name no class at all.)"""
     for name in dir(cls):
         if name.startswith("_"):
             continue
         function = inspect.getattr_static(cls, name)
         if (isinstance(function, types.FunctionType)
                 and function.__module__.startswith("treadle.")):
-            function.__qualname__ = f"{cls.__name__}.{name}"
+            asyncios = getattr(asyncio.SelectorEventLoop, name, None)
+            function.__qualname__ = (
+                asyncios.__qualname__ if isinstance(asyncios, types.FunctionType)
+                else f"{cls.__name__}.{name}")
 
 
 _name_public_methods(EventLoop)
