@@ -199,6 +199,12 @@ def test_connection_made_that_raises_is_reported(run):
         tr, proto, peer = await connected_pair(Failing)
         assert len(errors) == 1
         assert isinstance(errors[0]["exception"], RuntimeError)
+        # As a failed Handle reports (asyncio calls connection_made in
+        # one): exception handlers read the context's "handle".
+        assert sorted(errors[0]) == ["exception", "handle", "message"]
+        assert isinstance(errors[0]["handle"], asyncio.Handle)
+        assert errors[0]["message"].startswith("Exception in callback ")
+        assert "Failing.connection_made(<" in errors[0]["message"]
         # The transport still works, as on asyncio.
         await loop.sock_sendall(peer, b"ok")
         while proto.data != b"ok":

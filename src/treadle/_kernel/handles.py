@@ -243,3 +243,13 @@ class TimerHandle(Handle):
         """The absolute time on the loop's clock (``loop.time()``) at which
         the callback is due."""
         return self._when
+
+
+def report_as_handle(callback: Callable[..., object], args: tuple[Any, ...], loop: Any,
+                     exc: BaseException, context: contextvars.Context | None = None) -> None:
+    """``callback(*args)``, called directly where asyncio's loop schedules
+    it as a Handle of its own (a transport's ``connection_made``), raised
+    *exc*: reported as that Handle reports it, its ``handle`` in the
+    context and "Exception in callback ..." as the message, so exception
+    handlers see what they see on asyncio."""
+    Handle(callback, args, loop, context)._report(exc)

@@ -62,6 +62,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 
 from .._kernel import _compat
+from .._kernel.handles import report_as_handle
 from .._writeflow import (WRITELINES_OWN, WriteBuffer, WriteRule, byte_view, frozen,
                           lost_write, refuse_writes, tell_protocol, water_marks,
                           writelines_items)
@@ -237,7 +238,7 @@ class TransportCore(WriteRule):
             self._callback_depth -= 1
             raise
         except BaseException as exc:
-            self._report_start_failure(f"{protocol!r}.connection_made()", exc, protocol)
+            self._report_start_failure(protocol.connection_made, (self._transport,), exc)
         self._callback_depth -= 1
         if self._buffer.size:
             self._flush_held()
@@ -252,20 +253,16 @@ class TransportCore(WriteRule):
                 # a failure (epoll refuses a regular file's fd) is reported
                 # and the creator still gets its transport; a failure here
                 # must not leave the creator waiting forever.
-                self._report_start_failure(f"{self._transport!r}._add_reader()", exc, protocol)
+                self._report_start_failure(
+                    self._loop._add_reader, (self._sock_fd, self._read_ready), exc)
         if waiter is not None and not waiter.cancelled():
             waiter.set_result(None)
 
-    def _report_start_failure(self, callback: str, exc: BaseException,
-                              protocol: Any) -> None:
+    def _report_start_failure(self, callback: Callable[..., object], args: tuple[Any, ...],
+                              exc: BaseException) -> None:
         """A step of ``_start`` failed: reported as asyncio reports the
-        failed callback that step is on its loop, and the start goes on."""
-        self._loop.call_exception_handler({
-            "message": f"Exception in callback {callback}",
-            "exception": exc,
-            "transport": self._transport,
-            "protocol": protocol,
-        })
+        callback that step is on its loop, and the start goes on."""
+        report_as_handle(callback, args, self._loop, exc, self._context)
 
     # ------------------------------------------------------------------
     # flow control

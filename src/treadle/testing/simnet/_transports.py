@@ -30,6 +30,7 @@ from asyncio import trsock
 from typing import Any
 
 from ..._kernel import _compat
+from ..._kernel.handles import report_as_handle
 from ..._writeflow import (WRITELINES_OWN, lost_write, refuse_writes, tell_protocol,
                            water_marks, writelines_items)
 from ._stack import SimSocket
@@ -184,10 +185,7 @@ class SimStreamTransport(_Common, asyncio.Transport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {protocol!r}.connection_made()",
-                "exception": exc, "transport": self, "protocol": protocol,
-            })
+            report_as_handle(protocol.connection_made, (self,), self._loop, exc)
         if not self._closing and not self._paused:
             self._start_reading()
         if waiter is not None and not waiter.cancelled():
@@ -500,10 +498,7 @@ class SimDatagramTransport(_Common, asyncio.DatagramTransport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {self._protocol!r}.connection_made()",
-                "exception": exc, "transport": self, "protocol": self._protocol,
-            })
+            report_as_handle(self._protocol.connection_made, (self,), self._loop, exc)
         if not self._closing:
             self._sock._watch(True, self._read_ready)
         if waiter is not None and not waiter.cancelled():
