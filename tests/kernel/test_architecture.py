@@ -85,7 +85,9 @@ def _kernel_names_a_layer_defines(loop_class: type) -> dict[str, list[str]]:
     too: methods no call would reach, since KernelLoop comes first."""
     mro = loop_class.__mro__
     layers = mro[mro.index(KernelLoop) + 1:mro.index(LoopLayers)]
-    own = set(vars(KernelLoop)) - {"__module__", "__doc__", "__dict__", "__weakref__"}
+    # (Dunders every class body gets - __firstlineno__, __static_attributes__
+    # on 3.13+ - are no methods; the pure build's KernelLoop has them.)
+    own = {n for n in vars(KernelLoop) if not (n.startswith("__") and n.endswith("__"))}
     found = {cls.__name__: sorted(own & set(vars(cls))) for cls in layers}
     return {name: names for name, names in found.items() if names}
 

@@ -13,6 +13,7 @@ import weakref
 import pytest
 
 import treadle
+from treadle._kernel._format import HIDES_ARGUMENTS
 
 
 def test_call_soon_runs_in_fifo_order_with_args(loop):
@@ -301,6 +302,26 @@ def test_non_callable_accepted_outside_debug_and_reported_when_run(loop):
         assert isinstance(context["exception"], TypeError)
         assert "not callable" in str(context["exception"])
     coro.close()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_callbacks_arguments_are_shown_where_asyncio_shows_them(loop, debug):
+    # From 3.14 asyncio leaves them out of handle reprs and "Exception in
+    # callback" messages outside debug mode (they may hold secrets).
+    loop.set_debug(debug)
+    errors = []
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+
+    def fails(secret):
+        raise RuntimeError
+
+    handle = loop.call_soon(fails, "s3cret")
+    shown = "s3cret" in repr(handle)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert len(errors) == 1
+    assert ("s3cret" in errors[0]["message"]) is shown
+    assert shown is (debug or not HIDES_ARGUMENTS)
+    assert ".fails()" in errors[0]["message"] or shown
 
 
 def test_wrong_thread_detected_in_debug(loop):

@@ -20,7 +20,24 @@ import reprlib
 import sys
 import traceback
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any, Final, Sequence
+
+
+def _asyncio_hides_arguments() -> bool:
+    """Whether this Python's asyncio leaves the arguments out of a
+    callback's description outside debug mode (3.14 on: they may hold
+    secrets, and end up in logs).  Read from asyncio itself, so that a
+    release that takes the change in a patch release is followed too."""
+    try:
+        from asyncio import format_helpers
+        return "debug" in inspect.signature(format_helpers._format_args_and_kwargs).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return sys.version_info >= (3, 14)
+
+
+#: True where asyncio writes ``cb()`` for ``call_soon(cb, secret)`` outside
+#: debug mode; the functions below take *debug* (the loop's) for that.
+HIDES_ARGUMENTS: Final = _asyncio_hides_arguments()
 
 #: How many frames debug mode records for source tracebacks (asyncio's
 #: DEBUG_STACK_DEPTH).
@@ -41,7 +58,10 @@ def function_source(func: Any) -> tuple[str, int] | None:
     return None
 
 
-def format_args(args: Sequence[Any] | None, kwargs: dict[str, Any] | None) -> str:
+def format_args(args: Sequence[Any] | None, kwargs: dict[str, Any] | None,
+                debug: object = False) -> str:
+    if HIDES_ARGUMENTS and not debug:
+        return "()"
     items: list[str] = []
     if args:
         items.extend(reprlib.repr(arg) for arg in args)
@@ -51,19 +71,22 @@ def format_args(args: Sequence[Any] | None, kwargs: dict[str, Any] | None) -> st
 
 
 def format_callback(func: Any, args: Sequence[Any] | None,
-                    kwargs: dict[str, Any] | None = None, suffix: str = "") -> str:
-    """``name(arg, ...)``; partials are unwrapped to the function they call."""
+                    kwargs: dict[str, Any] | None = None, suffix: str = "",
+                    debug: object = False) -> str:
+    """``name(arg, ...)``; partials are unwrapped to the function they call.
+    The arguments are left out where asyncio leaves them out
+    (``HIDES_ARGUMENTS``) unless *debug*."""
     if isinstance(func, functools.partial):
-        suffix = format_args(args, kwargs) + suffix
-        return format_callback(func.func, func.args, func.keywords, suffix)
+        suffix = format_args(args, kwargs, debug) + suffix
+        return format_callback(func.func, func.args, func.keywords, suffix, debug)
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     text = name if isinstance(name, str) else repr(func)
-    return text + format_args(args, kwargs) + suffix
+    return text + format_args(args, kwargs, debug) + suffix
 
 
-def callback_source(func: Any, args: Sequence[Any] | None) -> str:
+def callback_source(func: Any, args: Sequence[Any] | None, debug: object = False) -> str:
     """``format_callback`` plus `` at file:line`` when the source is known."""
-    text = format_callback(func, args)
+    text = format_callback(func, args, debug=debug)
     source = function_source(func)
     if source:
         text += f" at {source[0]}:{source[1]}"

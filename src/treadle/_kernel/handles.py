@@ -76,7 +76,9 @@ class Handle:
         if self._cancelled:
             info.append("cancelled")
         if self._callback is not None:
-            info.append(_format.callback_source(self._callback, self._args))
+            info.append(_format.callback_source(
+                self._callback, self._args,
+                self._loop is not None and self._loop.get_debug()))
         if self._source_traceback:
             frame = self._source_traceback[-1]
             info.append(f"created at {frame[0]}:{frame[1]}")
@@ -145,7 +147,7 @@ class Handle:
 
     def _report(self, exc: BaseException) -> None:
         """The callback raised *exc*: tell the loop's exception handler."""
-        cb = _format.callback_source(self._callback, self._args)
+        cb = _format.callback_source(self._callback, self._args, self._loop.get_debug())
         context: dict[str, Any] = {
             "message": f"Exception in callback {cb}",
             "exception": exc,

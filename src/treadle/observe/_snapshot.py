@@ -408,7 +408,11 @@ def item_label(item: Any) -> str:
         return repr(item)
     from .._kernel._format import callback_source
     try:
-        return f"callback {callback_source(cb, getattr(item, '_args', None) or ())}"
+        # Its arguments only where asyncio would show them (its loop's
+        # debug mode, on 3.14+).
+        loop = getattr(item, "_loop", None)
+        debug = loop is not None and loop.get_debug()
+        return f"callback {callback_source(cb, getattr(item, '_args', None) or (), debug)}"
     except Exception:
         return f"callback {cb!r}"
 
