@@ -261,8 +261,11 @@ class TransportCore(WriteRule):
     def _report_start_failure(self, callback: Callable[..., object], args: tuple[Any, ...],
                               exc: BaseException) -> None:
         """A step of ``_start`` failed: reported as asyncio reports the
-        callback that step is on its loop, and the start goes on."""
-        report_as_handle(callback, args, self._loop, exc, self._context)
+        callback that step is on its loop, and the start goes on.  The
+        Handle gets a copy of the context: ``_start`` may run inside the
+        transport's own, and the exception handler is run in the handle's
+        (3.12+), which cannot be entered twice."""
+        report_as_handle(callback, args, self._loop, exc)
 
     # ------------------------------------------------------------------
     # flow control
