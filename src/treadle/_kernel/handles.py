@@ -248,10 +248,13 @@ class TimerHandle(Handle):
 
 
 def report_as_handle(callback: Callable[..., object], args: tuple[Any, ...], loop: Any,
-                     exc: BaseException, context: contextvars.Context | None = None) -> None:
+                     exc: BaseException) -> None:
     """``callback(*args)``, called directly where asyncio's loop schedules
     it as a Handle of its own (a transport's ``connection_made``), raised
     *exc*: reported as that Handle reports it, its ``handle`` in the
     context and "Exception in callback ..." as the message, so exception
-    handlers see what they see on asyncio."""
-    Handle(callback, args, loop, context)._report(exc)
+    handlers see what they see on asyncio.  The Handle gets a copy of the
+    current context: the caller may be running inside the one it would
+    pass, and the exception handler is run in the handle's (3.12+), which
+    cannot be entered twice."""
+    Handle(callback, args, loop)._report(exc)

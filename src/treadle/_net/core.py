@@ -238,7 +238,7 @@ class TransportCore(WriteRule):
             self._callback_depth -= 1
             raise
         except BaseException as exc:
-            self._report_start_failure(protocol.connection_made, (self._transport,), exc)
+            report_as_handle(protocol.connection_made, (self._transport,), self._loop, exc)
         self._callback_depth -= 1
         if self._buffer.size:
             self._flush_held()
@@ -253,19 +253,10 @@ class TransportCore(WriteRule):
                 # a failure (epoll refuses a regular file's fd) is reported
                 # and the creator still gets its transport; a failure here
                 # must not leave the creator waiting forever.
-                self._report_start_failure(
-                    self._loop._add_reader, (self._sock_fd, self._read_ready), exc)
+                report_as_handle(
+                    self._loop._add_reader, (self._sock_fd, self._read_ready), self._loop, exc)
         if waiter is not None and not waiter.cancelled():
             waiter.set_result(None)
-
-    def _report_start_failure(self, callback: Callable[..., object], args: tuple[Any, ...],
-                              exc: BaseException) -> None:
-        """A step of ``_start`` failed: reported as asyncio reports the
-        callback that step is on its loop, and the start goes on.  The
-        Handle gets a copy of the context: ``_start`` may run inside the
-        transport's own, and the exception handler is run in the handle's
-        (3.12+), which cannot be entered twice."""
-        report_as_handle(callback, args, self._loop, exc)
 
     # ------------------------------------------------------------------
     # flow control
